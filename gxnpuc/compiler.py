@@ -1,0 +1,20 @@
+"""The linear pipeline: config -> front end -> passes -> compression -> backend plan.
+
+One line a stage; the graph is verified after every stage so a broken stage is named at once.
+"""
+from __future__ import annotations
+
+from gxnpuc import backend, compress, frontend, names, passes
+from gxnpuc.config import Config
+from gxnpuc.model import CompiledModel
+
+
+def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
+    graph = frontend.load(cfg)
+    graph.verify("front end")
+    for stage in passes.pipeline(cfg):
+        stage(graph, cfg)
+        graph.verify(stage.__name__)
+    names.check(cfg, graph)
+    weights = compress.compress_graph(graph, cfg)
+    return backend.build(graph, weights, cfg)

@@ -1,0 +1,181 @@
+"""The lowering walk shared by the ONNX and TensorFlow front ends.
+
+A front end turns its model into FNodes (framework nodes with plain-Python attrs) plus
+graph inputs/outputs and constants, then `lower()` calls each node's registered lowering.
+LowerCtx.emit infers shapes at once and folds a node whose inputs are all constant with the
+op's own kernel, so Shape -> Gather -> Concat -> Reshape chains vanish while lowering and a
+folded constant keeps the name of the framework tensor that produced it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gxnpuc.errors import CompileError, UnsupportedOpError
+from gxnpuc.ir import Graph, Node, Tensor
+
+
+@dataclass
+class FNode:
+    """A framework node: ONNX NodeProto or TF NodeDef reduced to plain values."""
+    name: str
+    op_type: str
+    inputs: list[str]  # "" for an omitted optional input
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class LowerCtx:
+    """What a lowering function sees: shapes, constants, and emit()."""
+
+    def __init__(self, framework: str):
+        self.framework = framework
+        self.graph = Graph(meta={"framework": framework, "notes": []})
+        self.alias: dict[str, str] = {}
+        self.unsupported: list[tuple[str, str, str]] = []
+        self._names: set[str] = set()
+        self.fnode: FNode | None = None  # the framework node being lowered
+
+    # -- reading -------------------------------------------------------------
+    def resolve(self, name: str) -> str:
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def has(self, name: str) -> bool:
+        return self.resolve(name) in self.graph.tensors
+
+    def tensor(self, name: str) -> Tensor:
+        return self.graph.tensors[self.resolve(name)]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.tensor(name).shape
+
+    def const(self, name: str) -> np.ndarray | None:
+        """The constant value of a tensor, or None when it is computed at run time."""
+        if not name:
+            return None
+        return self.tensor(name).data
+
+    def fresh(self, base: str) -> str:
+        """A tensor/node name not used yet, derived from base."""
+        name, k = base, 1
+        while name in self._names or name in self.graph.tensors:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        return name
+
+    # -- writing -------------------------------------------------------------
+    def add_input(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> None:
+        self.graph.tensors[name] = Tensor(name, tuple(int(d) for d in shape), dtype)
+        self.graph.inputs.append(name)
+
+    def add_const(self, name: str, value) -> str:
+        """Register a constant under exactly `name` (a framework name) or a fresh one."""
+        arr = np.asarray(value)
+        if name in self.graph.tensors:
+            name = self.fresh(name)
+        self._names.add(name)
+        self.graph.tensors[name] = Tensor(name, tuple(arr.shape), arr.dtype.name, arr)
+        return name
+
+    def set_alias(self, out: str, src: str) -> None:
+        """Make framework tensor `out` another name for `src` (Identity, Dropout, ...)."""
+        self.alias[out] = self.resolve(src)
+
+    def emit(self, op: str, inputs: list[str], outputs: list[str] | None = None,
+             attrs: dict | None = None, name: str | None = None, source: str | None = None,
+             fold: bool = True) -> list[str]:
+        """Add one IR node; return its output tensor names.
+
+        outputs defaults to one fresh name. When every input is constant and fold is true,
+        the op's kernel runs now and the outputs become constants with those names.
+        """
+        from gxnpuc.ops import REGISTRY
+
+        fn = self.fnode
+        opdef = REGISTRY[op]
+        ins = [self.resolve(i) if i else "" for i in inputs]
+        outs = outputs or [self.fresh((name or (fn.name if fn else op)) + ":out")]
+        node = Node(name or self.fresh(fn.name if fn else op), op, ins, list(outs), dict(attrs or {}),
+                    source if source is not None else (fn.op_type if fn else op))
+        self._names.add(node.name)
+        present = [i for i in ins if i]
+        if fold and present and all(self.graph.tensors[i].is_const for i in present):
+            vals = opdef.run(node, [self.graph.tensors[i].data if i else None for i in ins])
+            for o, v in zip(outs, vals):
+                self.graph.tensors[o] = Tensor(o, tuple(np.shape(v)), np.asarray(v).dtype.name,
+                                               np.asarray(v))
+            return list(outs)
+        shapes = [self.graph.tensors[i].shape if i else None for i in ins]
+        for o, s in zip(outs, opdef.infer(node, shapes)):
+            self.graph.tensors[o] = Tensor(o, tuple(int(d) for d in s))
+        self.graph.nodes.append(node)
+        return list(outs)
+
+    def reject(self, reason: str) -> None:
+        """Record that the current framework node cannot be lowered; lowering goes on."""
+        fn = self.fnode
+        self.unsupported.append((fn.name, fn.op_type, reason))
+
+
+def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -> Graph:
+    """Lower framework nodes in topological order; list every unsupported one at once.
+
+    Only nodes that the outputs need are lowered, so OUTPUT_OPS can cut away a part of the
+    model the NPU cannot run.
+    """
+    for fn in cone(fnodes, [ctx.resolve(o) for o in outputs]):
+        ctx.fnode = fn
+        low = table.get(fn.op_type)
+        if low is None:
+            ctx.reject("no lowering for this op type")
+            continue
+        if any(i and not ctx.has(i) for i in fn.inputs):
+            continue  # an input came from an unsupported node; that one is already listed
+        low(ctx, fn)
+    ctx.fnode = None
+    if ctx.unsupported:
+        raise UnsupportedOpError(f"{ctx.framework} model", ctx.unsupported)
+    return finish(ctx, outputs)
+
+
+def cone(fnodes: list[FNode], outputs: list[str]) -> list[FNode]:
+    """The framework nodes that the named outputs depend on, in their original order."""
+    needed, keep = set(outputs), []
+    for fn in reversed(fnodes):
+        if needed.intersection(fn.outputs):
+            keep.append(fn)
+            needed.update(i for i in fn.inputs if i)
+    return keep[::-1]
+
+
+def finish(ctx: LowerCtx, outputs: list[str]) -> Graph:
+    """Bind graph outputs (copying where an output is an alias of an input/constant), prune."""
+    g = ctx.graph
+    for out in outputs:
+        real = ctx.resolve(out)
+        if real not in g.tensors:
+            raise CompileError(f"output {out!r}", "is not produced by the model",
+                               "check OUTPUT_OPS")
+        if real != out and (real in g.inputs or g.tensors[real].is_const or real in g.outputs):
+            g.tensors[out] = Tensor(out, g.tensors[real].shape)
+            g.nodes.append(Node(ctx.fresh(out + "/copy"), "identity", [real], [out], {}, "Identity"))
+        elif real != out:
+            _rename(g, real, out)
+        g.outputs.append(out)
+    g.prune()
+    g.verify("lowering")
+    return g
+
+
+def _rename(g: Graph, old: str, new: str) -> None:
+    """Give a computed tensor the framework's output name, so users see their own names."""
+    t = g.tensors.pop(old)
+    t.name = new
+    g.tensors[new] = t
+    for node in g.nodes:
+        node.inputs = [new if i == old else i for i in node.inputs]
+        node.outputs = [new if o == old else o for o in node.outputs]

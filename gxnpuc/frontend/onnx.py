@@ -1,0 +1,99 @@
+"""ONNX front end: read a .onnx file, resolve input shapes, and lower every node to the IR.
+
+Initializers keep their ONNX names. An unknown leading (batch) dimension becomes 1 and the
+summary says so; any other unknown dimension must be given in INPUT_OPS.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.errors import ConfigError, ModelError
+from gxnpuc.frontend.common import FNode, LowerCtx, lower
+from gxnpuc.ir import Graph
+
+_ELEM_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32", 7: "int64",
+               9: "bool", 2: "uint8", 3: "int8"}
+
+
+def load_model(path: str):
+    """Parse the file with onnx; every failure becomes one ModelError line."""
+    import onnx
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # protobuf raises several unrelated types on corrupt bytes
+        raise ModelError(path, f"not a readable ONNX model ({type(exc).__name__})",
+                         "an .onnx file saved by torch.onnx.export, tf2onnx or onnx.save") from None
+    if not model.graph.node and not model.graph.output:
+        raise ModelError(path, "the ONNX model has an empty graph", "an .onnx file with nodes and outputs")
+    return model
+
+
+def _attrs(node) -> dict:
+    from onnx import helper, numpy_helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        if hasattr(v, "raw_data") or hasattr(v, "float_data"):  # TensorProto
+            v = numpy_helper.to_array(v)
+        elif isinstance(v, bytes):
+            v = v.decode("utf-8", "replace")
+        elif isinstance(v, list) and v and isinstance(v[0], bytes):
+            v = [x.decode("utf-8", "replace") for x in v]
+        out[a.name] = v
+    return out
+
+
+def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
+    name = vi.name
+    if name in overrides:
+        return tuple(int(d) for d in overrides[name])
+    dims = vi.type.tensor_type.shape.dim
+    shape = []
+    for k, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(d.dim_value)
+        elif k == 0:
+            shape.append(1)
+            notes.append(f"input {name!r}: unknown batch dimension set to 1")
+        else:
+            raise ConfigError(f"input {name!r}", f"dimension {k} is unknown ({d.dim_param or '?'})",
+                              f"give the static shape in INPUT_OPS, e.g. INPUT_OPS: {{{name}: [1, ...]}}")
+    return tuple(shape)
+
+
+def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None = None) -> Graph:
+    """Read and lower an ONNX file. input_shapes/outputs come from INPUT_OPS/OUTPUT_OPS."""
+    from onnx import numpy_helper
+
+    from gxnpuc.ops import ONNX_LOWERINGS
+
+    model = load_model(path)
+    g = model.graph
+    ctx = LowerCtx("onnx")
+    ctx.graph.meta.update(source=path, opset=max((o.version for o in model.opset_import
+                                                  if o.domain in ("", "ai.onnx")), default=0))
+    inits = {t.name for t in g.initializer}
+    for t in g.initializer:
+        try:
+            ctx.add_const(t.name, numpy_helper.to_array(t))
+        except Exception as exc:
+            raise ModelError(f"{path}: initializer {t.name!r}", f"cannot be read ({exc})",
+                             "weights stored inside the .onnx file") from None
+    overrides = dict(input_shapes or {})
+    for vi in g.input:
+        if vi.name in inits:
+            continue
+        elem = _ELEM_TYPES.get(vi.type.tensor_type.elem_type, "float32")
+        ctx.add_input(vi.name, _input_shape(vi, overrides, ctx.graph.meta["notes"]), elem)
+    fnodes = [FNode(n.name or f"{n.op_type}_{k}", n.op_type, list(n.input), list(n.output), _attrs(n))
+              for k, n in enumerate(g.node)]
+    for fn, n in zip(fnodes, g.node):
+        if n.domain not in ("", "ai.onnx"):
+            fn.op_type = f"{n.domain}.{n.op_type}"
+    return lower(ctx, fnodes, outputs or [o.name for o in g.output], ONNX_LOWERINGS)
+
+
+def np_dtype(elem_type: int):
+    return np.dtype(_ELEM_TYPES.get(elem_type, "float32"))

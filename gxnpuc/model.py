@@ -1,0 +1,24 @@
+"""CompiledModel: everything the backend writes and the decoder reads back.
+
+The simulator can run a CompiledModel made in memory or decoded from model.h / raw output;
+both must give bit-identical results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gxnpuc.ir import Graph
+
+
+@dataclass
+class CompiledModel:
+    graph: Graph  # the IR after all passes
+    weights: dict  # tensor name -> gxnpuc.compress.StoredWeight, every constant an op reads
+    fp16_outputs: tuple = ()  # graph outputs written as fp16
+    model_info: str = ""
+    npu_unit: str = "NPU32"
+    corename: str = "GRUS"
+    source_hash: str = ""  # sha256 of the model file(s)
+    build_time: int = 0  # SOURCE_DATE_EPOCH when set
+    plan: dict = field(default_factory=dict)  # memory plan: tensor -> (offset, nbytes); sizes
+    sizes: dict = field(default_factory=dict)  # cmd, weight, data, tmp, npu_size, total_size

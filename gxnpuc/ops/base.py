@@ -1,0 +1,71 @@
+"""The op registry: one OpDef per NPU op, plus the framework lowerings that produce it.
+
+An op file defines a subclass of OpDef decorated with @register, and lowering functions
+decorated with @onnx_lowering("OnnxType", ...) / @tf_lowering("TfType", ...). The same
+`constraints` text is shown by `gxnpuc -L` and used in error messages, so it is written once.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+REGISTRY: dict[str, "OpDef"] = {}
+ONNX_LOWERINGS: dict[str, Callable] = {}
+TF_LOWERINGS: dict[str, Callable] = {}
+
+
+class OpDef:
+    """Semantics of one NPU op. Subclasses override what differs from these defaults."""
+
+    name: str = ""
+    category: str = ""  # conv | fc | elementwise | activation | pooling | reduction | data | norm | fold
+    summary: str = ""  # one line for docs and -L
+    constraints: tuple[str, ...] = ()  # what the NPU accepts; shown by -L and in errors
+    # input index -> role: "conv"/"fc" are compressible weights, "bias" and "param" stay fp16
+    weights: dict[int, str] = {}
+    # False for ops that exist only to be folded away (Shape, Gather on constants, ...)
+    npu: bool = True
+
+    def infer(self, node, in_shapes: list[tuple]) -> list[tuple]:
+        """Output shapes from input shapes. Default: run the kernel on zeros (cheap ops only)."""
+        xs = [np.zeros(s, np.float32) for s in in_shapes]
+        return [tuple(y.shape) for y in self.run(node, xs)]
+
+    def run(self, node, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """The float kernel, used by the simulator and by constant folding."""
+        raise NotImplementedError(self.name)
+
+    def check(self, node, in_shapes: list[tuple]) -> str | None:
+        """Why the NPU cannot run this node (one phrase), or None when it can."""
+        return None
+
+    def flops(self, node, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
+        """Arithmetic operations per inference (a MAC counts as 2)."""
+        return int(sum(np.prod(s, dtype=np.int64) for s in out_shapes))
+
+
+def register(cls: type[OpDef]) -> type[OpDef]:
+    """Class decorator: add one instance of the op to REGISTRY under cls.name."""
+    assert cls.name and cls.name not in REGISTRY, cls.name
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+def _lowering(table: dict, types: tuple[str, ...]):
+    def deco(fn: Callable) -> Callable:
+        for t in types:
+            assert t not in table, f"two lowerings for {t}"
+            table[t] = fn
+        return fn
+    return deco
+
+
+def onnx_lowering(*op_types: str):
+    """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these ONNX op types."""
+    return _lowering(ONNX_LOWERINGS, op_types)
+
+
+def tf_lowering(*op_types: str):
+    """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these TensorFlow op types."""
+    return _lowering(TF_LOWERINGS, op_types)
