@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: setup.cfg setup.py | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[eval]'
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
@@ -19,7 +19,7 @@ $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/make_kws.py examples/build
-	$(BIN)/gxnpuc -w -s configs/kws_onnx.yaml
+	$(BIN)/gxnpuc -w -s -e examples/build/kws_inputs.npz configs/kws_onnx.yaml
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -7,6 +7,7 @@ from __future__ import annotations
 from gxnpuc import backend, compress, frontend, names, passes
 from gxnpuc.config import Config
 from gxnpuc.model import CompiledModel
+from gxnpuc.ops.fold import reject_leftovers
 
 
 def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
@@ -15,6 +16,8 @@ def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
     for stage in passes.pipeline(cfg):
         stage(graph, cfg)
         graph.verify(stage.__name__)
+    reject_leftovers(graph)  # fold-only ops still present, and every node's NPU check()
     names.check(cfg, graph)
+    cfg = names.resolve(cfg, graph)  # aliased config names reach compression as weight names
     weights = compress.compress_graph(graph, cfg)
     return backend.build(graph, weights, cfg)

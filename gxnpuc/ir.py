@@ -88,7 +88,8 @@ class Graph:
                 kept.append(node)
                 needed.update(i for i in node.inputs if i)
         self.nodes = kept[::-1]
-        live = needed | set(self.inputs)
+        # a kept node keeps all its outputs (an unused Split/Unpack part still has a tensor)
+        live = needed | set(self.inputs) | {o for n in kept for o in n.outputs}
         self.tensors = {k: v for k, v in self.tensors.items() if k in live}
 
     def verify(self, stage: str) -> None:

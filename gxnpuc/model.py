@@ -20,5 +20,7 @@ class CompiledModel:
     corename: str = "GRUS"
     source_hash: str = ""  # sha256 of the model file(s)
     build_time: int = 0  # SOURCE_DATE_EPOCH when set
-    plan: dict = field(default_factory=dict)  # memory plan: tensor -> (offset, nbytes); sizes
-    sizes: dict = field(default_factory=dict)  # cmd, weight, data, tmp, npu_size, total_size
+    # memory plan (gxnpuc/backend/plan.py): {"tensors": name -> (offset, nbytes),
+    # "region": name -> io|data|weight, "data_size", "tmp_size", "io_size", "fits_target", ...}
+    plan: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)  # cmd, weight, ops, data, tmp, io, npu_size, total_size, limit

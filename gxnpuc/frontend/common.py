@@ -15,6 +15,7 @@ import numpy as np
 
 from gxnpuc.errors import CompileError, UnsupportedOpError
 from gxnpuc.ir import Graph, Node, Tensor
+from gxnpuc.names import record_alias, unknown
 
 
 @dataclass
@@ -84,6 +85,7 @@ class LowerCtx:
     def set_alias(self, out: str, src: str) -> None:
         """Make framework tensor `out` another name for `src` (Identity, Dropout, ...)."""
         self.alias[out] = self.resolve(src)
+        record_alias(self.graph, out, self.alias[out])  # so config names still resolve (names.py)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str] | None = None,
              attrs: dict | None = None, name: str | None = None, source: str | None = None,
@@ -105,6 +107,9 @@ class LowerCtx:
         present = [i for i in ins if i]
         if fold and present and all(self.graph.tensors[i].is_const for i in present):
             vals = opdef.run(node, [self.graph.tensors[i].data if i else None for i in ins])
+            for old in present + ([fn.name] if fn else []):  # folded names live on in outs
+                for o in outs:
+                    record_alias(self.graph, old, o)
             for o, v in zip(outs, vals):
                 self.graph.tensors[o] = Tensor(o, tuple(np.shape(v)), np.asarray(v).dtype.name,
                                                np.asarray(v))
@@ -113,6 +118,8 @@ class LowerCtx:
         for o, s in zip(outs, opdef.infer(node, shapes)):
             self.graph.tensors[o] = Tensor(o, tuple(int(d) for d in s))
         self.graph.nodes.append(node)
+        if fn is not None:
+            record_alias(self.graph, fn.name, node.name)
         return list(outs)
 
     def reject(self, reason: str) -> None:
@@ -127,6 +134,7 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
     Only nodes that the outputs need are lowered, so OUTPUT_OPS can cut away a part of the
     model the NPU cannot run.
     """
+    _check_outputs(ctx, fnodes, outputs)
     for fn in cone(fnodes, [ctx.resolve(o) for o in outputs]):
         ctx.fnode = fn
         low = table.get(fn.op_type)
@@ -140,6 +148,20 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
     if ctx.unsupported:
         raise UnsupportedOpError(f"{ctx.framework} model", ctx.unsupported)
     return finish(ctx, outputs)
+
+
+def _check_outputs(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str]) -> None:
+    """Every requested output (OUTPUT_OPS) is a tensor of the model; else close matches."""
+    known = set(ctx.graph.tensors) | set(ctx.alias) | {o for fn in fnodes for o in fn.outputs}
+    for out in outputs:
+        if out not in known:
+            node = next((fn for fn in fnodes if fn.name == out), None)
+            if node is not None:
+                raise unknown("OUTPUT_OPS", out, node.outputs, "is an op, not a tensor; name its output")
+            used = {i for fn in fnodes for i in fn.inputs}
+            sinks = [o for fn in fnodes for o in fn.outputs[:1] if o not in used]  # the model's outputs
+            raise unknown("OUTPUT_OPS", out, sorted(known), "is not a tensor of the model",
+                          "model outputs: " + ", ".join(sinks[:8]))
 
 
 def cone(fnodes: list[FNode], outputs: list[str]) -> list[FNode]:

@@ -10,6 +10,7 @@ import numpy as np
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.ir import Graph
+from gxnpuc.names import unknown
 
 _ELEM_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32", 7: "int64",
                9: "bool", 2: "uint8", 3: "int8"}
@@ -26,7 +27,27 @@ def load_model(path: str):
                          "an .onnx file saved by torch.onnx.export, tf2onnx or onnx.save") from None
     if not model.graph.node and not model.graph.output:
         raise ModelError(path, "the ONNX model has an empty graph", "an .onnx file with nodes and outputs")
+    _load_external(model, path)
     return model
+
+
+def _load_external(model, path: str) -> None:
+    """Read weights kept beside the model (torch's dynamo exporter writes `<model>.onnx.data`).
+
+    onnx itself refuses locations that leave the model's folder, so a hostile model cannot
+    make us read arbitrary files.
+    """
+    import os
+
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    if not any(uses_external_data(t) for t in model.graph.initializer):
+        return
+    try:
+        load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+    except Exception as exc:
+        raise ModelError(path, f"its external weight data cannot be read ({exc})",
+                         "keep the .onnx.data file the exporter wrote next to the .onnx file") from None
 
 
 def _attrs(node) -> dict:
@@ -82,6 +103,11 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
             raise ModelError(f"{path}: initializer {t.name!r}", f"cannot be read ({exc})",
                              "weights stored inside the .onnx file") from None
     overrides = dict(input_shapes or {})
+    free = [vi.name for vi in g.input if vi.name not in inits]
+    for name in overrides:  # INPUT_OPS names: checked before any shape error mentions them
+        if name not in free:
+            raise unknown("INPUT_OPS", name, free, "is not an input of the model",
+                          "model inputs: " + ", ".join(free[:8]))
     for vi in g.input:
         if vi.name in inits:
             continue

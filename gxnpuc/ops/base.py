@@ -69,3 +69,19 @@ def onnx_lowering(*op_types: str):
 def tf_lowering(*op_types: str):
     """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these TensorFlow op types."""
     return _lowering(TF_LOWERINGS, op_types)
+
+
+def emit_checked(ctx, op: str, inputs: list[str], outputs: list[str] | None = None,
+                 attrs: dict | None = None, **kw) -> list[str] | None:
+    """ctx.emit() after the op's own check(): a node it refuses is rejected with check's
+    reason instead (nothing emitted), so lowering goes on and lists it with the others."""
+    from gxnpuc.ir import Node
+
+    shapes = [ctx.shape(i) if i else None for i in inputs]
+    probe = Node(ctx.fnode.name if ctx.fnode else op, op, list(inputs), list(outputs or []),
+                 dict(attrs or {}))
+    reason = REGISTRY[op].check(probe, shapes)
+    if reason:
+        ctx.reject(reason)
+        return None
+    return ctx.emit(op, inputs, outputs, attrs, **kw)

@@ -1,0 +1,171 @@
+"""The speed and memory sections: import time, compile wall time (gxnpuc from ONNX and from
+Keras vs the TFLite converter and ort quantize_dynamic), compression throughput vs np.copyto,
+peak RSS of a big compile, simulator time per inference vs onnxruntime, and the size sweep.
+"""
+from __future__ import annotations
+
+import os
+
+from benchmarks import measure, peers, settings
+from benchmarks.accuracy import base_config
+from benchmarks.table import Row
+
+TFLITE = "TFLite converter (dynamic-range)"
+ORT_Q = "ort quantize_dynamic (per-channel)"
+GX_IMPORTS = ["gxnpuc.cli", "gxnpuc.compiler", "gxnpuc.frontend.onnx", "gxnpuc.ops", "gxnpuc.backend", "onnx"]
+
+
+def gxnpuc_build(cfg):
+    """What `gxnpuc config.yaml` does after parsing: compile, then write the output file."""
+    from gxnpuc import backend, compiler
+
+    model = compiler.compile(cfg)
+    backend.write(model, cfg.output_file, cfg.output_type)
+    return model
+
+
+# -- import ----------------------------------------------------------------------------------
+def import_rows() -> list[Row]:
+    """Fresh-interpreter import time of each tool chain, best of two."""
+    gx_onnx = measure.import_seconds(GX_IMPORTS)
+    ort_q = measure.import_seconds(["onnxruntime.quantization"])
+    gx_tf = measure.import_seconds([*GX_IMPORTS, "gxnpuc.frontend.tf", "tensorflow"])
+    tf = measure.import_seconds(["tensorflow"])
+    return [Row("import", "-", "gxnpuc (ONNX path)", "import time", gx_onnx, "s", "import onnxruntime.quantization",
+                gx_onnx / ort_q),
+            Row("import", "-", "gxnpuc (TF path, with tensorflow)", "import time", gx_tf, "s", "import tensorflow",
+                gx_tf / tf),
+            Row("import", "-", "onnxruntime.quantization", "import time", ort_q, "s"),
+            Row("import", "-", "tensorflow (TFLite converter)", "import time", tf, "s")]
+
+
+# -- compile ---------------------------------------------------------------------------------
+def _tflite_from_file(bench, path: str) -> bytes:
+    import keras
+
+    with measure.silenced():
+        blob, _ = peers.tflite_convert(keras.models.load_model(bench.keras_path))
+    with open(path, "wb") as fh:
+        fh.write(blob)
+    return blob
+
+
+def compile_rows(bench, workdir: str, repeats: int) -> list[Row]:
+    """Wall time per tool on one model (median of `repeats`, imports already done), tools
+    reading the model file and writing their output file."""
+    note = f"median of {repeats}" if repeats > 1 else "1 run"
+    t_onnx, _ = measure.timed(lambda: gxnpuc_build(base_config(bench, workdir)), repeats)
+    t_keras, _ = measure.timed(lambda: gxnpuc_build(base_config(bench, workdir, "KERAS_FILE")), repeats)
+    t_tfl, blob = measure.timed(lambda: _tflite_from_file(bench, os.path.join(workdir, f"{bench.key}.tflite")), repeats)
+    q_path = os.path.join(workdir, f"{bench.key}_ort_q.onnx")
+    t_ort, _ = measure.timed(lambda: peers.ort_quantize(bench.onnx_path, q_path), repeats)
+    bench.artifacts.update(tflite=blob, ort_q=q_path)
+    return [Row("compile", bench.key, "gxnpuc (ONNX)", "wall time", t_onnx, "s", ORT_Q, t_onnx / t_ort, note),
+            Row("compile", bench.key, "gxnpuc (Keras)", "wall time", t_keras, "s", TFLITE, t_keras / t_tfl, note),
+            Row("compile", bench.key, TFLITE, "wall time", t_tfl, "s", "", None, note + "; load_model + convert"),
+            Row("compile", bench.key, ORT_Q, "wall time", t_ort, "s", "", None, note)]
+
+
+def stage_rows(bench, workdir: str) -> list[Row]:
+    """Where gxnpuc's time goes on one model: each stage as a share of compile + write."""
+    import time
+
+    from gxnpuc import backend, compiler
+
+    cfg = base_config(bench, workdir)
+    t0 = time.perf_counter()
+    with measure.stage_timer() as spent:
+        model = compiler.compile(cfg)
+    t1 = time.perf_counter()
+    backend.write(model, cfg.output_file, cfg.output_type)
+    t2 = time.perf_counter()
+    total = t2 - t0
+    stages = dict(spent)
+    stages["passes + name checks"] = (t1 - t0) - sum(spent.values())
+    stages["write (C header)"] = t2 - t1
+    return [Row("compile", bench.key, f"gxnpuc stage: {k}", "wall time", v, "s",
+                "gxnpuc compile + write, same run", v / total) for k, v in stages.items()]
+
+
+# -- compression throughput ----------------------------------------------------------------
+def compression_rows(bench, workdir: str) -> list[Row]:
+    """compress_graph alone on the lowered big model, GB/s of fp32 weights, vs np.copyto."""
+    from dataclasses import replace
+
+    from gxnpuc import compress, frontend, passes
+
+    cfg = base_config(bench, workdir)
+    graph = frontend.load(cfg)
+    for stage in passes.pipeline(cfg):
+        stage(graph, cfg)
+    nbytes = 4 * sum(t.size for t in graph.tensors.values() if t.is_const and t.dtype.startswith("float"))
+    out = []
+    for s in settings.SETTINGS:
+        if s.prepare or not set(s.overrides) <= set(cfg.__dataclass_fields__):
+            continue
+        c = replace(cfg, **s.overrides)
+        t, _ = measure.timed(lambda: compress.compress_graph(graph, c), 3)
+        copy = measure.copyto_gbps(nbytes)  # re-measured beside each setting: the machine is shared
+        gbps = nbytes / t / 1e9
+        out.append(Row("compression", bench.key, s.label, "throughput", gbps, "GB/s fp32 weights",
+                       f"np.copyto {copy:.2f} GB/s", gbps / copy, f"{nbytes / 1e6:.0f} MB, median of 3"))
+    return out
+
+
+# -- memory ----------------------------------------------------------------------------------
+def memory_rows(bench, workdir: str) -> list[Row]:
+    out_path = os.path.join(workdir, f"{bench.key}_rss.h")
+    base = measure.peak_rss_bytes(["baseline", bench.onnx_path, out_path])
+    peak = measure.peak_rss_bytes(["compile", bench.onnx_path, out_path])
+    fp32 = 4 * bench.n_weights
+    mib = 2 ** 20
+    return [Row("memory", bench.key, "gxnpuc compile + write (ONNX)", "peak RSS - imports", (peak - base) / fp32,
+                "x fp32 weight bytes", "", None,
+                f"peak {peak / mib:.0f} MiB, imports alone {base / mib:.0f} MiB, weights {fp32 / mib:.0f} MiB")]
+
+
+# -- simulator -------------------------------------------------------------------------------
+def simulator_rows(bench, workdir: str) -> list[Row]:
+    """Time per inference on one sample: float and npu modes vs onnxruntime fp32, 1 thread."""
+    from gxnpuc import compiler, sim
+
+    model = compiler.compile(base_config(bench, workdir))
+    x1 = bench.x_eval[:1]
+    feeds = {model.graph.inputs[0]: x1.reshape(model.graph.tensors[model.graph.inputs[0]].shape)}
+    sess = peers.ort_session(bench.onnx_path, threads=1)
+    t_ort = measure.per_call(lambda: sess.run(None, {bench.input_name: x1}))
+    rows = [Row("simulator", bench.key, "onnxruntime fp32 (1 thread)", "time per inference", 1e3 * t_ort, "ms")]
+    for mode in ("float", "npu"):
+        t = measure.per_call(lambda: sim.run_model(model, feeds, mode))
+        rows.append(Row("simulator", bench.key, f"gxnpuc sim {mode}", "time per inference", 1e3 * t, "ms",
+                        "onnxruntime fp32 (1 thread)", t / t_ort, "sim.run_model, one sample"))
+    return rows
+
+
+# -- scaling ---------------------------------------------------------------------------------
+def scaling_rows(sizes, workdir: str) -> list[Row]:
+    """gxnpuc compile + write at 1x, 4x, 16x the sweep MLP's width (weights grow alike)."""
+    from dataclasses import replace
+
+    from benchmarks import models
+
+    rows, first = [], None
+    for factor, widths in models.sweep_widths(sizes):
+        path = os.path.join(workdir, f"sweep_x{factor}.onnx")
+        n = models.write_mlp_onnx(widths, path)
+        cfg = replace(base_config(_PathOnly(path), workdir), output_file=os.path.join(workdir, "sweep.h"))
+        t, _ = measure.timed(lambda: gxnpuc_build(cfg), 1 if factor > 4 else 2)
+        per = t / n
+        first = first or per
+        rows.append(Row("scaling", f"sweep MLP x{factor}", "gxnpuc (ONNX)", "wall time", t, "s",
+                        "time per weight at x1", per / first, f"{n:,} weights, width {widths[1]}"))
+        for f in (path, cfg.output_file):
+            os.remove(f)
+    return rows
+
+
+class _PathOnly:
+    """Enough of a Bench for base_config()."""
+
+    def __init__(self, path: str):
+        self.onnx_path, self.keras_path, self.key = path, "", "sweep"

@@ -1,0 +1,67 @@
+"""The `raw` output: a little-endian binary container of the sections, with a CRC-checked header.
+
+Layout (docs/model-format.md): a 32-byte fixed header, a section table, the TLV-encoded info
+block, then the stored sections, each starting on a 16-byte boundary. data and tmp are
+zero-initialised RAM: the table gives their sizes, the file holds no bytes for them.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+from gxnpuc.backend import tlv
+from gxnpuc.backend.plan import align
+from gxnpuc.backend.sections import FORMAT_VERSION, Sections
+
+MAGIC = b"GXNPUMDL"
+HEADER = struct.Struct("<8sIIIIII")  # magic, version, header_size, crc32, n_sections, info off, info size
+ENTRY = struct.Struct("<4sIII")  # tag, offset, size, flags (bit 0: bytes stored in the file)
+TAGS = (b"CMD\0", b"WGHT", b"OPS\0", b"DATA", b"TMP\0")
+CRC_AT = 16  # offset of the crc32 field
+ALIGN = 16
+
+
+def pack(sec: Sections) -> bytes:
+    """The whole file as bytes (the CRC covers every byte, with its own field as zero)."""
+    info = tlv.encode(sec.info)
+    table_end = HEADER.size + ENTRY.size * len(TAGS)
+    header_size = align(table_end + len(info), ALIGN)
+    stored = [sec.cmd, sec.weight, sec.ops]
+    entries, body, off = [], [], header_size
+    for tag, blob in zip(TAGS[:3], stored):
+        entries.append(ENTRY.pack(tag, off, len(blob), 1))
+        padded = blob + b"\0" * (align(len(blob), ALIGN) - len(blob))
+        body.append(padded)
+        off += len(padded)
+    entries += [ENTRY.pack(TAGS[3], 0, sec.data_size, 0), ENTRY.pack(TAGS[4], 0, sec.tmp_size, 0)]
+    head = HEADER.pack(MAGIC, FORMAT_VERSION, header_size, 0, len(TAGS), table_end, len(info))
+    pre = head + b"".join(entries) + info
+    blob = bytearray(pre + b"\0" * (header_size - len(pre)) + b"".join(body))
+    struct.pack_into("<I", blob, CRC_AT, zlib.crc32(blob))
+    return bytes(blob)
+
+
+def is_raw(head: bytes) -> bool:
+    return head[:len(MAGIC)] == MAGIC
+
+
+def unpack(blob: bytes) -> Sections:
+    """Sections from a raw file; ValueError with the reason when it is not a valid one."""
+    if len(blob) < HEADER.size or not is_raw(blob):
+        raise ValueError("no gxnpuc raw header")
+    _, version, header_size, crc, n, info_off, info_size = HEADER.unpack_from(blob)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"container version {version} (this gxnpuc reads {FORMAT_VERSION})")
+    check = bytearray(blob)
+    struct.pack_into("<I", check, CRC_AT, 0)
+    if zlib.crc32(check) != crc:
+        raise ValueError("checksum mismatch: the file is truncated or corrupt")
+    sections = {}
+    for k in range(n):
+        tag, off, size, flags = ENTRY.unpack_from(blob, HEADER.size + k * ENTRY.size)
+        if flags & 1 and off + size > len(blob):
+            raise ValueError(f"section {tag!r} lies outside the file")
+        sections[tag] = blob[off:off + size] if flags & 1 else size
+    info = tlv.decode(blob[info_off:info_off + info_size])
+    return Sections(sections[TAGS[0]], sections[TAGS[1]], sections[TAGS[2]],
+                    int(sections[TAGS[3]]), int(sections[TAGS[4]]), info)

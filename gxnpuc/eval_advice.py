@@ -1,0 +1,147 @@
+"""The one-line verdict of `gxnpuc --eval`: which weight to exclude or clip first, measured.
+
+For the worst-ranked compressed weight, a few clip ranges (percentile cuts and the
+MSE-optimal range, rounded to pasteable numbers) are compressed with the compiler's own
+code and simulated with only that weight compressed. Clipping is advised when it clears the
+threshold with a margin (it keeps the 8-bit storage); otherwise excluding is. The advice
+carries the exact config line, merged with what the config already has.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from gxnpuc import eval_report, numerics
+
+CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
+CLIP_MARGIN_DB = 6.0  # clipping is advised when its SNR clears the threshold by this much
+CLIP_GAIN_DB = 3.0  # ... and beats leaving the weight as it is by at least this much
+
+
+def verdict(cfg, runs, report: dict, progress) -> dict:
+    thr = report["threshold_db"]
+    npu = _worst(report, "npu")
+    base = _worst(report, "npu_fp16")
+    layers = report["layers"]
+    if npu >= thr:
+        more = ""
+        if layers:
+            more = (f"; to do better, start with {layers[0]['weight']} "
+                    f"(alone {_db(layers[0]['only_snr_db'])} dB)")
+        return _none(f"npu output SNR {_db(npu)} dB >= {thr:g} dB (EVAL_SNR_THRESHOLD_DB){_agreement(report)}: "
+                     f"no change needed{more}")
+    if not layers or layers[0]["only_snr_db"] >= base - 1.0:
+        why = ("no weight is compressed" if not layers else
+               "no single compressed weight costs more than fp16 itself")
+        return _none(f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
+                     f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
+    worst = layers[0]
+    with progress(len(CLIP_PERCENTILES) + 1, "clip search") as bar:
+        best = search_clip(cfg, runs, worst["weight"], bar)
+    name, only = worst["weight"], worst["only_snr_db"]
+    target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
+    head = f"npu output SNR {_db(npu)} dB < {thr:g} dB{_agreement(report)}; worst weight {name} (alone {_db(only)} dB)"
+    if best is not None and best[2] >= target and best[2] >= only + CLIP_GAIN_DB:
+        lo, hi, snr = best
+        line = clip_line(cfg, name, lo, hi)
+        return {"action": "clip", "weight": name, "range": [lo, hi], "expected_only_snr_db": snr,
+                "config_line": line,
+                "text": f"{head}: clip it to [{lo:g}, {hi:g}] (alone then {_db(snr)} dB, still 8-bit) "
+                        f"-> {line}"}
+    line = exclude_line(cfg, name)
+    clip_txt = f"; clipping reaches only {_db(best[2])} dB" if best is not None else ""
+    return {"action": "exclude", "weight": name, "range": None, "expected_only_snr_db": base,
+            "config_line": line,
+            "text": f"{head}{clip_txt}: exclude it (fp16, {_db(base)} dB) -> {line}"}
+
+
+def _worst(report: dict, mode: str) -> float:
+    return min(r["snr_db"] for r in report["outputs"] if r["mode"] == mode)
+
+
+def _agreement(report: dict) -> str:
+    """", top-1 agrees on 90.6% of samples" when a classifier output disagrees somewhere."""
+    rows = [r["top1_agreement"] for r in report["outputs"]
+            if r["mode"] == "npu" and r["top1_agreement"] is not None]
+    return f", top-1 agrees on {min(rows):.1%} of samples" if rows and min(rows) < 1 else ""
+
+
+def _none(text: str) -> dict:
+    return {"action": "none", "weight": None, "range": None, "expected_only_snr_db": None,
+            "config_line": None, "text": text}
+
+
+def _db(x: float) -> str:
+    return eval_report.fmt_db(x)
+
+
+# -- the clip search --------------------------------------------------------------------------
+def round_sig(x: float, digits: int = 3) -> float:
+    """A short, pasteable number (3 significant digits)."""
+    return float(f"{x:.{digits}g}")
+
+
+def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
+    """Ranges that cut the tails: symmetric percentile cuts and the MSE-optimal range."""
+    from gxnpuc.compress import mse_range
+
+    w = np.asarray(w, np.float64).ravel()
+    w_min, w_max = float(w.min()), float(w.max())
+    pairs = [tuple(np.percentile(w, [p, 100 - p])) for p in CLIP_PERCENTILES]
+    pairs.append(mse_range(w))
+    out = []
+    for lo, hi in pairs:
+        lo, hi = round_sig(lo), round_sig(hi)
+        if hi > lo and (lo > w_min or hi < w_max) and (lo, hi) not in out:
+            out.append((lo, hi))
+    return out
+
+
+def search_clip(cfg, runs, name: str, bar=None) -> tuple[float, float, float] | None:
+    """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate."""
+    from gxnpuc import eval as ev
+
+    w = runs.model.graph.tensors[name].data
+    best = None
+    for lo, hi in clip_candidates(w):
+        sw = with_range(cfg, runs.model, name, lo, hi)
+        outs = ev.outputs_with(runs, name, numerics.stored_values(sw))
+        snr = min(ev.output_snrs(runs, outs).values())
+        if best is None or snr > best[2]:
+            best = (lo, hi, snr)
+        if bar is not None:
+            bar.update()
+    return best
+
+
+def with_range(cfg, model, name: str, lo: float, hi: float):
+    """The StoredWeight of `name` compressed with WEIGHT_MIN_MAX [lo, hi]: the compiler's
+    own compress_graph on the config the pasted line gives."""
+    from gxnpuc import compress
+
+    ranges = {**dict(cfg.weight_min_max or {}), name: (lo, hi)}
+    return compress.compress_graph(model.graph, replace(cfg, weight_min_max=ranges))[name]
+
+
+# -- config lines -----------------------------------------------------------------------------
+def clip_line(cfg, name: str, lo: float, hi: float) -> str:
+    """`WEIGHT_MIN_MAX: {...}` with the config's existing entries plus this one (JSON is YAML)."""
+    ranges = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()}
+    ranges[name] = [lo, hi]
+    return "WEIGHT_MIN_MAX: " + json.dumps(ranges)
+
+
+def exclude_line(cfg, name: str) -> str:
+    """`EXCLUDE_COMPRESS_OPS: [...]` with the config's existing names plus this one."""
+    names = list(cfg.exclude_compress_ops or ())
+    if name not in names:
+        names.append(name)
+    return "EXCLUDE_COMPRESS_OPS: " + json.dumps(names)
+
+
+def _num(x) -> float:
+    x = float(x)
+    return x if math.isfinite(x) else 0.0

@@ -1,0 +1,265 @@
+"""Read every TensorFlow form (frozen .pb, SavedModel folder, Keras .h5/.keras) into one
+frozen GraphDef plus the names of its inputs and outputs.
+
+TensorFlow is imported only inside these functions, so `gxnpuc --help` and ONNX models work
+without it. Constant folding happens later, while lowering (frontend/tf.py), so that every
+folded constant keeps the name of the TF node that produced it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+from gxnpuc.errors import ConfigError, ModelError
+
+INSTALL_HINT = "pip install gxnpuc[tf]"
+# What TF prepends to every node of a function inlined from a SavedModel signature.
+_INLINE_PREFIX = "StatefulPartitionedCall/"
+_VARIABLE_OPS = {"VariableV2", "Variable", "VarHandleOp", "ReadVariableOp", "AssignVariableOp"}
+_NOT_OUTPUTS = {"NoOp", "Const", "Placeholder", "PlaceholderWithDefault", "Assert", "SaveV2",
+                "RestoreV2", "VarHandleOp", "VariableV2"}
+
+
+@dataclass
+class Frozen:
+    """One frozen GraphDef and the user-facing names of its inputs and outputs."""
+    graph_def: object  # tf.compat.v1.GraphDef
+    inputs: dict[str, str]  # input name -> tensor in graph_def ("X" or "X:k")
+    outputs: dict[str, str]  # output name -> tensor in graph_def
+    shapes: dict[str, list | None] = field(default_factory=dict)  # input name -> dims (-1 unknown)
+    notes: list[str] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)  # TF node name -> the name we show
+
+
+def import_tf():
+    """The tensorflow module, or a one-line ModelError saying how to install it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise ModelError("TensorFlow model", "TensorFlow is not installed",
+                         INSTALL_HINT) from None
+    return tf
+
+
+def tensor_name(name: str) -> str:
+    """Our tensor naming: output 0 of node X is "X", output k is "X:k"."""
+    name = name.lstrip("^")
+    return name[:-2] if name.endswith(":0") else name
+
+
+def node_of(name: str) -> str:
+    return re.sub(r":\d+$", "", name.lstrip("^"))
+
+
+# -- frozen .pb ------------------------------------------------------------------------
+def load_pb(path: str, cfg) -> Frozen:
+    tf = import_tf()
+    gd = tf.compat.v1.GraphDef()
+    try:
+        with open(path, "rb") as fh:
+            gd.ParseFromString(fh.read())
+    except OSError as exc:
+        raise ModelError(path, f"cannot be read ({exc.strerror})", "a frozen GraphDef .pb") from None
+    except Exception as exc:  # protobuf raises DecodeError and friends on other bytes
+        raise ModelError(path, f"not a frozen GraphDef ({type(exc).__name__})",
+                         "a .pb written by tf.io.write_graph(..., as_text=False)") from None
+    _check_frozen(gd, path)
+    placeholders = [n for n in gd.node if n.op == "Placeholder"]
+    inputs = {n.name: n.name for n in placeholders}
+    shapes = {n.name: _shape_attr(n) for n in placeholders}
+    return Frozen(gd, inputs, {t: t for t in _sinks(gd)}, shapes)
+
+
+def _check_frozen(gd, path: str) -> None:
+    if not gd.node:
+        raise ModelError(path, "the GraphDef has no nodes", "a frozen GraphDef .pb")
+    variables = sorted(n.name for n in gd.node if n.op in _VARIABLE_OPS)
+    if variables:
+        raise ModelError(path, f"the graph is not frozen: it reads {len(variables)} variable(s), "
+                         f"e.g. {variables[0]!r}",
+                         "freeze it with convert_variables_to_constants_v2, or give SAVED_MODEL_DIR")
+
+
+def _shape_attr(node) -> list | None:
+    shape = node.attr["shape"].shape if "shape" in node.attr else None
+    if shape is None or shape.unknown_rank:
+        return None
+    return [int(d.size) for d in shape.dim]
+
+
+def _sinks(gd) -> list[str]:
+    """Output 0 of every node nothing reads: the outputs of a graph nobody named."""
+    read = {node_of(i) for n in gd.node for i in n.input}
+    return [n.name for n in gd.node if n.name not in read and n.op not in _NOT_OUTPUTS]
+
+
+# -- SavedModel -------------------------------------------------------------------------
+def load_saved_model(path: str, cfg) -> Frozen:
+    tf = import_tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise ModelError(path, "no saved_model.pb in this folder",
+                         "a folder written by model.export() or tf.saved_model.save()")
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as exc:
+        raise ModelError(path, f"cannot load the SavedModel ({_first_line(exc)})",
+                         "a folder written by model.export() or tf.saved_model.save()") from None
+    sig = _signature(loaded, path)
+    frozen = convert_variables_to_constants_v2(sig)
+    in_keys = _flat_keys(sig.structured_input_signature, frozen.inputs)
+    out_keys = _flat_keys(sig.structured_outputs, frozen.outputs)
+    inputs = {k: tensor_name(t.name) for k, t in zip(in_keys, frozen.inputs)}
+    outputs = {k: tensor_name(t.name) for k, t in zip(out_keys, frozen.outputs)}
+    shapes = {k: (None if t.shape.rank is None else [-1 if d is None else int(d) for d in t.shape])
+              for k, t in zip(in_keys, frozen.inputs)}
+    gd = frozen.graph.as_graph_def()
+    renamed = strip_inline_prefix(gd)
+    inputs = {k: _renamed(v, renamed) for k, v in inputs.items()}
+    outputs = {k: _renamed(v, renamed) for k, v in outputs.items()}
+    return Frozen(gd, inputs, outputs, shapes, renamed=renamed)
+
+
+def _signature(loaded, path: str):
+    sigs = dict(getattr(loaded, "signatures", {}) or {})
+    if "serving_default" in sigs:
+        return sigs["serving_default"]
+    if len(sigs) == 1:
+        return next(iter(sigs.values()))
+    raise ModelError(path, f"no serving_default signature (found: {sorted(sigs) or 'none'})",
+                     "export with model.export() or tf.saved_model.save(obj, dir, signatures=fn)")
+
+
+def _flat_keys(structure, tensors) -> list[str]:
+    """Names for the flattened leaves of a signature structure: its dict keys (tf.nest
+    flattens dicts in sorted key order) where it has them, else the graph's tensor names."""
+    if isinstance(structure, tuple) and len(structure) == 2 and not structure[0]:
+        structure = structure[1]  # (args, kwargs) of an input signature: signatures use kwargs
+    keys = sorted(structure) if isinstance(structure, dict) else []
+    if len(keys) != len(tensors) or not all(isinstance(k, str) and k for k in keys):
+        return [tensor_name(t.name) for t in tensors]
+    return keys
+
+
+def strip_inline_prefix(gd) -> dict[str, str]:
+    """Drop TF's "StatefulPartitionedCall/" inlining prefix where no name collides.
+
+    So a SavedModel shows the same weight names as the Keras file it was exported from.
+    Returns old node name -> new for the nodes that changed.
+    """
+    names = {n.name for n in gd.node}
+    renames = {}
+    for n in gd.node:
+        new = n.name
+        while new.startswith(_INLINE_PREFIX) and new[len(_INLINE_PREFIX):] not in names:
+            new = new[len(_INLINE_PREFIX):]
+        if new != n.name:
+            renames[n.name] = new
+            names.add(new)
+    for n in gd.node:
+        n.name = renames.get(n.name, n.name)
+        for k, i in enumerate(n.input):
+            ctrl, base = ("^", i[1:]) if i.startswith("^") else ("", i)
+            node, sep, port = base.partition(":")
+            if node in renames:
+                n.input[k] = ctrl + renames[node] + sep + port
+    return renames
+
+
+def _renamed(tensor: str, renames: dict[str, str]) -> str:
+    node, sep, port = tensor.partition(":")
+    return renames.get(node, node) + sep + port
+
+
+# -- Keras --------------------------------------------------------------------------------
+def load_keras(path: str, cfg, resolve_shape) -> Frozen:
+    """Load a .keras/.h5 file safely, trace it with static input shapes, freeze it.
+
+    resolve_shape(name, dims, notes) turns Keras input dims (None unknown) into a static shape.
+    """
+    tf = import_tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    allow_lambda = bool(getattr(cfg, "keras_allow_lambda", False))
+    lambdas = find_lambda_layers(path)
+    if lambdas and not allow_lambda:
+        raise ModelError(path, f"Lambda layer(s) {', '.join(repr(n) for n in lambdas)} hold Python "
+                         "code that loading would run", "rebuild them as built-in layers, or set "
+                         "KERAS_ALLOW_LAMBDA: true if you trust this file")
+    model = _load_keras_model(path, safe=not allow_lambda)
+    notes: list[str] = []
+    in_names = [t.name for t in model.inputs]
+    shapes = [resolve_shape(n, [-1 if d is None else d for d in t.shape], notes)
+              for n, t in zip(in_names, model.inputs)]
+    specs = [tf.TensorSpec(s, t.dtype, name=n) for n, s, t in zip(in_names, shapes, model.inputs)]
+    single = len(specs) == 1
+
+    @tf.function
+    def infer(*xs):
+        return model(xs[0] if single else list(xs), training=False)
+
+    frozen = convert_variables_to_constants_v2(infer.get_concrete_function(*specs))
+    out_names = list(getattr(model, "output_names", None) or [])
+    if len(out_names) != len(frozen.outputs):
+        out_names = [f"output_{k}" for k in range(len(frozen.outputs))]
+    inputs = {n: tensor_name(t.name) for n, t in zip(in_names, frozen.inputs)}
+    outputs = {n: tensor_name(t.name) for n, t in zip(out_names, frozen.outputs)}
+    return Frozen(frozen.graph.as_graph_def(), inputs, outputs,
+                  {n: list(s) for n, s in zip(in_names, shapes)}, notes)
+
+
+def _load_keras_model(path: str, safe: bool):
+    import keras
+
+    if not os.path.isfile(path):
+        raise ConfigError(path, "KERAS_FILE does not exist", "a .keras or .h5 file")
+    try:
+        return keras.models.load_model(path, safe_mode=safe, compile=False)
+    except Exception as exc:  # Keras raises ValueError/TypeError/OSError for many reasons
+        raise ModelError(path, f"Keras cannot load this file ({_first_line(exc)})",
+                         "a .keras or .h5 file saved by model.save(); custom layers are not "
+                         "supported") from None
+
+
+def find_lambda_layers(path: str) -> list[str]:
+    """Names of the Lambda layers in a .keras/.h5 file, read from its JSON config only."""
+    config = _keras_config(path)
+    found: list[str] = []
+    _walk_lambdas(config, found)
+    return found
+
+
+def _keras_config(path: str):
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                return json.loads(zf.read("config.json"))
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            raw = fh.attrs.get("model_config")
+        raw = raw.decode() if isinstance(raw, bytes) else raw
+        return json.loads(raw) if raw else {}
+    except (OSError, KeyError, ValueError):
+        return {}  # load_model reports unreadable files with Keras' own words
+
+
+def _walk_lambdas(obj, found: list[str]) -> None:
+    if isinstance(obj, dict):
+        if obj.get("class_name") == "Lambda":
+            found.append(str((obj.get("config") or {}).get("name", "?")))
+        for v in obj.values():
+            _walk_lambdas(v, found)
+    elif isinstance(obj, list):
+        for v in obj:
+            _walk_lambdas(v, found)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

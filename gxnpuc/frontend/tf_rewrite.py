@@ -1,0 +1,82 @@
+"""Rewrites of TF graph idioms on FNodes, before lowering.
+
+TensorFlow computes a dilated convolution (Keras `dilation_rate`) as
+SpaceToBatchND -> [ExpandDims] -> Conv2D/DepthwiseConv2dNative (VALID) -> [Squeeze] ->
+BatchToSpaceND. That is one dilated convolution with explicit pads
+(paddings - crops), which is what the NPU runs; the two batch shuffles become identities.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.frontend.common import FNode
+
+_CONVS = ("Conv2D", "DepthwiseConv2dNative")
+
+
+def fuse_dilated_convs(fnodes: list[FNode]) -> list[FNode]:
+    """The same nodes, with every SpaceToBatchND..BatchToSpaceND dilated conv made direct."""
+    by_out = {o: fn for fn in fnodes for o in fn.outputs}
+    readers: dict[str, int] = {}
+    for fn in fnodes:
+        for i in fn.inputs:
+            readers[i] = readers.get(i, 0) + 1
+    for b2s in [fn for fn in fnodes if fn.op_type == "BatchToSpaceND"]:
+        chain = _chain(b2s, by_out, readers)
+        if chain is not None:
+            _rewrite(chain, by_out)
+    return fnodes
+
+
+def _const(by_out: dict, name: str):
+    fn = by_out.get(name)
+    return None if fn is None or fn.op_type != "Const" else np.asarray(fn.attrs.get("value"))
+
+
+def _chain(b2s: FNode, by_out: dict, readers: dict):
+    """[s2b, expand or None, conv, squeeze or None, b2s] when the pattern matches exactly."""
+    nodes, tensor = [], b2s.inputs[0]
+    for want in (("Squeeze",), _CONVS, ("ExpandDims",), ("SpaceToBatchND",)):
+        fn = by_out.get(tensor)
+        if fn is None or readers.get(tensor, 0) != 1:
+            return None
+        if fn.op_type not in want:
+            if want in (("Squeeze",), ("ExpandDims",)):
+                nodes.append(None)
+                continue
+            return None
+        nodes.append(fn)
+        tensor = fn.inputs[0]
+    squeeze, conv, expand, s2b = nodes
+    ok = (conv.attrs.get("padding") == "VALID" and conv.attrs.get("data_format", "NHWC") == "NHWC"
+          and all(int(s) == 1 for s in conv.attrs.get("strides", [1])))
+    return [s2b, expand, conv, squeeze, b2s] if ok else None
+
+
+def _rewrite(chain: list, by_out: dict) -> None:
+    s2b, expand, conv, squeeze, b2s = chain
+    block, pads, crops = (_const(by_out, s2b.inputs[1]), _const(by_out, s2b.inputs[2]),
+                          _const(by_out, b2s.inputs[2]))
+    if block is None or pads is None or crops is None or \
+            not np.array_equal(block, _const(by_out, b2s.inputs[1])):
+        return
+    begin = [int(p) - int(c) for p, c in zip(pads[:, 0], crops[:, 0])]
+    end = [int(p) - int(c) for p, c in zip(pads[:, 1], crops[:, 1])]
+    block = [int(b) for b in np.ravel(block)]
+    if min(begin + end, default=0) < 0:
+        return
+    if expand is not None:  # Conv1D: a unit spatial axis is inserted before the conv
+        axis = _const(by_out, expand.inputs[1])
+        if axis is None or len(block) != 1:
+            return
+        at = int(np.ravel(axis)[0]) % 4  # position in the 4-D conv input
+        if at not in (1, 2):
+            return
+        block, begin, end = ([1] + block, [0] + begin, [0] + end) if at == 1 else \
+            (block + [1], begin + [0], end + [0])
+    if len(block) != 2:
+        return
+    conv.attrs = {**conv.attrs, "dilations": [1, *block, 1], "padding": "EXPLICIT",
+                  "explicit_paddings": [0, 0, begin[0], end[0], begin[1], end[1], 0, 0]}
+    for fn in (s2b, b2s):  # the batch shuffles cancel out
+        fn.op_type, fn.inputs, fn.attrs = "Identity", fn.inputs[:1], {}

@@ -1,0 +1,251 @@
+"""`gxnpuc -s`: one histogram .jpg per compressed weight, in npu_jpgs/ beside the output file.
+
+Each picture shows the weight's values on a linear and a log count axis (the log panel makes
+a long tail of a few outliers visible), the 8-bit quantization range, any WEIGHT_MIN_MAX
+clip, and in the title the numbers that tell a user whether the range is wasted on outliers.
+File names come from weight names made safe: they can never leave the folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+
+import numpy as np
+
+from gxnpuc.errors import OutputError
+
+FOLDER = "npu_jpgs"
+INDEX = "index.txt"  # "file<TAB>weight name" per line: which picture is which weight
+MAX_STEM = 80  # characters of the weight name kept in a file name
+BINS = 128
+OUTER = 0.10  # the "outer 10% of the range" shown in the title
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+
+
+def jpg_folder(cfg) -> str:
+    """npu_jpgs/ next to the output file."""
+    return os.path.join(os.path.dirname(os.path.abspath(cfg.output_file)), FOLDER)
+
+
+# -- file names ---------------------------------------------------------------------------
+def _tag(name: str, n: int = 8) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def _stem(name: str) -> str:
+    """Only [A-Za-z0-9._+-]; no leading dots (so never '.' or '..'); bounded length."""
+    stem = _UNSAFE.sub("_", name).lstrip(".")
+    return stem[:MAX_STEM].rstrip(".") or "weight"
+
+
+def safe_names(names: list[str]) -> dict[str, str]:
+    """weight name -> file name `<stem>.jpg`, unique even on case-insensitive file systems.
+
+    A name that had to change (path separators, control characters, truncation, reserved
+    device names) or that collides with another gets a short hash of the full name appended.
+    """
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for name in names:
+        stem = _stem(name)
+        changed = stem != name or stem.split(".")[0].upper() in _RESERVED
+        n = 8
+        cand = f"{stem}-{_tag(name, n)}" if changed else stem
+        while cand.lower() in used:
+            n += 4
+            cand = f"{stem}-{_tag(name, n)}"
+        used.add(cand.lower())
+        out[name] = cand + ".jpg"
+    return out
+
+
+# -- numbers shown in each picture ----------------------------------------------------------
+def quant_range(sw) -> tuple[float, float]:
+    """[lo, hi] the 8-bit codes span (the envelope over channels for per-channel ranges)."""
+    lo = np.asarray(sw.lo_f16, dtype=np.float64)
+    hi = lo + 255.0 * np.asarray(sw.step_f16, dtype=np.float64)
+    return float(lo.min()), float(hi.max())
+
+
+def outer_share(values: np.ndarray) -> float:
+    """Share of values in the outer 10% (both ends) of [min, max]; small = range set by a tail."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    lo, hi = float(v.min()), float(v.max())
+    if hi <= lo:
+        return 1.0
+    cut = OUTER * (hi - lo)
+    return float(np.count_nonzero((v <= lo + cut) | (v >= hi - cut))) / v.size
+
+
+def codes_used(sw) -> int | None:
+    """How many of the 256 codes the weight actually uses (None when not known)."""
+    codes = getattr(sw, "codes", None)
+    if codes is None:
+        return None
+    return int(np.count_nonzero(np.bincount(np.asarray(codes, dtype=np.uint8).ravel(), minlength=256)))
+
+
+def _values(model, sw) -> np.ndarray:
+    t = model.graph.tensors.get(sw.name)
+    data = t.data if t is not None and t.data is not None else sw.decode()
+    return np.asarray(data, dtype=np.float32).ravel()
+
+
+def _clip(sw, cfg) -> tuple[float, float] | None:
+    clip = getattr(sw, "clip", None)
+    if clip is None:
+        clip = (getattr(cfg, "weight_min_max", None) or {}).get(sw.name)
+    return None if clip is None else (float(clip[0]), float(clip[1]))
+
+
+def _printable(text: str, limit: int = 90) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in text)
+    return text if len(text) <= limit else text[:limit // 2 - 2] + "..." + text[-(limit // 2 - 1):]
+
+
+def title(name, shape, values, sw) -> str:
+    """Name and shape; min, max, the range in standard deviations (a long tail makes it large),
+    the share of values in the outer 10% of the range, and how many 8-bit codes are in use."""
+    v_min, v_max, std = float(values.min()), float(values.max()), float(values.std())
+    spread = f"   range {(v_max - v_min) / std:.1f} std" if std > 0 else ""
+    used = codes_used(sw)
+    codes = "" if used is None else f"   codes used {used}/256"
+    lo, hi = quant_range(sw)
+    half = 0.5 * float(np.max(np.asarray(sw.step_f16, dtype=np.float64)))  # still rounds to an end code
+    n_sat = int(np.count_nonzero((values < lo - half) | (values > hi + half)))
+    sat = f"   saturated {n_sat}" if n_sat and np.size(sw.lo_f16) == 1 else ""  # per tensor only
+    return (f"{_printable(name)}  {list(shape)}\n"
+            f"min {v_min:.4g}   max {v_max:.4g}{spread}   in outer 10% of range {outer_share(values):.2%}"
+            f"{codes}{sat}")
+
+
+# -- drawing ----------------------------------------------------------------------------------
+def _figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.0, 3.6), dpi=80)
+    FigureCanvasAgg(fig)  # Agg only: no display, no pyplot global state
+    return fig
+
+
+def _null_locator():
+    from matplotlib.ticker import NullLocator
+
+    return NullLocator()
+
+
+def _panel(ax, counts, edges, marks, log):
+    ax.stairs(counts, edges, fill=True, color="#4477aa", baseline=0.5 if log else 0)
+    for x, style in marks:
+        ax.axvline(x, **style)
+    ax.set_xlabel("weight value")
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(_null_locator())  # minor log ticks cost more than the plot
+        ax.set_ylim(0.5, max(2.0, counts.max() * 2.0))
+        ax.set_ylabel("count (log)")
+    else:
+        ax.set_ylabel("count")
+
+
+def _marks(values, q_range, clip):
+    lo, hi = float(values.min()), float(values.max())
+    cut = OUTER * (hi - lo)
+    qstyle = {"color": "#cc3311", "linestyle": "--", "linewidth": 1.2}
+    cstyle = {"color": "#ee7733", "linestyle": "-", "linewidth": 1.6}
+    marks = [(q_range[0], {**qstyle, "label": "8-bit range [lo, hi]"}), (q_range[1], qstyle)]
+    if clip is not None:
+        marks += [(clip[0], {**cstyle, "label": "WEIGHT_MIN_MAX"}), (clip[1], cstyle)]
+    return marks, (lo + cut, hi - cut)
+
+
+def draw(path: str, name: str, shape, values: np.ndarray, sw, clip) -> None:
+    """Render one weight's picture to path (written atomically)."""
+    q_range = quant_range(sw)
+    marks, inner = _marks(values, q_range, clip)
+    xs = [float(values.min()), float(values.max()), *q_range, *(clip or ())]
+    lo, hi = min(xs), max(xs)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts, edges = np.histogram(values, bins=BINS, range=(lo, hi))
+    pad = 0.04 * (hi - lo)  # so lines at the very ends of the range stay visible
+    fig = _figure()
+    axes = fig.subplots(1, 2)
+    for ax, log in zip(axes, (False, True)):
+        ax.axvspan(float(values.min()), inner[0], color="#e4e4e4", zorder=0)
+        ax.axvspan(inner[1], float(values.max()), color="#e4e4e4", zorder=0, label="outer 10% of [min, max]")
+        _panel(ax, counts, edges, marks, log)
+        ax.set_xlim(lo - pad, hi + pad)
+    axes[1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title(name, shape, values, sw), fontsize=10, parse_math=False)
+    # fixed margins: tight_layout would cost more than the drawing itself
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.15, top=0.80, wspace=0.22)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpg", pil_kwargs={"quality": 85, "optimize": True})
+    write_atomic(path, buf.getvalue())
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write via a fresh temporary file and rename: never through a planted symlink."""
+    tmp = path + ".tmp"
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+# -- the -s entry point -------------------------------------------------------------------------
+def compressed(model) -> list:
+    """The compressed StoredWeights in graph order (the order -w prints)."""
+    order = []
+    for node, idx, _ in model.graph.weight_slots():
+        name = node.inputs[idx]
+        if name not in order:
+            order.append(name)
+    order += [n for n in model.weights if n not in order]
+    return [model.weights[n] for n in order if n in model.weights and model.weights[n].compressed]
+
+
+def _clean_previous(folder: str, keep: set[str]) -> None:
+    """Remove pictures this tool wrote last time for weights no longer compressed."""
+    index = os.path.join(folder, INDEX)
+    if not os.path.isfile(index):
+        return
+    with open(index, encoding="utf-8", errors="replace") as fh:
+        old = [line.split("\t", 1)[0] for line in fh if "\t" in line]
+    for fname in old:
+        if fname not in keep and fname == os.path.basename(fname) and fname.endswith(".jpg"):
+            path = os.path.join(folder, fname)
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+
+
+def _write_index(folder: str, files: dict[str, str]) -> None:
+    lines = [f"{fname}\t{name.encode('unicode_escape').decode('ascii')}\n" for name, fname in files.items()]
+    write_atomic(os.path.join(folder, INDEX), "".join(lines).encode("ascii"))
+
+
+def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
+    """Write one .jpg per compressed weight; return their paths in -w order."""
+    folder = folder or jpg_folder(cfg)
+    weights = compressed(model)
+    files = safe_names([sw.name for sw in weights])
+    try:
+        os.makedirs(folder, exist_ok=True)
+        _clean_previous(folder, set(files.values()))
+        paths = []
+        for sw in weights:
+            path = os.path.join(folder, files[sw.name])
+            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw, cfg))
+            paths.append(path)
+        _write_index(folder, files)
+    except OSError as exc:
+        raise OutputError(folder, f"cannot write histograms ({exc.strerror or exc})",
+                          "a writable folder next to OUTPUT_FILE") from None
+    return paths

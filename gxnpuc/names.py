@@ -1,0 +1,187 @@
+"""Names the user writes in config.yaml, resolved against the model; unknown ones are errors.
+
+A name in EXCLUDE_COMPRESS_OPS, EXCLUDE_CONV2D_COMPRESS_OPS or WEIGHT_MIN_MAX is a weight
+name as `gxnpuc -w` prints it (the constant tensor's name) or the name of the node that
+uses the weight. Names the framework had but lowering or a pass folded or renamed are
+followed through `graph.meta["aliases"]` (old name -> names it became), which front ends
+and passes keep with `record_alias()`.
+"""
+from __future__ import annotations
+
+import difflib
+
+from gxnpuc import config
+from gxnpuc.errors import ConfigError
+from gxnpuc.ir import Graph
+
+COMPRESSIBLE = ("conv", "fc")  # weight roles that compression applies to (ops/base.py)
+WEIGHT_KEYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")
+
+
+def record_alias(graph: Graph, old: str, new: str) -> None:
+    """Remember that framework/IR name `old` now lives on as `new` (tensor or node name)."""
+    if old and new and old != new:
+        targets = graph.meta.setdefault("aliases", {}).setdefault(old, [])
+        if new not in targets:
+            targets.append(new)
+
+
+def _roles(graph: Graph) -> dict[str, set[str]]:
+    """Constant tensor consumed by a node -> the roles it plays ("conv", "fc", "bias", ...)."""
+    roles: dict[str, set[str]] = {}
+    for node, i, family in graph.weight_slots():
+        roles.setdefault(node.inputs[i], set()).add(family)
+    return roles
+
+
+def _node_weights(graph: Graph, node, roles: dict) -> list[str]:
+    consts = [i for i in node.inputs if i in roles]
+    main = [i for k, i in enumerate(node.inputs) if i in roles and _slot_role(node, k) in COMPRESSIBLE]
+    return list(dict.fromkeys(main or consts))
+
+
+def _slot_role(node, index: int) -> str:
+    from gxnpuc.ops import REGISTRY
+
+    return REGISTRY[node.op].weights.get(index, "param")
+
+
+def _direct(graph: Graph, name: str, roles: dict) -> list[str]:
+    if name in roles:
+        return [name]
+    node = graph.node(name)
+    return _node_weights(graph, node, roles) if node is not None else []
+
+
+def _spellings(name: str) -> list[str]:
+    """The name, and its TensorFlow node name when written as output 0 (`dense/kernel:0`)."""
+    return [name, name[:-2]] if name.endswith(":0") else [name]
+
+
+def weight_for(graph: Graph, name: str) -> list[str]:
+    """Weight tensor names a config name refers to ([] when none).
+
+    A weight name gives itself; a node name gives the node's compressible weights (or its
+    other constants when it has none); a name is also followed through aliases, to what it
+    was folded into or copied as (a weight shared by two ops and copied by a pass).
+    """
+    roles = _roles(graph)
+    direct = lambda n: _direct(graph, n, roles)  # noqa: E731
+    for spelling in _spellings(name):
+        found = direct(spelling)
+        if found:
+            return found + [w for w in _via_aliases(graph, [spelling], direct) if w not in found]
+    return _via_aliases(graph, _spellings(name), direct)
+
+
+def _via_aliases(graph: Graph, starts: list[str], direct) -> list[str]:
+    """What the alias edges from `starts` reach that `direct` accepts (breadth first)."""
+    aliases = graph.meta.get("aliases", {})
+    seen, queue, out = set(starts), list(starts), []
+    while queue:
+        for new in aliases.get(queue.pop(0), []):
+            if new not in seen:
+                seen.add(new)
+                queue.append(new)
+                out += [f for f in direct(new) if f not in out]
+    return out
+
+
+def _io_name(graph: Graph, name: str, pool: list[str]) -> str | None:
+    """The graph input/output `name` refers to (itself, its :0 spelling, or an alias)."""
+    for spelling in _spellings(name):
+        if spelling in pool:
+            return spelling
+    found = _via_aliases(graph, _spellings(name), lambda n: [n] if n in pool else [])
+    return found[0] if found else None
+
+
+# -- errors ---------------------------------------------------------------------------------------
+def close_matches(name: str, candidates, n: int = 5) -> list[str]:
+    """Similar names first (difflib), then names containing what the user typed."""
+    pool = list(dict.fromkeys(c for c in candidates if c))
+    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    low = name.lower()
+    found += [c for c in pool if low in c.lower() and c not in found]
+    return found[:n]
+
+
+def unknown(key: str, name: str, candidates, what: str = "is not in the model",
+            hint: str = "") -> ConfigError:
+    """A ConfigError for `name` under `key`, listing close matches; front ends raise it too.
+
+    The error carries .key and .name so that `locate()` can add the config file and line.
+    """
+    close = close_matches(name, candidates)
+    accepted = ("close matches: " + ", ".join(close)) if close else (hint or "see `gxnpuc -w` and `gxnpuc -v`")
+    err = ConfigError(key, f"{name!r} {what}", accepted)
+    err.key, err.name = key, name
+    return err
+
+
+def locate(cfg, err: ConfigError) -> ConfigError:
+    """The same error with `config.yaml:<line>: KEY` as its place, when it came from unknown()."""
+    key = getattr(err, "key", None)
+    if not key or not (cfg.path or cfg.lines):
+        return err
+    out = ConfigError(config.where(cfg, key, err.name), err.what, err.accepted)
+    out.key, out.name = key, err.name
+    return out
+
+
+# -- the check ------------------------------------------------------------------------------------
+def check(cfg, graph: Graph) -> None:
+    """Every name the config uses exists in the model; else one ConfigError with close matches."""
+    roles = _roles(graph)
+    all_names = list(roles) + [n.name for n in graph.nodes]
+    for key in WEIGHT_KEYS:
+        for name in _config_names(cfg, key):
+            _check_weight(cfg, graph, key, name, roles, all_names)
+    _check_io(cfg, graph, "INPUT_OPS", list(cfg.input_ops), graph.inputs, "is not an input of the model")
+    _check_io(cfg, graph, "OUTPUT_OPS", cfg.output_ops, graph.outputs, "is not an output of the model")
+    _check_io(cfg, graph, "FP16_OUT_OPS", cfg.fp16_out_ops, graph.outputs, "is not an output of the model")
+
+
+def _config_names(cfg, key: str) -> list[str]:
+    return list(getattr(cfg, key.lower()))  # a tuple of names, or the WEIGHT_MIN_MAX dict's keys
+
+
+def _check_weight(cfg, graph: Graph, key: str, name: str, roles: dict, all_names: list) -> None:
+    found = weight_for(graph, name)
+    if not found:
+        node = graph.node(name)
+        what = (f"is an op without weights ({node.op})" if node is not None
+                else "is not a weight or op of the model")
+        raise locate(cfg, unknown(key, name, list(roles) if node else all_names, what))
+    if key == "EXCLUDE_CONV2D_COMPRESS_OPS" and not any("conv" in roles.get(w, ()) for w in found):
+        raise locate(cfg, unknown(key, name, [], "is not a convolution weight",
+                                  "list fully-connected weights in EXCLUDE_COMPRESS_OPS"))
+
+
+def _check_io(cfg, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
+    for name in names:
+        if _io_name(graph, name, pool) is None:
+            raise locate(cfg, unknown(key, name, pool, what, "model: " + ", ".join(pool[:8])))
+
+
+def resolve(cfg, graph: Graph):
+    """cfg with every weight-taking name also spelt as the weight tensor(s) it refers to.
+
+    Compression matches a weight by its own name or a consumer's name; resolving here makes
+    aliased names (folded framework constants, `name:0`, renamed weights) take effect too.
+    """
+    import dataclasses
+
+    def names_of(key: str) -> tuple:
+        out = list(getattr(cfg, key.lower()))
+        for name in list(out):
+            out += [w for w in weight_for(graph, name) if w not in out]
+        return tuple(out)
+
+    ranges = dict(cfg.weight_min_max)
+    for name, pair in cfg.weight_min_max.items():
+        for w in weight_for(graph, name):
+            ranges.setdefault(w, pair)
+    return dataclasses.replace(cfg, exclude_compress_ops=names_of("EXCLUDE_COMPRESS_OPS"),
+                               exclude_conv2d_compress_ops=names_of("EXCLUDE_CONV2D_COMPRESS_OPS"),
+                               weight_min_max=ranges)

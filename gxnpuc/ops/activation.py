@@ -1,0 +1,108 @@
+"""Element-wise activations: one IR op `act` whose attr `fn` picks the function.
+
+The NPU runs these in its activation unit; a few take parameters (alpha, beta, min, max).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.ops.base import OpDef, onnx_lowering, register
+
+# fn name -> kernel(x, attrs). Each is exactly the framework's definition in float32.
+FUNCS = {
+    "relu": lambda x, a: np.maximum(x, 0),
+    "leaky_relu": lambda x, a: np.where(x >= 0, x, x * np.float32(a.get("alpha", 0.01))),
+    "clip": lambda x, a: np.clip(x, np.float32(a.get("min", -np.inf)), np.float32(a.get("max", np.inf))),
+    "sigmoid": lambda x, a: 1 / (1 + np.exp(-x)),
+    "tanh": lambda x, a: np.tanh(x),
+    "hard_sigmoid": lambda x, a: np.clip(x * np.float32(a.get("alpha", 0.2)) + np.float32(a.get("beta", 0.5)), 0, 1),
+    "hard_swish": lambda x, a: x * np.clip(x / 6 + np.float32(0.5), 0, 1),
+    "elu": lambda x, a: np.where(x > 0, x, np.float32(a.get("alpha", 1.0)) * np.expm1(np.minimum(x, 0))),
+    "selu": lambda x, a: np.float32(a.get("gamma", 1.0507009873554804934193349852946)) * np.where(
+        x > 0, x, np.float32(a.get("alpha", 1.6732632423543772848170429916717)) * np.expm1(np.minimum(x, 0))),
+    "abs": lambda x, a: np.abs(x),
+    "neg": lambda x, a: -x,
+    "sqrt": lambda x, a: np.sqrt(x),
+    "rsqrt": lambda x, a: 1 / np.sqrt(x),
+    "reciprocal": lambda x, a: 1 / x,
+    "exp": lambda x, a: np.exp(x),
+    "log": lambda x, a: np.log(x),
+    "square": lambda x, a: x * x,
+    "pow": lambda x, a: np.power(x, np.float32(a["exponent"])),
+}
+
+
+@register
+class Act(OpDef):
+    name = "act"
+    category = "activation"
+    summary = "element-wise activation: " + ", ".join(FUNCS)
+    constraints = ("`fn` one of the listed functions", "Pow only with a constant scalar exponent")
+
+    def infer(self, node, in_shapes):
+        return [in_shapes[0]]
+
+    def run(self, node, xs):
+        x = np.asarray(xs[0])
+        with np.errstate(all="ignore"):
+            return [FUNCS[node.attrs["fn"]](x, node.attrs).astype(x.dtype, copy=False)]
+
+
+@register
+class Identity(OpDef):
+    name = "identity"
+    category = "data"
+    summary = "copy (kept only where a graph output would otherwise alias an input)"
+
+    def infer(self, node, in_shapes):
+        return [in_shapes[0]]
+
+    def run(self, node, xs):
+        return [np.array(xs[0], copy=True)]
+
+    def flops(self, node, in_shapes, out_shapes):
+        return 0
+
+
+_ONNX_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Neg": "neg",
+                "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Exp": "exp", "Log": "log",
+                "HardSwish": "hard_swish", "Elu": "elu", "Selu": "selu"}
+
+
+@onnx_lowering(*_ONNX_SIMPLE)
+def _onnx_simple(ctx, fn):
+    attrs = {"fn": _ONNX_SIMPLE[fn.op_type]}
+    if fn.op_type == "Elu":
+        attrs["alpha"] = fn.attrs.get("alpha", 1.0)
+    if fn.op_type == "Selu":  # ONNX lets a model override both constants
+        attrs.update({k: float(fn.attrs[k]) for k in ("alpha", "gamma") if k in fn.attrs})
+    ctx.emit("act", fn.inputs[:1], fn.outputs, attrs)
+
+
+@onnx_lowering("LeakyRelu")
+def _onnx_leaky(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "leaky_relu", "alpha": fn.attrs.get("alpha", 0.01)})
+
+
+@onnx_lowering("HardSigmoid")
+def _onnx_hard_sigmoid(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs,
+             {"fn": "hard_sigmoid", "alpha": fn.attrs.get("alpha", 0.2), "beta": fn.attrs.get("beta", 0.5)})
+
+
+@onnx_lowering("Clip")
+def _onnx_clip(ctx, fn):
+    lo = fn.attrs.get("min", -np.inf)  # opset < 11 keeps bounds as attrs
+    hi = fn.attrs.get("max", np.inf)
+    for idx in (1, 2):
+        if len(fn.inputs) > idx and fn.inputs[idx]:
+            v = ctx.const(fn.inputs[idx])
+            if v is None:
+                return ctx.reject("Clip bounds must be constant")
+            lo, hi = (float(v), hi) if idx == 1 else (lo, float(v))
+    ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "clip", "min": float(lo), "max": float(hi)})
+
+
+@onnx_lowering("Identity", "Dropout")
+def _onnx_identity(ctx, fn):
+    ctx.set_alias(fn.outputs[0], fn.inputs[0])

@@ -1,0 +1,320 @@
+"""Convolution (`conv`), 1-D and 2-D, plain, grouped and depthwise, in every layout the front ends give.
+
+ONNX brings NCHW/NCW activations with OIHW/OIW weights; TensorFlow brings NHWC/NWC with HWIO
+(Conv2D) or HWIM (DepthwiseConv2dNative: out channel = i*M + m). The kernel brings every form
+to channels-last activations and tap-major weights [*kernel, c_in/group, c_out], then does
+im2col + one GEMM (per-tap products for depthwise). The padding helpers here serve pool too.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering
+
+# data_format -> number of spatial dims
+DATA_FORMATS = {"NCHW": 2, "NHWC": 2, "NCW": 1, "NWC": 1}
+W_FORMATS = {2: ("OIHW", "HWIO", "HWIM"), 1: ("OIW", "WIO", "WIM")}
+PAD_MODES = ("SAME_UPPER", "SAME_LOWER", "SAME", "VALID")
+
+
+# -- padding and sizes (shared with pool) -------------------------------------------------
+def spatial_axes(data_format: str, ndim: int) -> list[int]:
+    """Axes of the spatial dims of an activation of rank ndim in this layout."""
+    return list(range(2, ndim)) if data_format.startswith("NC") else list(range(1, ndim - 1))
+
+
+def out_size(size: int, k: int, s: int, d: int, pad_begin: int, pad_end: int, ceil: bool = False) -> int:
+    """Output length of a sliding window; ceil=True is pooling's ceil_mode (PyTorch/ORT rule:
+    a window that would start past the input and its begin padding is dropped)."""
+    span = size + pad_begin + pad_end - ((k - 1) * d + 1)
+    n = (-(-span // s) if ceil else span // s) + 1
+    if ceil and (n - 1) * s >= size + pad_begin:
+        n -= 1
+    return n
+
+
+def auto_pads(mode: str, sizes, kernel, strides, dilations) -> list[int]:
+    """pads [begin..., end...] for ONNX auto_pad / TF padding.
+
+    SAME_UPPER (= TF "SAME") puts the odd extra pixel at the end, SAME_LOWER at the begin;
+    the output length is ceil(size / stride). VALID pads nothing.
+    """
+    if mode == "VALID":
+        return [0] * (2 * len(sizes))
+    begin, end = [], []
+    for n, k, s, d in zip(sizes, kernel, strides, dilations):
+        total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        b = total // 2 if mode in ("SAME_UPPER", "SAME") else total - total // 2
+        begin.append(b)
+        end.append(total - b)
+    return begin + end
+
+
+def conv_attrs_from_same_padding(data_format: str, w_format: str, in_spatial, kernel, strides,
+                                 dilations, padding, group: int = 1) -> dict:
+    """The `conv` attrs for a framework conv; padding is "SAME"/"SAME_UPPER"/"SAME_LOWER"/
+    "VALID" or explicit pads [begin..., end...]."""
+    strides, dilations = [int(s) for s in strides], [int(d) for d in dilations]
+    if isinstance(padding, str):
+        pads = auto_pads(padding.upper(), in_spatial, kernel, strides, dilations)
+    else:
+        pads = [int(p) for p in padding]
+    return {"data_format": data_format, "w_format": w_format, "strides": strides,
+            "dilations": dilations, "pads": pads, "group": int(group)}
+
+
+# -- weight layouts ------------------------------------------------------------------------
+def kernel_of(w_shape, w_format: str) -> tuple[int, ...]:
+    return tuple(w_shape[2:]) if w_format.startswith("OI") else tuple(w_shape[:-2])
+
+
+def out_channels(w_shape, w_format: str) -> int:
+    if w_format.startswith("OI"):
+        return int(w_shape[0])
+    if w_format.endswith("IM"):
+        return int(w_shape[-2] * w_shape[-1])
+    return int(w_shape[-1])
+
+
+def in_channels_per_group(w_shape, w_format: str) -> int:
+    if w_format.startswith("OI"):
+        return int(w_shape[1])
+    return 1 if w_format.endswith("IM") else int(w_shape[-2])
+
+
+def taps_weight(w: np.ndarray, w_format: str) -> np.ndarray:
+    """Weights as [*kernel, c_in/group, c_out]; out channel o belongs to group o // (c_out/group)."""
+    if w_format.startswith("OI"):
+        return np.moveaxis(w, (0, 1), (-1, -2))
+    if w_format.endswith("IM"):  # depthwise: in channel i feeds outputs i*M .. i*M+M-1
+        return w.reshape(*w.shape[:-2], 1, w.shape[-2] * w.shape[-1])
+    return w
+
+
+# -- kernel --------------------------------------------------------------------------------
+def _pad_spatial(x_cl: np.ndarray, pads: list[int]) -> np.ndarray:
+    r = x_cl.ndim - 2
+    if not any(pads):
+        return x_cl
+    widths = [(0, 0)] + [(pads[i], pads[r + i]) for i in range(r)] + [(0, 0)]
+    return np.pad(x_cl, widths)
+
+
+def _windows(xp: np.ndarray, kernel, strides, dilations) -> np.ndarray:
+    """View [n, *out, c, *kernel] of every strided, dilated window of channels-last xp."""
+    r = len(kernel)
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    v = sliding_window_view(xp, eff, axis=tuple(range(1, r + 1)))
+    every = slice(None)
+    return v[(every, *(slice(None, None, s) for s in strides), every,
+              *(slice(None, None, d) for d in dilations))]
+
+
+def _tap(xp: np.ndarray, tap, out, strides, dilations) -> np.ndarray:
+    """The input pixels that kernel tap `tap` meets, for every output position: [n, *out, c]."""
+    sl = [slice(t * d, t * d + (o - 1) * s + 1, s) for t, o, s, d in zip(tap, out, strides, dilations)]
+    return xp[(slice(None), *sl, slice(None))]
+
+
+def conv_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilations, pads,
+                       group: int) -> np.ndarray:
+    """[n, *in, c] * [*k, c/group, c_out] -> [n, *out, c_out] (zero padding)."""
+    r = x_cl.ndim - 2
+    kernel, cg, c_out = w_taps.shape[:r], w_taps.shape[r], w_taps.shape[r + 1]
+    xp = _pad_spatial(x_cl, pads)
+    win = _windows(xp, kernel, strides, dilations)
+    n, out = win.shape[0], win.shape[1:r + 1]
+    if group == 1:  # im2col with channels innermost (contiguous in x), then one GEMM
+        return np.tensordot(win, w_taps, axes=(list(range(r + 2, 2 * r + 2)) + [r + 1],
+                                                list(range(r)) + [r]))
+    if cg == 1:  # depthwise: one vectorised multiply-add per kernel tap, no im2col copy
+        mult = c_out // group
+        w_cm = w_taps.reshape(-1, group, mult) if mult > 1 else w_taps.reshape(-1, group)
+        acc, tmp = None, None
+        for t, tap in enumerate(np.ndindex(*kernel)):
+            v = _tap(xp, tap, out, strides, dilations)
+            v = v[..., None] if mult > 1 else v
+            if acc is None:
+                acc = v * w_cm[t]
+                tmp = np.empty_like(acc)
+            else:
+                acc += np.multiply(v, w_cm[t], out=tmp)
+        return acc.reshape(n, *out, c_out)
+    # grouped: one batched GEMM over groups, [g, pixels, taps*cg] @ [g, taps*cg, c_out/g]
+    og, taps = c_out // group, int(np.prod(kernel))
+    cols = win.reshape(n, *out, group, cg, *kernel)
+    cols = np.moveaxis(cols, (r + 1, r + 2), (0, -1)).reshape(group, -1, taps * cg)
+    w_g = w_taps.reshape(taps, cg, group, og).transpose(2, 0, 1, 3).reshape(group, taps * cg, og)
+    y = np.matmul(cols, w_g)  # [g, pixels, og]
+    return np.moveaxis(y, 0, 1).reshape(n, *out, c_out)
+
+
+@register
+class Conv(OpDef):
+    name = "conv"
+    category = "conv"
+    summary = "convolution, 1-D and 2-D: plain, grouped, depthwise; bias optional"
+    constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF)",
+                   "weights and bias constant; zero padding only",
+                   "input channels = group x weight in-channels; output channels divisible by group",
+                   "transposed convolution (ConvTranspose) is not supported")
+    weights = {1: "conv", 2: "bias"}
+
+    def infer(self, node, in_shapes):
+        a, x, w = node.attrs, in_shapes[0], in_shapes[1]
+        axes = spatial_axes(a["data_format"], len(x))
+        kernel, r = kernel_of(w, a["w_format"]), len(axes)
+        out = [out_size(x[ax], kernel[i], a["strides"][i], a["dilations"][i], a["pads"][i],
+                        a["pads"][r + i]) for i, ax in enumerate(axes)]
+        c = out_channels(w, a["w_format"])
+        return [(x[0], c, *out) if a["data_format"].startswith("NC") else (x[0], *out, c)]
+
+    def run(self, node, xs):
+        a, x = node.attrs, np.asarray(xs[0])
+        ct = np.promote_types(x.dtype, np.float32)  # fp16 data still accumulates in fp32
+        first = a["data_format"].startswith("NC")
+        x_cl = (np.moveaxis(x, 1, -1) if first else x).astype(ct, copy=False)
+        w_taps = taps_weight(np.asarray(xs[1], ct), a["w_format"])
+        y = conv_channels_last(x_cl, w_taps, a["strides"], a["dilations"], a["pads"], a["group"])
+        if len(xs) > 2 and xs[2] is not None:
+            y = y + np.asarray(xs[2], ct).reshape(-1)
+        return [np.ascontiguousarray(np.moveaxis(y, -1, 1) if first else y, dtype=x.dtype)]
+
+    def check(self, node, in_shapes):
+        a, x, w = node.attrs, in_shapes[0], in_shapes[1]
+        r = DATA_FORMATS.get(a.get("data_format"))
+        if r is None or len(x) != r + 2:
+            return f"only 1-D and 2-D convolution (got a rank-{len(x)} input)"
+        if a.get("w_format") not in W_FORMATS[r] or len(w) != r + 2:
+            return f"weight layout {a.get('w_format')} {list(w)} for a {r}-D convolution"
+        bad = _bad_geometry(a, r)
+        if bad:
+            return bad
+        return _bad_channels(a, x, w, in_shapes[2] if len(in_shapes) > 2 else None) or _bad_out(self, node, in_shapes)
+
+    def flops(self, node, in_shapes, out_shapes):
+        w, fmt = in_shapes[1], node.attrs["w_format"]
+        out = int(np.prod(out_shapes[0], dtype=np.int64))
+        macs = out * in_channels_per_group(w, fmt) * int(np.prod(kernel_of(w, fmt)))
+        return 2 * macs + (out if len(in_shapes) > 2 and in_shapes[2] else 0)
+
+
+def _bad_geometry(a: dict, r: int) -> str | None:
+    strides, dil, pads = a.get("strides", []), a.get("dilations", []), a.get("pads", [])
+    if len(strides) != r or len(dil) != r or len(pads) != 2 * r:
+        return f"strides/dilations need {r} values and pads {2 * r}"
+    if min(strides) < 1 or min(dil) < 1 or min(pads) < 0:
+        return f"strides {strides} and dilations {dil} must be >= 1, pads {pads} >= 0"
+    return None
+
+
+def _bad_channels(a: dict, x, w, b) -> str | None:
+    fmt, group = a["w_format"], a.get("group", 1)
+    c_in = x[1] if a["data_format"].startswith("NC") else x[-1]
+    c_out = out_channels(w, fmt)
+    if group < 1 or c_out % group or c_in != group * in_channels_per_group(w, fmt):
+        return (f"{c_in} input channels do not match weight {list(w)} ({fmt}) with group={group}")
+    if fmt.endswith("IM") and group != c_in:
+        return f"depthwise weight {fmt} needs group = input channels ({c_in}), got {group}"
+    if b is not None and int(np.prod(b)) != c_out:
+        return f"bias of shape {list(b)} for {c_out} output channels"
+    return None
+
+
+def _bad_out(op: Conv, node, in_shapes) -> str | None:
+    out = op.infer(node, in_shapes)[0]
+    return f"empty output {list(out)} (kernel larger than the padded input)" if min(out) < 1 else None
+
+
+# -- ONNX ----------------------------------------------------------------------------------
+def onnx_pads(ctx, fn, sizes, kernel, strides, dilations) -> list[int] | None:
+    """Explicit pads from an ONNX Conv/Pool node's auto_pad + pads; None after a rejection."""
+    mode = fn.attrs.get("auto_pad", "NOTSET") or "NOTSET"
+    if mode == "NOTSET":
+        return [int(p) for p in fn.attrs.get("pads", [0] * (2 * len(sizes)))]
+    if mode in ("SAME_UPPER", "SAME_LOWER", "VALID"):
+        return auto_pads(mode, sizes, kernel, strides, dilations)
+    ctx.reject(f"auto_pad {mode!r} (NOTSET, SAME_UPPER, SAME_LOWER, VALID)")
+    return None
+
+
+@onnx_lowering("Conv")
+def _onnx_conv(ctx, fn):
+    x, w_name = fn.inputs[0], fn.inputs[1]
+    b_name = fn.inputs[2] if len(fn.inputs) > 2 and fn.inputs[2] else ""
+    w = ctx.const(w_name)
+    if w is None:
+        return ctx.reject("Conv weight must be constant (an initializer or a folded constant)")
+    if b_name and ctx.const(b_name) is None:
+        return ctx.reject("Conv bias must be constant")
+    shape = ctx.shape(x)
+    r = len(shape) - 2
+    if r not in (1, 2) or w.ndim != r + 2:
+        return ctx.reject(f"only 1-D and 2-D convolution (input {list(shape)}, weight {list(w.shape)})")
+    kernel = [int(k) for k in w.shape[2:]]
+    if list(fn.attrs.get("kernel_shape", kernel)) != kernel:
+        return ctx.reject(f"kernel_shape {fn.attrs['kernel_shape']} differs from weight {list(w.shape)}")
+    strides = [int(s) for s in fn.attrs.get("strides", [1] * r)]
+    dilations = [int(d) for d in fn.attrs.get("dilations", [1] * r)]
+    pads = onnx_pads(ctx, fn, shape[2:], kernel, strides, dilations)
+    if pads is None:
+        return None
+    attrs = conv_attrs_from_same_padding("NCHW" if r == 2 else "NCW", "OIHW" if r == 2 else "OIW",
+                                         shape[2:], kernel, strides, dilations, pads,
+                                         fn.attrs.get("group", 1))
+    return emit_checked(ctx, "conv", [x, w_name] + ([b_name] if b_name else []), fn.outputs[:1], attrs)
+
+
+@onnx_lowering("ConvTranspose")
+def _onnx_conv_transpose(ctx, fn):
+    ctx.reject("transposed convolution (deconvolution) is not supported by the NPU; "
+               "use Resize/upsampling followed by Conv")
+
+
+# -- TensorFlow ----------------------------------------------------------------------------
+def tf_spatial(values, data_format: str) -> list[int]:
+    """The spatial entries of a TF per-dimension attr ([1, sh, sw, 1] in NHWC)."""
+    values = [int(v) for v in values]
+    return values[2:] if data_format.startswith("NC") else values[1:-1]
+
+
+def tf_pads(ctx, fn, sizes, kernel, strides, dilations) -> list[int] | None:
+    """Explicit pads from TF `padding` (SAME puts the odd extra pixel at the end)."""
+    padding, fmt = fn.attrs.get("padding", "VALID"), fn.attrs.get("data_format", "NHWC")
+    if padding in ("SAME", "VALID"):
+        return auto_pads(padding, sizes, kernel, strides, dilations)
+    if padding == "EXPLICIT":
+        flat = [int(p) for p in fn.attrs.get("explicit_paddings", [])] or [0] * 8
+        begin, end = tf_spatial(flat[0::2], fmt), tf_spatial(flat[1::2], fmt)
+        return begin + end
+    ctx.reject(f"padding {padding!r} (SAME, VALID, EXPLICIT)")
+    return None
+
+
+@tf_lowering("Conv2D", "DepthwiseConv2dNative")
+def _tf_conv2d(ctx, fn):
+    x, w_name = fn.inputs[0], fn.inputs[1]
+    w, fmt = ctx.const(w_name), fn.attrs.get("data_format", "NHWC")
+    if w is None:
+        return ctx.reject(f"{fn.op_type} filter must be constant (a frozen graph)")
+    shape = ctx.shape(x)
+    if len(shape) != 4 or w.ndim != 4:
+        return ctx.reject(f"input {list(shape)} / filter {list(w.shape)} are not 4-D")
+    kernel = [int(k) for k in w.shape[:2]]
+    strides = tf_spatial(fn.attrs.get("strides", [1, 1, 1, 1]), fmt)
+    dilations = tf_spatial(fn.attrs.get("dilations", [1, 1, 1, 1]), fmt)
+    sizes = shape[2:] if fmt.startswith("NC") else shape[1:3]
+    pads = tf_pads(ctx, fn, sizes, kernel, strides, dilations)
+    if pads is None:
+        return None
+    depthwise = fn.op_type == "DepthwiseConv2dNative"
+    c_in = shape[1] if fmt.startswith("NC") else shape[3]
+    attrs = conv_attrs_from_same_padding(fmt, "HWIM" if depthwise else "HWIO", sizes, kernel,
+                                         strides, dilations, pads, c_in if depthwise else 1)
+    return emit_checked(ctx, "conv", [x, w_name], fn.outputs[:1], attrs)
+
+
+@tf_lowering("Conv2DBackpropInput", "Conv3D", "Conv3DBackpropInputV2")
+def _tf_conv_other(ctx, fn):
+    ctx.reject("only 1-D and 2-D forward convolution (Conv2D, DepthwiseConv2dNative)")

@@ -1,0 +1,201 @@
+"""Element-wise ops with numpy broadcasting: `binary` (add, sub, mul, div, max, min, pow, ...)
+and `prelu`.
+
+Integer kernels exist only to fold shape arithmetic and keep ONNX integer semantics
+(Div truncates toward zero; Mod takes the divisor's sign unless fmod=1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.shape_ops import FLOAT_DTYPES
+
+
+def _div(a, b):
+    if np.issubdtype(np.result_type(a, b), np.integer):
+        q = np.abs(a) // np.abs(b)
+        return np.where((a < 0) != (b < 0), -q, q)
+    return np.divide(a, b)
+
+
+def _pow(a, b):
+    if np.issubdtype(a.dtype, np.integer):  # negative integer exponents are legal in ONNX
+        return np.power(a.astype(np.float64), b)
+    return np.power(a, b.astype(a.dtype))
+
+
+# fn -> kernel(a, b); the result is cast to the ONNX result type afterwards
+FUNCS = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": _div,
+    "max": np.maximum,
+    "min": np.minimum,
+    "pow": _pow,
+    "squared_difference": lambda a, b: np.square(a - b),
+    "mod": np.mod,  # ONNX Mod fmod=0 (integers): sign of the divisor
+    "fmod": np.fmod,  # ONNX Mod fmod=1: sign of the dividend
+}
+NPU_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "squared_difference")
+
+
+@register
+class Binary(OpDef):
+    name = "binary"
+    category = "elementwise"
+    summary = "element-wise " + ", ".join(NPU_FNS) + " of two tensors (numpy broadcasting)"
+    constraints = ("both operands broadcast to the output shape (numpy rules)",
+                   "`fn` one of " + ", ".join(NPU_FNS) + "; integer arithmetic only on constants")
+
+    def infer(self, node, in_shapes):
+        return [tuple(np.broadcast_shapes(*in_shapes))]
+
+    def run(self, node, xs):
+        fn = node.attrs["fn"]
+        a, b = np.asarray(xs[0]), np.asarray(xs[1])
+        dtype = a.dtype if fn == "pow" else np.result_type(a, b)
+        with np.errstate(all="ignore"):
+            y = FUNCS[fn](a, b)
+        return [np.asarray(y).astype(dtype, copy=False)]
+
+    def check(self, node, in_shapes):
+        fn = node.attrs["fn"]
+        return None if fn in NPU_FNS else f"{fn} only when its inputs are constant (shape arithmetic)"
+
+
+@register
+class PRelu(OpDef):
+    name = "prelu"
+    category = "activation"
+    summary = "x where x >= 0, else slope * x (slope broadcast to x)"
+    constraints = ("slope broadcasts to the shape of x (e.g. [C, 1, 1] for NCHW)",)
+    weights = {1: "param"}
+
+    def infer(self, node, in_shapes):
+        return [in_shapes[0]]
+
+    def run(self, node, xs):
+        x, slope = np.asarray(xs[0]), np.asarray(xs[1])
+        return [np.where(x >= 0, x, x * slope.astype(x.dtype)).astype(x.dtype, copy=False)]
+
+    def check(self, node, in_shapes):
+        if not _broadcasts_to(in_shapes[1], in_shapes[0]):
+            return f"slope shape {list(in_shapes[1])} does not broadcast to {list(in_shapes[0])}"
+        return None
+
+    def flops(self, node, in_shapes, out_shapes):
+        return 2 * int(np.prod(out_shapes[0], dtype=np.int64))
+
+
+def _broadcasts_to(shape, target) -> bool:
+    try:
+        return tuple(np.broadcast_shapes(tuple(shape), tuple(target))) == tuple(target)
+    except ValueError:
+        return False
+
+
+# -- ONNX lowerings ----------------------------------------------------------------------------
+def _runtime_ok(ctx, names) -> bool:
+    """Reject integer arithmetic on tensors computed at run time, and shapes that do not broadcast."""
+    for n in names:
+        dtype = ctx.tensor(n).dtype
+        if ctx.const(n) is None and dtype not in FLOAT_DTYPES:
+            ctx.reject(f"{dtype} arithmetic at run time (the NPU computes in fp16)")
+            return False
+    try:
+        np.broadcast_shapes(*(ctx.shape(n) for n in names))
+    except ValueError:
+        ctx.reject(f"shapes {[list(ctx.shape(n)) for n in names]} do not broadcast")
+        return False
+    return True
+
+
+def emit_binary(ctx, fn: str, a: str, b: str, outputs=None) -> str:
+    """One `binary` node; returns its output name."""
+    return ctx.emit("binary", [a, b], outputs, {"fn": fn})[0]
+
+
+_ONNX_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+
+
+@onnx_lowering(*_ONNX_BINARY)
+def _onnx_binary(ctx, fn):
+    if _runtime_ok(ctx, fn.inputs[:2]):
+        emit_binary(ctx, _ONNX_BINARY[fn.op_type], fn.inputs[0], fn.inputs[1], fn.outputs)
+
+
+_ONNX_VARIADIC = {"Max": "max", "Min": "min", "Sum": "add", "Mean": "add"}
+
+
+@onnx_lowering(*_ONNX_VARIADIC)
+def _onnx_variadic(ctx, fn):
+    """Max/Min/Sum/Mean of 1..n inputs: a chain of binary nodes (Mean: then * 1/n)."""
+    ins = [i for i in fn.inputs if i]
+    if not _runtime_ok(ctx, ins):
+        return
+    if len(ins) == 1:
+        return ctx.set_alias(fn.outputs[0], ins[0])
+    mean = fn.op_type == "Mean"
+    acc = ins[0]
+    for k, x in enumerate(ins[1:], 2):
+        last = k == len(ins) and not mean
+        acc = emit_binary(ctx, _ONNX_VARIADIC[fn.op_type], acc, x, fn.outputs if last else None)
+    if mean:
+        inv = ctx.add_const(ctx.fresh(fn.name + "/inv_n"), np.asarray(1 / len(ins), ctx.tensor(ins[0]).dtype))
+        emit_binary(ctx, "mul", acc, inv, fn.outputs)
+
+
+@onnx_lowering("Pow")
+def _onnx_pow(ctx, fn):
+    """A constant scalar exponent becomes the activation unit's pow; anything else `binary` pow."""
+    x, e = fn.inputs[0], fn.inputs[1]
+    exp = ctx.const(e)
+    scalar = exp is not None and exp.size == 1 and exp.ndim <= len(ctx.shape(x))
+    if scalar and ctx.const(x) is None and ctx.tensor(x).dtype in FLOAT_DTYPES:
+        ctx.emit("act", [x], fn.outputs, {"fn": "pow", "exponent": float(exp.reshape(()))})
+    elif _runtime_ok(ctx, [x, e]):
+        emit_binary(ctx, "pow", x, e, fn.outputs)
+
+
+@onnx_lowering("Mod")
+def _onnx_mod(ctx, fn):
+    if _runtime_ok(ctx, fn.inputs[:2]):
+        emit_binary(ctx, "fmod" if fn.attrs.get("fmod", 0) else "mod", fn.inputs[0], fn.inputs[1], fn.outputs)
+
+
+@onnx_lowering("PRelu")
+def _onnx_prelu(ctx, fn):
+    x, slope = fn.inputs[0], fn.inputs[1]
+    if not _broadcasts_to(ctx.shape(slope), ctx.shape(x)):
+        return ctx.reject(f"slope shape {list(ctx.shape(slope))} does not broadcast to {list(ctx.shape(x))}")
+    ctx.emit("prelu", [x, slope], fn.outputs)
+
+
+# -- TensorFlow lowerings ----------------------------------------------------------------------
+_TF_BINARY = {"Add": "add", "AddV2": "add", "Sub": "sub", "Mul": "mul", "RealDiv": "div",
+              "Div": "div", "Maximum": "max", "Minimum": "min",
+              "SquaredDifference": "squared_difference"}
+
+
+@tf_lowering(*_TF_BINARY)
+def _tf_binary(ctx, fn):
+    if _runtime_ok(ctx, fn.inputs[:2]):
+        emit_binary(ctx, _TF_BINARY[fn.op_type], fn.inputs[0], fn.inputs[1], fn.outputs[:1])
+
+
+@tf_lowering("AddN")
+def _tf_add_n(ctx, fn):
+    if not _runtime_ok(ctx, fn.inputs):
+        return
+    acc = fn.inputs[0]
+    for k, x in enumerate(fn.inputs[1:], 2):
+        acc = emit_binary(ctx, "add", acc, x, fn.outputs[:1] if k == len(fn.inputs) else None)
+    if len(fn.inputs) == 1:
+        ctx.set_alias(fn.outputs[0], acc)
+
+
+@tf_lowering("Pow")
+def _tf_pow(ctx, fn):
+    _onnx_pow(ctx, fn)  # same semantics: a constant scalar exponent goes to the activation unit

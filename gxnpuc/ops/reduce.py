@@ -1,0 +1,75 @@
+"""`reduce`: mean, sum, max or min over sorted, non-negative `axes`, with `keepdims`.
+
+ONNX moved `axes` from an attribute to an input (ReduceSum at opset 13, the others at 18);
+both forms are read. `prod` exists only to fold shape arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, norm_axis
+
+FUNCS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
+NPU_FNS = ("mean", "sum", "max", "min")
+
+
+@register
+class Reduce(OpDef):
+    name = "reduce"
+    category = "reduction"
+    summary = "reduce " + "|".join(NPU_FNS) + " over some axes"
+    constraints = ("`axes` constant", "`fn` one of " + ", ".join(NPU_FNS))
+
+    def infer(self, node, in_shapes):
+        axes, keep = node.attrs["axes"], node.attrs["keepdims"]
+        shape = in_shapes[0]
+        return [tuple(1 if k in axes else d for k, d in enumerate(shape) if keep or k not in axes)]
+
+    def run(self, node, xs):
+        x = np.asarray(xs[0])
+        y = FUNCS[node.attrs["fn"]](x, axis=tuple(node.attrs["axes"]), keepdims=bool(node.attrs["keepdims"]))
+        return [np.asarray(y).astype(x.dtype, copy=False)]
+
+    def check(self, node, in_shapes):
+        fn = node.attrs["fn"]
+        return None if fn in NPU_FNS else f"{fn} only when its input is constant (shape arithmetic)"
+
+    def flops(self, node, in_shapes, out_shapes):
+        return int(np.prod(in_shapes[0], dtype=np.int64))
+
+
+_ONNX_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min",
+                "ReduceProd": "prod"}
+
+
+@onnx_lowering(*_ONNX_REDUCE)
+def _onnx_reduce(ctx, fn):
+    x = fn.inputs[0]
+    rank = len(ctx.shape(x))
+    axes = arg_ints(ctx, fn, "axes", 1)
+    if axes is NOT_CONST:
+        return ctx.reject("axes must be constant")
+    if not axes:
+        if fn.attrs.get("noop_with_empty_axes", 0):
+            return ctx.set_alias(fn.outputs[0], x)
+        axes = list(range(rank))
+    axes = sorted({norm_axis(ctx, a, rank) for a in axes})
+    ctx.emit("reduce", [x], fn.outputs, {"fn": _ONNX_REDUCE[fn.op_type], "axes": axes,
+                                         "keepdims": int(fn.attrs.get("keepdims", 1))})
+
+
+_TF_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "min", "Prod": "prod"}
+
+
+@tf_lowering(*_TF_REDUCE)
+def _tf_reduce(ctx, fn):
+    x, axes = fn.inputs[0], ctx.const(fn.inputs[1])
+    if axes is None:
+        return ctx.reject("reduction_indices must be constant")
+    rank = len(ctx.shape(x))
+    axes = sorted({norm_axis(ctx, a, rank) for a in np.ravel(axes)})
+    if not axes:
+        return ctx.set_alias(fn.outputs[0], x)
+    ctx.emit("reduce", [x], fn.outputs[:1], {"fn": _TF_REDUCE[fn.op_type], "axes": axes,
+                                             "keepdims": int(bool(fn.attrs.get("keep_dims", False)))})

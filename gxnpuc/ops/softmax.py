@@ -1,0 +1,61 @@
+"""`softmax` over one axis (`log` for LogSoftmax).
+
+ONNX before opset 13 normalises over all axes from `axis` on (the input flattened to 2-D);
+that is lowered to reshape -> one-axis softmax -> reshape unless one axis already suffices.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.shape_ops import emit_reshape, norm_axis, onnx_opset
+
+
+@register
+class Softmax(OpDef):
+    name = "softmax"
+    category = "activation"
+    summary = "softmax (or log-softmax) over one axis"
+    constraints = ("one axis (several trailing axes are flattened into one first)",)
+
+    def infer(self, node, in_shapes):
+        return [in_shapes[0]]
+
+    def run(self, node, xs):
+        x = np.asarray(xs[0])
+        axis = node.attrs["axis"]
+        z = x - np.max(x, axis=axis, keepdims=True)
+        with np.errstate(all="ignore"):
+            if node.attrs.get("log"):
+                y = z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+            else:
+                e = np.exp(z)
+                y = e / np.sum(e, axis=axis, keepdims=True)
+        return [y.astype(x.dtype, copy=False)]
+
+    def flops(self, node, in_shapes, out_shapes):
+        return 5 * int(np.prod(out_shapes[0], dtype=np.int64))  # max, sub, exp, sum, div
+
+
+@onnx_lowering("Softmax", "LogSoftmax")
+def _onnx_softmax(ctx, fn):
+    x = fn.inputs[0]
+    shape = ctx.shape(x)
+    log = fn.op_type == "LogSoftmax"
+    old = onnx_opset(ctx) < 13
+    axis = norm_axis(ctx, fn.attrs.get("axis", 1 if old else -1), len(shape))
+    big = [a for a in range(axis, len(shape)) if shape[a] != 1]
+    if not old or len(big) <= 1:  # one axis carries every element that is normalised together
+        axis = big[0] if (old and big) else axis
+        ctx.emit("softmax", [x], fn.outputs, {"axis": axis, "log": log})
+        return
+    rows = int(np.prod(shape[:axis], dtype=np.int64))
+    flat = emit_reshape(ctx, x, [rows, int(np.prod(shape[axis:], dtype=np.int64))])
+    y = ctx.emit("softmax", [flat], None, {"axis": 1, "log": log})[0]
+    emit_reshape(ctx, y, shape, fn.outputs)
+
+
+@tf_lowering("Softmax", "LogSoftmax")
+def _tf_softmax(ctx, fn):
+    rank = len(ctx.shape(fn.inputs[0]))  # TF normalises over the last axis
+    ctx.emit("softmax", fn.inputs[:1], fn.outputs[:1], {"axis": rank - 1, "log": fn.op_type == "LogSoftmax"})

@@ -1,0 +1,126 @@
+"""TensorFlow-only glue lowerings: graph plumbing (Placeholder, Const, Identity, NoOp, Shape),
+BiasAdd and FusedBatchNorm, and the element-wise TF ops that map onto the `act` op.
+
+The IR ops themselves live in their own files; these functions only translate TF's
+conventions (NHWC data_format, TF attr names) into them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gxnpuc.names import record_alias
+from gxnpuc.ops.base import tf_lowering
+
+
+def _const(ctx, name: str, value) -> None:
+    """Register `value` as the constant called `name` (the TF tensor name users see)."""
+    real = ctx.add_const(name, value)
+    if real != name:
+        ctx.set_alias(name, real)
+
+
+def _channel_axis(fmt: str, rank: int) -> int:
+    """The channel axis of a TF data_format: NHWC/NWC/NDHWC -> last, NCHW/... -> 1."""
+    return 1 if str(fmt).startswith("NC") and rank > 2 else rank - 1
+
+
+@tf_lowering("NoOp")
+def _tf_noop(ctx, fn):
+    pass  # only ever a target of control edges, which the front end drops
+
+
+@tf_lowering("Placeholder")
+def _tf_placeholder(ctx, fn):
+    if not ctx.has(fn.outputs[0]):  # the front end adds every needed Placeholder as an input
+        ctx.reject("a Placeholder that is not a model input (name it in INPUT_OPS)")
+
+
+@tf_lowering("Const")
+def _tf_const(ctx, fn):
+    _const(ctx, fn.outputs[0], np.asarray(fn.attrs["value"]))
+
+
+@tf_lowering("Identity", "IdentityN", "StopGradient", "PreventGradient", "Snapshot",
+             "EnsureShape", "CheckNumerics")
+def _tf_identity(ctx, fn):
+    """An Identity of a constant renames it (as TF's constant folding does): a frozen TF2
+    graph reads each weight through `<op>/ReadVariableOp`, and that is the name users see."""
+    for src, out in zip(fn.inputs, fn.outputs):
+        value = ctx.const(src)
+        if value is not None:
+            record_alias(ctx.graph, ctx.resolve(src), out)  # `dense/kernel` finds `dense/kernel/read`
+            _const(ctx, out, value)
+        else:
+            ctx.set_alias(out, src)
+
+
+@tf_lowering("PlaceholderWithDefault")
+def _tf_placeholder_default(ctx, fn):
+    _tf_identity(ctx, fn)  # not named in INPUT_OPS: it is its default value
+
+
+@tf_lowering("Shape", "Size", "Rank")
+def _tf_shape(ctx, fn):
+    """Shapes are static in the IR, so these are constants (Keras' dynamic-batch chains)."""
+    shape = ctx.shape(fn.inputs[0])
+    value = {"Shape": shape, "Size": int(np.prod(shape, dtype=np.int64)), "Rank": len(shape)}
+    _const(ctx, fn.outputs[0], np.asarray(value[fn.op_type], dtype=fn.attrs.get("out_type", "int32")))
+
+
+@tf_lowering("ShapeN")
+def _tf_shape_n(ctx, fn):
+    for src, out in zip(fn.inputs, fn.outputs):
+        _const(ctx, out, np.asarray(ctx.shape(src), dtype=fn.attrs.get("out_type", "int32")))
+
+
+@tf_lowering("BiasAdd", "BiasAddV1")
+def _tf_bias_add(ctx, fn):
+    """x + bias along the channel axis; FUSE_BIASADD later moves it into the conv/fc."""
+    x, bias = fn.inputs[:2]
+    rank = len(ctx.shape(x))
+    axis = _channel_axis(fn.attrs.get("data_format", "NHWC"), rank)
+    if axis != rank - 1:
+        shape = [ctx.shape(bias)[0]] + [1] * (rank - 1 - axis)
+        bias = ctx.emit("reshape", [bias], attrs={"shape": shape})[0]
+    ctx.emit("binary", [x, bias], fn.outputs[:1], {"fn": "add"})
+
+
+@tf_lowering("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+def _tf_fused_bn(ctx, fn):
+    if fn.attrs.get("is_training", False):  # uses the batch's statistics, not the stored ones
+        return ctx.reject("FusedBatchNorm in training mode (freeze with training=False)")
+    rank = len(ctx.shape(fn.inputs[0]))
+    axis = _channel_axis(fn.attrs.get("data_format", "NHWC"), rank)
+    ctx.emit("batchnorm", fn.inputs[:5], fn.outputs[:1],
+             {"epsilon": float(fn.attrs.get("epsilon", 1e-4)), "axis": axis})
+
+
+# TF op type -> (act fn, extra attrs from TF attrs)
+_ACT = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Elu": "elu", "Selu": "selu",
+        "Abs": "abs", "Neg": "neg", "Sqrt": "sqrt", "Rsqrt": "rsqrt", "Square": "square",
+        "Exp": "exp", "Log": "log", "Reciprocal": "reciprocal", "Inv": "reciprocal"}
+
+
+@tf_lowering(*_ACT)
+def _tf_act(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": _ACT[fn.op_type]})
+
+
+@tf_lowering("Relu6")
+def _tf_relu6(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "clip", "min": 0.0, "max": 6.0})
+
+
+@tf_lowering("LeakyRelu")
+def _tf_leaky_relu(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1],
+             {"fn": "leaky_relu", "alpha": float(fn.attrs.get("alpha", 0.2))})
+
+
+@tf_lowering("ClipByValue")
+def _tf_clip(ctx, fn):
+    lo, hi = ctx.const(fn.inputs[1]), ctx.const(fn.inputs[2])
+    if lo is None or hi is None or np.size(lo) != 1 or np.size(hi) != 1:
+        return ctx.reject("ClipByValue bounds must be constant scalars")
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "clip", "min": float(lo), "max": float(hi)})
+

@@ -1,0 +1,333 @@
+"""What the user reads after a compile: the summary, `-w`, `-v`, `-m` and `-L` text.
+
+Every function only reads what the compiler stages recorded in the CompiledModel (graph,
+weights, plan, sizes) or in the op registry; none of them changes anything. The `-s`
+histograms live in gxnpuc/hist.py.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+
+import numpy as np
+
+from gxnpuc.hist import compressed, save_histograms  # noqa: F401 - re-exported for the CLI
+
+CORES = ("GRUS",)
+
+
+# -- small text helpers ----------------------------------------------------------------------
+def _table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
+    """Plain aligned columns; columns whose index is in `right` are right-aligned (numbers)."""
+    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
+
+
+def _n(x) -> str:
+    return f"{int(x):,}"
+
+
+def _shape(s) -> str:
+    return "x".join(str(d) for d in s) if s else "scalar"
+
+
+# -- -w -------------------------------------------------------------------------------------
+def weight_lines(model) -> list[str]:
+    """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2)."""
+    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in compressed(model)]
+
+
+# -- the compile summary ------------------------------------------------------------------------
+def _target_limit(model) -> int | None:
+    """Bytes of memory the target offers, from the backend's target table (None if unknown)."""
+    if "limit" in model.sizes:
+        return int(model.sizes["limit"])
+    from gxnpuc import targets
+
+    t = targets.TARGETS.get(model.corename)
+    return None if t is None else int(t.memory_bytes)
+
+
+def _fit_line(model) -> str:
+    total, limit = model.sizes.get("total_size"), _target_limit(model)
+    if total is None or limit is None:
+        return "  memory          (target limit unknown)"
+    if total <= limit:
+        return f"  memory          fits {model.corename}: {_n(total)} of {_n(limit)} B ({total / limit:.0%})"
+    return (f"WARNING: the model needs {_n(total)} B but {model.corename} has {_n(limit)} B "
+            f"({_n(total - limit)} B over): compress more weights (COMPRESS, CONV2D_COMPRESS) "
+            f"or shrink the model")
+
+
+def weight_stats(model) -> dict:
+    """Counts and bytes of the stored weights, before (fp32) and after compression."""
+    ws = list(model.weights.values())
+    return {"tensors": len(ws), "values": sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws),
+            "compressed": sum(1 for w in ws if w.compressed),
+            "fp32": sum(int(w.nbytes_fp32) for w in ws), "stored": sum(int(w.nbytes_stored) for w in ws)}
+
+
+SIZE_PARTS = {"npu_size": ("cmd", "weight", "ops", "data", "tmp"), "total_size": ("npu_size", "io")}
+
+
+def _size_lines(sz: dict) -> list[str]:
+    """One line per section size; the two totals say what they add up."""
+    lines = []
+    for key in ("cmd", "weight", "data", "npu_size", "total_size"):
+        if key not in sz:
+            continue
+        parts = [p for p in SIZE_PARTS.get(key, ()) if p in sz]
+        tail = "  = " + " + ".join(f"{p} {_n(sz[p])}" for p in parts) if parts else ""
+        lines.append(f"  {key:<15} {_n(sz[key])} B{tail}")
+    return lines
+
+
+def summary(model, cfg) -> str:
+    """The short report printed after every successful compile."""
+    g, st, sz = model.graph, weight_stats(model), model.sizes
+    from gxnpuc.config import display_path
+
+    src = display_path(cfg.model_path or g.meta.get("source", "?"))
+    ratio = f" ({st['fp32'] / st['stored']:.1f}x smaller)" if st["stored"] else ""
+    npu_ops = sum(1 for n in g.nodes if n.op != "identity")
+    fw = g.meta.get("framework", "?") + (f" opset {g.meta['opset']}" if g.meta.get("opset") else "")
+    lines = [f"gxnpuc: {src} ({fw}) -> {display_path(cfg.output_file)}",
+             f"  target          {model.corename} ({model.npu_unit})",
+             f"  npu ops         {npu_ops}",
+             f"  weights         {st['tensors']} tensors, {_n(st['values'])} values, "
+             f"{st['compressed']} compressed to 8 bit",
+             f"  weight bytes    {_n(st['fp32'])} as fp32 -> {_n(st['stored'])} stored{ratio}"]
+    lines += _size_lines(sz)
+    lines.append(_fit_line(model))
+    lines += [f"note: {n}" for n in g.meta.get("notes", [])]
+    return "\n".join(lines)
+
+
+# -- -v ---------------------------------------------------------------------------------------
+def _node_row(model, node) -> list:
+    from gxnpuc.ops import REGISTRY
+
+    g = model.graph
+    in_shapes = [g.tensors[i].shape if i else None for i in node.inputs]
+    out_shapes = [g.tensors[o].shape for o in node.outputs]
+    consts = [i for i in node.inputs if i and g.tensors[i].is_const]
+    acts = [g.tensors[i].shape for i in node.inputs if i and not g.tensors[i].is_const]
+    n_w = sum(g.tensors[i].size for i in consts)
+    w_bytes = sum(int(model.weights[i].nbytes_stored) for i in consts if i in model.weights)
+    flops = REGISTRY[node.op].flops(node, in_shapes, out_shapes)
+    return [node.name, node.op, node.source, " ".join(_shape(s) for s in acts),
+            " ".join(_shape(s) for s in out_shapes), n_w, int(flops), w_bytes]
+
+
+def op_table(model) -> str:
+    """Per op: name, NPU op, source op, shapes, weight count, FLOPs, stored weight bytes."""
+    rows = [_node_row(model, n) for n in model.graph.nodes]
+    total = ["total", "", "", "", ""] + [sum(r[k] for r in rows) for k in (5, 6, 7)]
+    rows = [r[:5] + [_n(x) for x in r[5:]] for r in rows + [total]]
+    return _table(["name", "npu op", "source", "input", "output", "weights", "FLOPs", "w bytes"],
+                  rows, right={5, 6, 7})
+
+
+# -- -m ---------------------------------------------------------------------------------------
+REGION_ORDER = {"io": 0, "data": 1, "weight": 2}
+
+
+def _kind(model, name: str, region: str) -> str:
+    g = model.graph
+    if region == "weight" or name in model.weights:
+        sw = model.weights.get(name)
+        return "weight 8-bit" if sw is not None and sw.compressed else "weight fp16"
+    if name in g.inputs:
+        return "input"
+    return "output" if name in g.outputs else "activation"
+
+
+def mem_table(model) -> str:
+    """Every planned buffer: struct in_out (io), activations (data), weights, by offset."""
+    plan, g = model.plan, model.graph
+    places, regions = plan.get("tensors", {}), plan.get("region", {})
+    order = sorted(places, key=lambda n: (REGION_ORDER.get(regions.get(n, ""), 3), places[n][0], n))
+    rows = [[regions.get(n, "?"), _kind(model, n, regions.get(n, "")), n,
+             _shape(g.tensors[n].shape) if n in g.tensors else "", _n(places[n][0]), _n(places[n][1])]
+            for n in order]
+    table = _table(["region", "kind", "tensor", "shape", "offset", "bytes"], rows, right={4, 5})
+    keys = ("cmd", "weight", "ops", "data", "tmp", "io", "npu_size", "total_size", "limit")
+    sizes = ", ".join(f"{k} {_n(model.sizes[k])}" for k in keys if k in model.sizes)
+    peak = f"; activations alive at once at most {_n(plan['peak_live'])} B" if "peak_live" in plan else ""
+    return f"{table}\nsizes (bytes): {sizes}{peak}"
+
+
+# -- -L ---------------------------------------------------------------------------------------
+def _tree(fn):
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
+def _table_pick(fn, tree, op_type: str) -> list[str]:
+    """`for table, op in ((_ONNX_LOGIC, "logic"), ...)`: the op paired with the table holding op_type."""
+    from gxnpuc.ops import REGISTRY
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple) and len(node.elts) == 2:
+            table, op = node.elts
+            if (isinstance(table, ast.Name) and isinstance(op, ast.Constant) and op.value in REGISTRY
+                    and op_type in (fn.__globals__.get(table.id) or ())):
+                return [op.value]
+    return []
+
+
+def _op_literals(tree) -> list[str]:
+    """Registry names passed to an emit call or chosen as a value (`op = "fc"`), in source order;
+    not strings used for other things (an attr named "shape", a comparison)."""
+    from gxnpuc.ops import REGISTRY
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            callee = getattr(node.func, "attr", None) or getattr(node.func, "id", "")
+            vals = node.args[:2] if "emit" in callee else []
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            vals = node.elts
+        elif isinstance(node, (ast.Assign, ast.Return)):
+            vals = [node.value]
+        elif isinstance(node, ast.IfExp):
+            vals = [node.body, node.orelse]
+        else:
+            continue
+        found += [(v.lineno, v.col_offset, v.value) for v in vals
+                  if isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value in REGISTRY]
+    return [v for _, _, v in sorted(found)]
+
+
+def _emits(fn, op_type: str = "", depth: int = 0) -> list[str]:
+    """NPU op names a lowering function emits, read from its source (static, best effort).
+
+    In order: an (op-type table, op) pair; registry names the function mentions itself (its
+    emit calls); else those of the helper functions it calls.
+    """
+    from gxnpuc.ops import REGISTRY
+
+    tree = _tree(fn)
+    if tree is None:
+        return []
+    picked = _table_pick(fn, tree, op_type)
+    if picked:
+        return picked
+    found = _op_literals(tree)
+    if found or depth >= 2:
+        return list(dict.fromkeys(found))
+    for helper in _helpers(fn, tree):
+        found += _emits(helper, op_type, depth + 1)
+    return list(dict.fromkeys(found))
+
+
+def _helpers(fn, tree) -> list:
+    calls = [c.func.id for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
+    found = [fn.__globals__.get(c) for c in calls]
+    return [h for h in found if inspect.isfunction(h) and h.__module__.startswith("gxnpuc.ops")]
+
+
+def _no_op_text(fn) -> tuple[str, str]:
+    """Summary and constraint for a lowering that emits no NPU op."""
+    tree = _tree(fn)
+    if tree is None:
+        return "", ""
+    body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
+    stmts = [b for b in body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+    if len(stmts) == 1 and isinstance(stmts[0], ast.Expr) and isinstance(stmts[0].value, ast.Call):
+        call = stmts[0].value
+        reason = call.args[0] if call.args else None
+        if getattr(call.func, "attr", "") == "reject" and isinstance(reason, ast.Constant):
+            return "not supported", str(reason.value)
+    for src in [inspect.getsource(fn)] + [inspect.getsource(h) for h in _helpers(fn, tree)]:
+        if "set_alias" in src and "add_const" not in src:
+            return "no-op (the output is the input)", ""
+        if "add_const" in src:
+            return "computed at compile time (becomes a constant)", ""
+    return "no NPU op: handled by the front end (graph inputs, control edges)", ""
+
+
+def _lowering_rows(table: dict) -> list[list[str]]:
+    from gxnpuc.ops import REGISTRY
+
+    rows = []
+    for op_type in sorted(table, key=str.lower):
+        fn = table[op_type]
+        emitted = _emits(fn, op_type)
+        ops = [o for o in emitted if REGISTRY[o].npu] or emitted
+        if ops:
+            summary = "; ".join(REGISTRY[o].summary for o in ops)
+            cons = "; ".join(c for o in ops for c in REGISTRY[o].constraints)
+            if not any(REGISTRY[o].npu for o in ops):
+                cons = "constant inputs only (folded at compile time)" + ("; " + cons if cons else "")
+        else:
+            summary, cons = _no_op_text(fn)
+        rows.append([op_type, ", ".join(ops) or "-", summary, cons])
+    return rows
+
+
+def _npu_rows() -> list[list[str]]:
+    from gxnpuc.ops import REGISTRY
+
+    return [[d.name, d.category + ("" if d.npu else " (fold only)"), d.summary, "; ".join(d.constraints)]
+            for d in sorted(REGISTRY.values(), key=lambda d: (not d.npu, d.category, d.name))]
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    def esc(c):
+        return str(c).replace("|", "\\|").replace("\n", " ") or " "
+    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(out + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
+
+
+def _markdown(core: str, sections: list) -> str:
+    parts = [f"# Supported ops ({core})", "",
+             "Generated from the op registry by `gxnpuc -L --markdown` (`make docs`); do not edit.",
+             "The constraint texts are the same ones compile errors quote.", ""]
+    heads = ["npu op", "summary", "constraints"]
+    for title, col, table in sections:
+        rows = _lowering_rows(table)
+        parts += [f"## {title} ({len(table)} op types)", "", _md_table([col] + heads, rows), ""]
+    npu = _md_table(["npu op", "category", "summary", "constraints"], _npu_rows())
+    return "\n".join(parts + ["## NPU IR ops", "", npu, ""])
+
+
+def _text(core: str, sections: list) -> str:
+    parts = [f"supported ops for {core}"]
+    for title, col, table in sections:
+        rows = [r[:2] for r in _lowering_rows(table)]
+        parts += ["", f"{title} ({len(rows)} op types):", _table([col, "npu op"], rows)]
+    parts += ["", "NPU ops:", _table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
+    return "\n".join(parts)
+
+
+def _npu_text_rows() -> list[list[str]]:
+    rows = []
+    for name, cat, summary, cons in _npu_rows():
+        lines = textwrap.wrap(summary, 78) + textwrap.wrap(cons and "accepts: " + cons, 78)
+        rows += [[name, cat, lines[0] if lines else ""]] + [["", "", ln] for ln in lines[1:]]
+    return rows
+
+
+def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = False) -> str:
+    """Supported ops from the registry: each framework op type -> NPU op, summary, constraints."""
+    from gxnpuc.errors import ConfigError
+    from gxnpuc.ops import ONNX_LOWERINGS, TF_LOWERINGS
+
+    core = (core or "GRUS").upper()
+    if core not in CORES:
+        raise ConfigError("-c", f"unknown core {core!r}", "one of: " + ", ".join(CORES))
+    fw = (framework or "").upper()
+    if fw not in ("", "ONNX", "TF", "TENSORFLOW"):
+        raise ConfigError("-f", f"unknown framework {framework!r}", "TF or ONNX")
+    sections = [("ONNX", "ONNX op", ONNX_LOWERINGS), ("TensorFlow", "TensorFlow op", TF_LOWERINGS)]
+    sections = [s for s in sections if not fw or s[0].upper().startswith(fw[:2])]
+    return _markdown(core, sections) if markdown else _text(core, sections)
