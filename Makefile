@@ -7,10 +7,9 @@ BIN := $(VENV)/bin
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: setup.cfg setup.py | $(BIN)/python
-	$(BIN)/pip install -q -e '.[eval]'
+	$(BIN)/pip install -q -e '.[eval,tf]'
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
@@ -20,6 +19,10 @@ $(VENV)/.installed-test: setup.cfg setup.py | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/python examples/make_kws.py examples/build
 	$(BIN)/gxnpuc -w -s -e examples/build/kws_inputs.npz configs/kws_onnx.yaml
+	@echo
+	@echo "== the same workflow on a TensorFlow model (Keras Conv1D TDNN, frozen .pb) =="
+	$(BIN)/python examples/make_kws_tf.py examples/build
+	$(BIN)/gxnpuc -w -e examples/build/kws_tf_inputs.npz configs/kws_tf.yaml
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -8,6 +8,7 @@ with GXNPUC_DEBUG=1), 130 when interrupted. Heavy modules load only when needed,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
@@ -129,27 +130,47 @@ def main(argv: list[str] | None = None) -> int:
     """Run gxnpuc with these arguments (sys.argv[1:] when None); return the exit status."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ logs would break one-line errors
     debug = bool(os.environ.get(DEBUG_ENV))
+    with _sigterm_as_interrupt():  # kill / CI timeouts unwind like Ctrl-C: no temporary file stays
+        try:
+            args = parse_args(argv)
+            with warnings.catch_warnings():
+                if not debug:
+                    warnings.simplefilter("ignore")  # library chatter is not for users
+                return run(args, _Out())
+        except SystemExit as exc:  # argparse: --help, -V (0) and usage errors (2)
+            return exc.code if isinstance(exc.code, int) else 2
+        except GxnpucError as err:
+            return _fail(f"error: {err}", debug, 1)
+        except KeyboardInterrupt:
+            return _fail("interrupted", debug, 130)
+        except MemoryError:
+            return _fail("error: out of memory (the model or an INPUT_OPS shape is too large for this "
+                         "machine)", debug, 1)
+        except OSError as exc:  # disk full, permission denied, ... while writing outputs
+            where = f"{exc.filename}: " if exc.filename else ""
+            return _fail(f"error: {where}{exc.strerror or exc}", debug, 1)
+        except Exception as exc:  # noqa: BLE001 - anything else is a bug: say so in one line
+            return _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in gxnpuc; rerun with "
+                         f"{DEBUG_ENV}=1 to see the traceback)", debug, 3)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While gxnpuc runs, SIGTERM raises KeyboardInterrupt, so the writers clean up and exit 130."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
     try:
-        args = parse_args(argv)
-        with warnings.catch_warnings():
-            if not debug:
-                warnings.simplefilter("ignore")  # library chatter is not for users
-            return run(args, _Out())
-    except SystemExit as exc:  # argparse: --help, -V (0) and usage errors (2)
-        return exc.code if isinstance(exc.code, int) else 2
-    except GxnpucError as err:
-        return _fail(f"error: {err}", debug, 1)
-    except KeyboardInterrupt:
-        return _fail("interrupted", debug, 130)
-    except MemoryError:
-        return _fail("error: out of memory (the model or an INPUT_OPS shape is too large for this "
-                     "machine)", debug, 1)
-    except OSError as exc:  # disk full, permission denied, ... while writing outputs
-        where = f"{exc.filename}: " if exc.filename else ""
-        return _fail(f"error: {where}{exc.strerror or exc}", debug, 1)
-    except Exception as exc:  # noqa: BLE001 - anything else is a bug: say so in one line
-        return _fail(f"internal error: {type(exc).__name__}: {exc} (a bug in gxnpuc; rerun with "
-                     f"{DEBUG_ENV}=1 to see the traceback)", debug, 3)
+        previous, installed = signal.signal(signal.SIGTERM, interrupt), True
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        previous, installed = None, False
+    try:
+        yield
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _fail(message: str, debug: bool, code: int) -> int:

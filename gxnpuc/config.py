@@ -49,6 +49,8 @@ class Config:
     eval_snr_threshold_db: float = 20.0
     tune_target_snr_db: float | None = None
     tune_max_weight_bytes: int | None = None
+    tune_clip_search: str = "output"  # output | weight | percentile | none
+    tune_per_channel: bool = False
     # -- filled by load(): where each key / name was written, and warnings for the user --
     lines: dict = field(default_factory=dict, compare=False, repr=False)  # KEY or (KEY, name) -> line
     warnings: tuple = field(default=(), compare=False)  # one line each, printed by the CLI
@@ -283,6 +285,12 @@ KEYS: tuple[Key, ...] = (
         _number(True), True),
     Key("TUNE_MAX_WEIGHT_BYTES", "integer or null", None, "`--tune` target: maximum stored "
         "weight bytes", _pos_int, True),
+    Key("TUNE_CLIP_SEARCH", "`output` \\| `weight` \\| `percentile` \\| `none`", "output",
+        "`--tune`: how each weight's clip range is chosen: the candidate giving the best output "
+        "SNR (simulated), the best weight SNR (cheaper), percentile cuts only (cheapest), or none",
+        _enum("output", "weight", "percentile", "none"), True),
+    Key("TUNE_PER_CHANNEL", "bool", False, "`--tune` may switch on `COMPRESS_PER_CHANNEL` when "
+        "that is the better trade (only if your runtime reads per-channel ranges)", _bool, True),
 )
 KEY_BY_NAME = {k.name: k for k in KEYS}
 
@@ -338,7 +346,14 @@ def _parse(text: str, label: str, base_dir: str):
     """Compose (never construct arbitrary objects: SafeLoader only) the YAML into nodes."""
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # the reader refuses control characters up front
+        pos = max(0, min(int(exc.position), len(text)))
+        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        ch = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(f"{label}:{line}:{col}", f"control character U+{ch:04X} is not allowed in YAML",
+                          "printable text; remove control characters") from None
     c = _Ctx(label, base_dir, loader)
     try:
         root = loader.get_single_node()

@@ -33,8 +33,14 @@ def main(cfg, args, model=None) -> int:
     report = evaluate(cfg, model, feeds, labels, source, getattr(args, "dump_dir", None))
     print(eval_report.text(report))
     json_path, csv_path = eval_report.write(report, cfg.output_file)
-    print(f"report written: {json_path}, {csv_path}")
+    print(f"report written: {_shown(json_path)}, {_shown(csv_path)}")
     return 0
+
+
+def _shown(path: str) -> str:
+    """A path as the user would type it: relative to the working folder when inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -92,7 +98,8 @@ def _input_array(path: str, name: str, arr: np.ndarray, shape: tuple) -> np.ndar
     """[samples, *shape], also accepting [samples, *shape[1:]] when the batch dim is 1."""
     arr = np.asarray(arr)
     ok = arr.ndim == len(shape) + 1 and tuple(arr.shape[1:]) == tuple(shape)
-    no_batch = len(shape) >= 1 and shape[0] == 1 and arr.ndim == len(shape) and tuple(arr.shape[1:]) == tuple(shape[1:])
+    no_batch = (len(shape) >= 1 and shape[0] == 1 and arr.ndim == len(shape)
+                and tuple(arr.shape[1:]) == tuple(shape[1:]))
     if not (ok or no_batch) or len(arr) == 0 or not np.issubdtype(arr.dtype, np.number):
         accepted = f"[samples, {', '.join(map(str, shape))}]"
         if no_batch or (len(shape) >= 1 and shape[0] == 1):

@@ -31,22 +31,28 @@ def verdict(cfg, runs, report: dict, progress) -> dict:
         if layers:
             more = (f"; to do better, start with {layers[0]['weight']} "
                     f"(alone {_db(layers[0]['only_snr_db'])} dB)")
-        return _none(f"npu output SNR {_db(npu)} dB >= {thr:g} dB (EVAL_SNR_THRESHOLD_DB){_agreement(report)}: "
-                     f"no change needed{more}")
+        return _none(f"npu output SNR {_db(npu)} dB >= {thr:g} dB (EVAL_SNR_THRESHOLD_DB)"
+                     f"{_agreement(report)}: no change needed{more}")
     if not layers or layers[0]["only_snr_db"] >= base - 1.0:
         why = ("no weight is compressed" if not layers else
                "no single compressed weight costs more than fp16 itself")
         return _none(f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
                      f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
     worst = layers[0]
-    with progress(len(CLIP_PERCENTILES) + 1, "clip search") as bar:
+    with progress(len(CLIP_PERCENTILES) + 2, "clip search") as bar:
         best = search_clip(cfg, runs, worst["weight"], bar)
     name, only = worst["weight"], worst["only_snr_db"]
     target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
-    head = f"npu output SNR {_db(npu)} dB < {thr:g} dB{_agreement(report)}; worst weight {name} (alone {_db(only)} dB)"
+    head = (f"npu output SNR {_db(npu)} dB < {thr:g} dB{_agreement(report)}; "
+            f"worst weight {name} (alone {_db(only)} dB)")
     if best is not None and best[2] >= target and best[2] >= only + CLIP_GAIN_DB:
         lo, hi, snr = best
-        line = clip_line(cfg, name, lo, hi)
+        line = clip_line(cfg, runs.model.graph, name, lo, hi)
+        if lo is None:  # the user's own clip is what hurts
+            return {"action": "unclip", "weight": name, "range": None, "expected_only_snr_db": snr,
+                    "config_line": line,
+                    "text": f"{head}: its WEIGHT_MIN_MAX clip saturates values that matter; remove it "
+                            f"(alone then {_db(snr)} dB, still 8-bit) -> {line}"}
         return {"action": "clip", "weight": name, "range": [lo, hi], "expected_only_snr_db": snr,
                 "config_line": line,
                 "text": f"{head}: clip it to [{lo:g}, {hi:g}] (alone then {_db(snr)} dB, still 8-bit) "
@@ -100,13 +106,17 @@ def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
     return out
 
 
-def search_clip(cfg, runs, name: str, bar=None) -> tuple[float, float, float] | None:
-    """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate."""
+def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
+    """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate;
+    (None, None, snr) when removing the user's own clip is best."""
     from gxnpuc import eval as ev
 
-    w = runs.model.graph.tensors[name].data
+    graph = runs.model.graph
+    candidates = clip_candidates(graph.tensors[name].data)
+    if clip_keys(cfg, graph, name):
+        candidates.append((None, None))  # no clip at all: undo the user's WEIGHT_MIN_MAX
     best = None
-    for lo, hi in clip_candidates(w):
+    for lo, hi in candidates:
         sw = with_range(cfg, runs.model, name, lo, hi)
         outs = ev.outputs_with(runs, name, numerics.stored_values(sw))
         snr = min(ev.output_snrs(runs, outs).values())
@@ -117,21 +127,35 @@ def search_clip(cfg, runs, name: str, bar=None) -> tuple[float, float, float] | 
     return best
 
 
-def with_range(cfg, model, name: str, lo: float, hi: float):
-    """The StoredWeight of `name` compressed with WEIGHT_MIN_MAX [lo, hi]: the compiler's
-    own compress_graph on the config the pasted line gives."""
+def with_range(cfg, model, name: str, lo: float | None, hi: float | None):
+    """The StoredWeight of `name` compressed with WEIGHT_MIN_MAX [lo, hi] (None: no clip):
+    the compiler's own compress_graph on the config the pasted line gives."""
     from gxnpuc import compress
 
-    ranges = {**dict(cfg.weight_min_max or {}), name: (lo, hi)}
+    ranges = ranges_with(cfg, model.graph, name, lo, hi)
     return compress.compress_graph(model.graph, replace(cfg, weight_min_max=ranges))[name]
 
 
 # -- config lines -----------------------------------------------------------------------------
-def clip_line(cfg, name: str, lo: float, hi: float) -> str:
-    """`WEIGHT_MIN_MAX: {...}` with the config's existing entries plus this one (JSON is YAML)."""
-    ranges = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()}
-    ranges[name] = [lo, hi]
-    return "WEIGHT_MIN_MAX: " + json.dumps(ranges)
+def clip_keys(cfg, graph, name: str) -> list[str]:
+    """The WEIGHT_MIN_MAX keys that set this weight's range (its name or a reader's name)."""
+    readers = {n.name for n in graph.nodes if name in n.inputs}
+    return [k for k in dict(cfg.weight_min_max or {}) if k == name or k in readers]
+
+
+def ranges_with(cfg, graph, name: str, lo: float | None, hi: float | None) -> dict:
+    """The config's WEIGHT_MIN_MAX with this weight's entry replaced by [lo, hi] (or removed)."""
+    drop = set(clip_keys(cfg, graph, name))
+    ranges = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()
+              if k not in drop}
+    if lo is not None:
+        ranges[name] = [lo, hi]
+    return ranges
+
+
+def clip_line(cfg, graph, name: str, lo: float | None, hi: float | None) -> str:
+    """`WEIGHT_MIN_MAX: {...}` to replace the config's key (JSON is YAML), other entries kept."""
+    return "WEIGHT_MIN_MAX: " + json.dumps(ranges_with(cfg, graph, name, lo, hi))
 
 
 def exclude_line(cfg, name: str) -> str:

@@ -329,5 +329,5 @@ def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = 
     if fw not in ("", "ONNX", "TF", "TENSORFLOW"):
         raise ConfigError("-f", f"unknown framework {framework!r}", "TF or ONNX")
     sections = [("ONNX", "ONNX op", ONNX_LOWERINGS), ("TensorFlow", "TensorFlow op", TF_LOWERINGS)]
-    sections = [s for s in sections if not fw or s[0].upper().startswith(fw[:2])]
+    sections = [s for s in sections if not fw or (s[0] == "ONNX") == (fw == "ONNX")]
     return _markdown(core, sections) if markdown else _text(core, sections)

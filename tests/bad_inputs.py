@@ -7,7 +7,9 @@ these rows and the messages they produce (`python tests/test_bad_input.py > docs
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -337,7 +339,8 @@ _TF: dict[str, bytes] = {}
 
 
 def tf_bytes(name: str) -> bytes:
-    """model.pb (frozen) / model.h5 / model.keras of one small Keras MLP, built once per process."""
+    """model.pb (frozen), model.h5/.keras (a small Keras MLP) and lambda.h5/.keras (the MLP and a
+    Lambda layer), built once per process."""
     if not _TF:
         import tempfile
 
@@ -353,11 +356,14 @@ def tf_bytes(name: str) -> bytes:
         fn = tf.function(lambda t: model(t, training=False))
         frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec([1, 8], tf.float32, "x")))
         _TF["model.pb"] = frozen.graph.as_graph_def().SerializeToString()
-        with tempfile.TemporaryDirectory() as tmp:
-            for ext in ("h5", "keras"):
-                model.save(os.path.join(tmp, f"model.{ext}"))
-                with open(os.path.join(tmp, f"model.{ext}"), "rb") as fh:
-                    _TF[f"model.{ext}"] = fh.read()
+        lam = keras.layers.Lambda(lambda t: t * 2.0, name="double")  # code that loading would run
+        models = {"model": model, "lambda": keras.Model(x, lam(y))}
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras' "HDF5 is legacy" and numpy-2 notes
+            for (stem, m), ext in itertools.product(models.items(), ("h5", "keras")):
+                m.save(os.path.join(tmp, f"{stem}.{ext}"))
+                with open(os.path.join(tmp, f"{stem}.{ext}"), "rb") as fh:
+                    _TF[f"{stem}.{ext}"] = fh.read()
     return _TF[name]
 
 

@@ -109,7 +109,8 @@ def mlp(seed: int = 1, tail_rows: int = 0, tail_scale: float = 40.0) -> onnx.Mod
         fc1_b = _w(rng, h1, scale=0.1)
         fc1_b[-tail_rows:] = 0.0
         idx = rng.choice(h2, tail_rows, replace=False)
-        fc2[np.arange(h1 - tail_rows, h1), idx] = tail_scale * fc2.std() * np.sign(rng.standard_normal(tail_rows))
+        signs = np.sign(rng.standard_normal(tail_rows))
+        fc2[np.arange(h1 - tail_rows, h1), idx] = tail_scale * fc2.std() * signs
     init = {"fc1.w": fc1, "fc1.b": fc1_b if tail_rows else _w(rng, h1, scale=0.1), "fc2.w": fc2,
             "fc2.b": _w(rng, h2, scale=0.1), "out.w": _w(rng, d_out, h2), "out.b": _w(rng, d_out, scale=0.1)}
     nodes = [helper.make_node("MatMul", ["x", "fc1.w"], ["m1"]),

@@ -24,7 +24,7 @@ import pytest
 from onnx import helper
 
 from bad_inputs import CASES, GROUPS, OLD_OUTPUT, WRONG_TYPES, Case, normalize, snapshot, stage
-from bad_inputs import _model, _rand, tf_bytes
+from bad_inputs import BASE, _model, _rand, tf_bytes, tiny_onnx
 from gxnpuc import cli, config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,6 +92,214 @@ def test_every_key_has_a_wrong_type_case():
     assert set(WRONG_TYPES) == {k.name for k in config.KEYS}
 
 
+# -- security -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("payload", [
+    '!!python/object/apply:os.system ["touch pwned"]', "!!python/object/new:os.system [touch pwned]",
+    "!!python/name:os.system", "!!python/module:os", '!!python/object:gxnpuc.config.Config {path: x}'])
+def test_yaml_never_constructs_objects(payload, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for text in (f"MODEL_INFO: {payload}\n", f"ONNX_FILE: {payload}\n", f"INPUT_OPS: {{x: {payload}}}\n",
+                 f"{payload}\n", f"? {payload}\n: 1\n"):
+        with pytest.raises(config.ConfigError):
+            config.loads(text, "config.yaml", str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def _gxnpuc_trees():
+    for folder, _, files in os.walk(os.path.join(ROOT, "gxnpuc")):
+        for f in sorted(files):
+            if f.endswith(".py"):
+                with open(os.path.join(folder, f), encoding="utf-8") as fh:
+                    yield f, ast.parse(fh.read())
+
+
+def _call_name(call: ast.Call) -> str:
+    return ast.unparse(call.func)
+
+
+def test_nothing_is_unpickled_or_executed():
+    """np.load always refuses pickles; no pickle/marshal/eval/exec/unsafe YAML anywhere in gxnpuc."""
+    banned_modules = {"pickle", "cPickle", "dill", "cloudpickle", "joblib", "marshal", "shelve"}
+    bad = []
+    for f, tree in _gxnpuc_trees():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                bad += [f"{f}: import {m}" for m in mods if m.split(".")[0] in banned_modules]
+            if not isinstance(node, ast.Call):
+                continue
+            name, kw = _call_name(node), {k.arg: k.value for k in node.keywords}
+            if name.split(".")[-1] == "load" and name.split(".")[0] in ("np", "numpy"):
+                ok = isinstance(kw.get("allow_pickle"), ast.Constant) and kw["allow_pickle"].value is False
+                bad += [] if ok else [f"{f}:{node.lineno}: {name} without allow_pickle=False"]
+            if name in ("eval", "exec", "__import__", "yaml.load", "yaml.load_all", "yaml.unsafe_load",
+                        "yaml.full_load", "torch.load", "yaml.UnsafeLoader", "yaml.FullLoader", "yaml.Loader"):
+                bad.append(f"{f}:{node.lineno}: {name}(...)")
+    assert not bad, bad
+
+
+def test_keras_is_always_loaded_in_safe_mode():
+    calls = []
+    for f, tree in _gxnpuc_trees():
+        own = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}  # onnx.py's load_model
+        calls += [(f, node) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                  and _call_name(node).endswith("load_model") and _call_name(node) not in own]
+    assert calls, "no keras load_model call found"
+    for f, node in calls:
+        kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
+        assert "safe_mode" in kw and kw["safe_mode"] not in ("False", "0"), (f, node.lineno, kw)
+
+
+@pytest.mark.parametrize("ext", ["keras", "h5"])
+def test_keras_lambda_layers_are_refused(ext, tmp_path, monkeypatch, capsys):
+    (tmp_path / f"lambda.{ext}").write_bytes(tf_bytes(f"lambda.{ext}"))
+    (tmp_path / "config.yaml").write_text(f"KERAS_FILE: lambda.{ext}\n")
+    before = snapshot(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(["config.yaml"])
+    out, err = capsys.readouterr()
+    case = Case("lambda", "", "", "", "", ("'double'", "KERAS_ALLOW_LAMBDA"))
+    check_failure(case, code, out, err, before, snapshot(str(tmp_path)), str(tmp_path))
+
+
+HOSTILE = ["../../etc/x", "/tmp/gxnpuc-evil-{pid}", "..", "a/../../b", "CON", "sub\\dir\\x", ".hidden",
+           "x" * 300, "npu_jpgs/../../model.h", "bad\nline"]
+
+
+def hostile_onnx(names: list[str]):
+    """x[1,8] -> MatMul -> ... -> y, one 8x8 weight per hostile name."""
+    nodes, inits, prev = [], {}, "x"
+    for k, name in enumerate(names):
+        out = "y" if k == len(names) - 1 else f"h{k}"
+        nodes.append(helper.make_node("MatMul", [prev, name], [out], name=f"/mm{k}/MatMul"))
+        inits[name], prev = _rand((8, 8), 10 + k), out
+    return _model(nodes, [("x", [1, 8])], [("y", [1, 8])], inits)
+
+
+def test_output_only_goes_to_output_file_and_npu_jpgs(tmp_path, monkeypatch, capsys):
+    """Weight names that look like paths never leave npu_jpgs/; nothing else is written anywhere."""
+    names = [n.format(pid=os.getpid()) for n in HOSTILE]
+    proj = tmp_path / "a" / "b" / "proj"
+    (proj / "out").mkdir(parents=True)
+    (proj / "model.onnx").write_bytes(hostile_onnx(names).SerializeToString())
+    (proj / "config.yaml").write_text("ONNX_FILE: model.onnx\nOUTPUT_FILE: out/model.h\nCOMPRESS: true\n")
+    (proj / "out" / "model.h").write_bytes(OLD_OUTPUT)
+    before = snapshot(str(tmp_path))
+    monkeypatch.chdir(tmp_path / "a")
+    code = cli.main(["-w", "-s", "-v", "-m", str(proj / "config.yaml")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    after = snapshot(str(tmp_path))
+    changed = sorted(k for k in after if before.get(k) != after[k])
+    assert not set(before) - set(after), "files removed"
+    base = "a/b/proj/out/"
+    assert all(k in (base + "model.h", base + "npu_jpgs/") or k.startswith(base + "npu_jpgs/")
+               for k in changed), changed
+    assert len([k for k in changed if k.endswith(".jpg")]) == len(names)
+    assert not os.path.exists(names[1] + ".jpg") and not os.path.exists(names[1])
+    for name in names[:-1]:
+        assert f"{name}: [8, 8]" in out
+
+
+# -- reproducible and atomic output ------------------------------------------------------------------
+def _project(folder, extra: str = "", model=None) -> str:
+    os.makedirs(os.path.join(folder, "out"), exist_ok=True)
+    with open(os.path.join(folder, "model.onnx"), "wb") as fh:
+        fh.write((model or tiny_onnx()).SerializeToString())
+    with open(os.path.join(folder, "config.yaml"), "w") as fh:
+        fh.write(BASE + "COMPRESS: true\nCONV2D_COMPRESS: true\n" + extra)
+    return os.path.join(folder, "config.yaml")
+
+
+@pytest.mark.parametrize("output_type", ["c_code", "raw"])
+def test_two_builds_are_byte_identical(output_type, tmp_path, monkeypatch, capsys):
+    """Same input, same bytes, in another folder too (SOURCE_DATE_EPOCH gives the build time)."""
+    from gxnpuc import backend
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    blobs = []
+    for run in ("first", "second"):
+        cfg = _project(str(tmp_path / run), f"OUTPUT_TYPE: {output_type}\n")
+        assert cli.main(["-s", cfg]) == 0, capsys.readouterr().err
+        out = tmp_path / run / "out"
+        blobs.append({p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert blobs[0] == blobs[1] and "model.h" in blobs[0] and len(blobs[0]) > 2
+    assert backend.read(str(tmp_path / "first" / "out" / "model.h")).build_time == 1700000000
+
+
+SLOW_WRITER = r"""
+import sys, time
+from gxnpuc import backend, cli
+
+real = backend.chunks
+
+
+def slow(model, output_type):  # the first piece goes into the temporary file, then we wait
+    for k, piece in enumerate(real(model, output_type)):
+        yield piece
+        if k == 0:
+            open(sys.argv[1], "w").close()
+            time.sleep(120)
+
+
+backend.chunks = slow
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_write_keeps_the_previous_output(sig, tmp_path):
+    cfg = _project(str(tmp_path))
+    (tmp_path / "out" / "model.h").write_bytes(OLD_OUTPUT)
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(ready), cfg], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ready.exists(), proc.communicate()[1]
+        temps = [p.name for p in (tmp_path / "out").iterdir() if p.name != "model.h"]
+        assert temps, "the run was not caught while writing its temporary file"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and err.strip() == "gxnpuc: interrupted", (proc.returncode, err)
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.h"]
+    assert (tmp_path / "out" / "model.h").read_bytes() == OLD_OUTPUT
+
+
+# -- limits ---------------------------------------------------------------------------------------------
+def mlp_onnx(width: int = 256, layers: int = 3):
+    nodes, inits, prev = [], {}, "x"
+    for k in range(layers):
+        out = "y" if k == layers - 1 else f"/fc{k}/Gemm_output_0"
+        nodes.append(helper.make_node("Gemm", [prev, f"fc{k}.weight", f"fc{k}.bias"], [out],
+                                      name=f"/fc{k}/Gemm", transB=1))
+        inits[f"fc{k}.weight"] = _rand((width, width), 20 + k) * 0.05
+        inits[f"fc{k}.bias"] = _rand((width,), 30 + k)
+        prev = out
+    return _model(nodes, [("x", [1, width])], [("y", [1, width])], inits)
+
+
+def test_model_larger_than_the_target_compiles_with_a_warning(tmp_path, capsys):
+    """3 x 256x256 fp16 weights = 384 KiB > the GRUS budget: still compiled, clearly flagged."""
+    cfg = _project(str(tmp_path), model=mlp_onnx())
+    with open(cfg, "w") as fh:
+        fh.write(BASE)
+    assert cli.main([cfg]) == 0
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert re.search(r"WARNING: the model needs [\d,]+ B but GRUS has [\d,]+ B", out + err), out + err
+    for size in ("cmd", "weight", "data", "npu_size", "total_size"):
+        assert re.search(rf"^\s+{size}\s+[\d,]+ B", out, re.M), (size, out)
+    assert (tmp_path / "out" / "model.h").stat().st_size > 3 * 256 * 256 * 2
+
+
 # -- docs/errors.md ---------------------------------------------------------------------------------
 def run_case(case: Case) -> str:
     """The normalized error line of one row, run in-process in a fresh folder (for the docs)."""
@@ -133,7 +341,7 @@ def _error_site(call: ast.Call) -> tuple[str, str, str] | None:
     if name in ERROR_TYPES and len(args) >= 2:
         return _text(args[0]), _text(args[1]), _text(args[2]) if len(args) > 2 else ""
     if name == "err" and len(args) >= 3:  # config.py: c.err(node, key, what, accepted)
-        return "<config>:<line>: " + _text(args[1]), _text(args[2]), _text(args[3]) if len(args) > 3 else ""
+        return "{config}:{line}: " + _text(args[1]), _text(args[2]), _text(args[3]) if len(args) > 3 else ""
     if name == "unknown" and len(args) >= 2:  # names.unknown(key, name, candidates, what, hint)
         what = _text(args[3]) if len(args) > 3 else "is not in the model"
         hint = _text(args[4]) if len(args) > 4 else "see `gxnpuc -w` and `gxnpuc -v`"
@@ -160,7 +368,8 @@ def source_errors() -> dict[str, list[tuple[str, str, str]]]:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|") or " "
+    text = " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    return text or " "
 
 
 INTRO = """# Error messages

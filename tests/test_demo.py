@@ -115,7 +115,7 @@ def test_demo_config_compiles_with_w_and_s(demo_config):
     model = compiler.compile(cfg)
     lines = report.weight_lines(model)
     assert [line.split(": ")[0] for line in lines] == COMPRESSED
-    assert lines[0] == "conv1.weight: [64, 40, 3]" and lines[-1] == "onnx::Gemm_123: [12, 64]"
+    assert lines[0] == "conv1.weight: [96, 40, 3]" and lines[-1] == "onnx::Gemm_123: [12, 96]"
     paths = report.save_histograms(model, cfg, None)
     assert len(paths) == len(lines)
     assert all(os.path.dirname(p).endswith(os.path.join("examples", "build", "npu_jpgs")) for p in paths)

@@ -214,6 +214,24 @@ def test_kws_example_ranks_its_planted_weight_first(tmp_path):
     assert _snr(rep, "float") >= 80
 
 
+def test_harmful_user_clip_is_replaced_not_duplicated(tmp_path):
+    kws = load_kws()
+    onnx_model = kws.build_model()
+    probe, _ = compile_onnx(onnx_model, str(tmp_path), input_ops={"mfcc": (1, 40, 98)})
+    reader = next(n.name for n in probe.graph.nodes if "fc1.weight" in n.inputs)
+    model, cfg = compile_onnx(onnx_model, str(tmp_path), compress=True, fuse_bn=True,
+                              input_ops={"mfcc": (1, 40, 98)},
+                              weight_min_max={reader: (-0.6, 0.6)})  # keyed by the op's name
+    feeds = {"mfcc": kws.make_inputs(16)[:, None]}
+    rep = _report(model, cfg, feeds, eval_snr_threshold_db=15.0)
+    verdict = rep["verdict"]
+    assert rep["layers"][0]["weight"] == "fc1.weight" and rep["layers"][0]["clipped_share"] > 0
+    assert verdict["action"] in ("clip", "unclip") and reader not in verdict["config_line"]
+    fixed_cfg = _apply(cfg, verdict["config_line"])
+    after = _report(compile_cfg(fixed_cfg), fixed_cfg, feeds)
+    assert _snr(after, "npu") > _snr(rep, "npu") + 6
+
+
 @pytest.mark.skipif(not backend_ready(), reason="gxnpuc.backend not available yet")
 def test_cli_eval_end_to_end(tmp_path, capsys):
     from gxnpuc import cli

@@ -213,4 +213,4 @@ def test_zz_summary():
     print(f"\nonnx backend cases: {len(CASES)} generated for {len(ops)} op types, "
           f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped")
     if len(RESULTS) == len(CASES):  # the whole file ran
-        assert counts["passed"] >= 0.5 * len(CASES), counts
+        assert counts["passed"] >= 0.8 * len(CASES), counts

@@ -15,7 +15,7 @@ pytest.importorskip("tensorflow")
 
 import tf_models as tm  # noqa: E402
 
-from gxnpuc import sim  # noqa: E402
+from gxnpuc import names, sim  # noqa: E402
 from gxnpuc.config import Config  # noqa: E402
 from gxnpuc.errors import ConfigError, ModelError, UnsupportedOpError  # noqa: E402
 from gxnpuc.frontend import tf as tf_front  # noqa: E402
@@ -245,6 +245,13 @@ def test_tf1_frozen_graph_with_fused_batchnorm(tmp_path):
     assert graph.inputs == ["input"] and graph.outputs == ["prob"]
     assert "batchnorm" in {n.op for n in graph.nodes}
     assert_matches(sim.run(graph, feeds)["prob"], ref["prob"])
+    assert names.weight_for(graph, "conv/weights") == ["conv/Conv2D/ReadVariableOp"]
+
+
+def test_saved_model_inlining_prefix_is_dropped_but_accepted(built):
+    graph = lower(*built["tdnn_kws"][1]["saved_model"])
+    first = list(TDNN_CONV_WEIGHTS)[0]
+    assert names.weight_for(graph, "StatefulPartitionedCall/" + first) == [first]
 
 
 @pytest.mark.parametrize("which", ["fused", "decomposed"])
@@ -348,3 +355,31 @@ def test_tensorflow_is_imported_only_for_tf_models():
     code = ("import sys, gxnpuc.ops, gxnpuc.frontend.tf, gxnpuc.frontend.tf_load, gxnpuc.frontend; "
             "sys.exit('tensorflow' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_tf1_learning_phase_switch_and_unordered_graph_def(tmp_path):
+    """TF1 Keras graphs switch on `keras_learning_phase` (a PlaceholderWithDefault False);
+    a GraphDef need not list producers first."""
+    import tensorflow as tf
+
+    v1, rng = tf.compat.v1, np.random.default_rng(6)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    v1.disable_control_flow_v2()
+    try:
+        with tf.Graph().as_default() as g:
+            x = v1.placeholder(tf.float32, (None, 5), name="x")
+            phase = v1.placeholder_with_default(False, (), name="keras_learning_phase")
+            y = v1.cond(phase, lambda: tf.nn.dropout(x, rate=0.5), lambda: x * 2.0)
+            y = tf.nn.tanh(tf.matmul(y, w), name="out")
+            gd = g.as_graph_def()
+    finally:
+        v1.enable_control_flow_v2()
+    assert {"Switch", "Merge"} <= {n.op for n in gd.node}
+    shuffled = v1.GraphDef()
+    shuffled.node.extend(reversed(gd.node))
+    path = tmp_path / "phase.pb"
+    path.write_bytes(shuffled.SerializeToString())
+    feed = rng.standard_normal((1, 5)).astype(np.float32)
+    graph = lower("PB_FILE", str(path), output_ops=("out",))
+    assert graph.inputs == ["x"]
+    assert_matches(sim.run(graph, {"x": feed})["out"], np.tanh((feed * 2.0) @ w))

@@ -137,8 +137,8 @@ def inputs_for(model, seed: int = 0) -> dict[str, np.ndarray]:
 
 def reference(model, feeds: dict) -> list[np.ndarray]:
     """TensorFlow's own outputs, in the model's output order."""
-    ys = model([feeds[t.name] for t in model.inputs] if len(model.inputs) > 1 else feeds[model.inputs[0].name],
-               training=False)
+    xs = [feeds[t.name] for t in model.inputs]
+    ys = model(xs if len(xs) > 1 else xs[0], training=False)
     ys = ys if isinstance(ys, (list, tuple)) else [ys]
     return [np.asarray(y) for y in ys]
 
@@ -183,7 +183,8 @@ def tf1_frozen_graph(path: str, seed: int = 7):
         x = v1.placeholder(tf.float32, (None, 6, 6, 2), name="input")
         w = v1.Variable(rng.standard_normal((3, 3, 2, 4)).astype(np.float32), name="conv/weights")
         b = v1.Variable(rng.standard_normal(4).astype(np.float32), name="conv/biases")
-        y = tf.nn.bias_add(tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", name="conv/Conv2D"), b, name="conv/BiasAdd")
+        y = tf.nn.conv2d(x, w, [1, 1, 1, 1], "SAME", name="conv/Conv2D")
+        y = tf.nn.bias_add(y, b, name="conv/BiasAdd")
         bn = [v1.Variable(v, name=f"bn/{n}") for n, v in (
             ("gamma", rng.standard_normal(4)), ("beta", rng.standard_normal(4)),
             ("mean", rng.standard_normal(4)), ("var", rng.uniform(0.5, 2, 4)))]

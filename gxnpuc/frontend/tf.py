@@ -14,7 +14,7 @@ from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend import tf_load
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.frontend.tf_load import Frozen, node_of, tensor_name
-from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs
+from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs, resolve_switches, topological
 from gxnpuc.ir import Graph
 from gxnpuc.names import record_alias
 
@@ -27,7 +27,8 @@ def to_ir(cfg) -> Graph:
 
     overrides = {k: v for k, v in dict(cfg.input_ops or {}).items()}
     frozen = load(cfg, overrides)
-    fnodes = fuse_dilated_convs(graph_def_to_fnodes(frozen.graph_def))
+    fnodes = topological(graph_def_to_fnodes(frozen.graph_def))
+    fnodes = fuse_dilated_convs(resolve_switches(fnodes))
     ctx = LowerCtx("tensorflow")
     ctx.graph.meta.update(source=cfg.model_path, form=_LOADERS[cfg.model_key])
     ctx.graph.meta["notes"].extend(frozen.notes)

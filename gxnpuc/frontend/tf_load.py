@@ -13,6 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 
+from gxnpuc.config import display_path
 from gxnpuc.errors import ConfigError, ModelError
 
 INSTALL_HINT = "pip install gxnpuc[tf]"
@@ -63,9 +64,10 @@ def load_pb(path: str, cfg) -> Frozen:
         with open(path, "rb") as fh:
             gd.ParseFromString(fh.read())
     except OSError as exc:
-        raise ModelError(path, f"cannot be read ({exc.strerror})", "a frozen GraphDef .pb") from None
+        raise ModelError(display_path(path), f"cannot be read ({exc.strerror})",
+                         "a frozen GraphDef .pb") from None
     except Exception as exc:  # protobuf raises DecodeError and friends on other bytes
-        raise ModelError(path, f"not a frozen GraphDef ({type(exc).__name__})",
+        raise ModelError(display_path(path), f"not a frozen GraphDef ({type(exc).__name__})",
                          "a .pb written by tf.io.write_graph(..., as_text=False)") from None
     _check_frozen(gd, path)
     placeholders = [n for n in gd.node if n.op == "Placeholder"]
@@ -76,11 +78,11 @@ def load_pb(path: str, cfg) -> Frozen:
 
 def _check_frozen(gd, path: str) -> None:
     if not gd.node:
-        raise ModelError(path, "the GraphDef has no nodes", "a frozen GraphDef .pb")
+        raise ModelError(display_path(path), "the GraphDef has no nodes", "a frozen GraphDef .pb")
     variables = sorted(n.name for n in gd.node if n.op in _VARIABLE_OPS)
     if variables:
-        raise ModelError(path, f"the graph is not frozen: it reads {len(variables)} variable(s), "
-                         f"e.g. {variables[0]!r}",
+        raise ModelError(display_path(path), f"the graph is not frozen: it reads "
+                         f"{len(variables)} variable(s), e.g. {variables[0]!r}",
                          "freeze it with convert_variables_to_constants_v2, or give SAVED_MODEL_DIR")
 
 
@@ -103,12 +105,12 @@ def load_saved_model(path: str, cfg) -> Frozen:
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     if not os.path.isfile(os.path.join(path, "saved_model.pb")):
-        raise ModelError(path, "no saved_model.pb in this folder",
+        raise ModelError(display_path(path), "no saved_model.pb in this folder",
                          "a folder written by model.export() or tf.saved_model.save()")
     try:
         loaded = tf.saved_model.load(path)
     except Exception as exc:
-        raise ModelError(path, f"cannot load the SavedModel ({_first_line(exc)})",
+        raise ModelError(display_path(path), f"cannot load the SavedModel ({_first_line(exc)})",
                          "a folder written by model.export() or tf.saved_model.save()") from None
     sig = _signature(loaded, path)
     frozen = convert_variables_to_constants_v2(sig)
@@ -131,7 +133,7 @@ def _signature(loaded, path: str):
         return sigs["serving_default"]
     if len(sigs) == 1:
         return next(iter(sigs.values()))
-    raise ModelError(path, f"no serving_default signature (found: {sorted(sigs) or 'none'})",
+    raise ModelError(display_path(path), f"no serving_default signature (found: {sorted(sigs) or 'none'})",
                      "export with model.export() or tf.saved_model.save(obj, dir, signatures=fn)")
 
 
@@ -185,11 +187,14 @@ def load_keras(path: str, cfg, resolve_shape) -> Frozen:
     tf = import_tf()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    if not os.path.isfile(path):
+        raise ConfigError(display_path(path), "KERAS_FILE does not exist", "a .keras or .h5 file")
     allow_lambda = bool(getattr(cfg, "keras_allow_lambda", False))
     lambdas = find_lambda_layers(path)
     if lambdas and not allow_lambda:
-        raise ModelError(path, f"Lambda layer(s) {', '.join(repr(n) for n in lambdas)} hold Python "
-                         "code that loading would run", "rebuild them as built-in layers, or set "
+        listed = ", ".join(repr(n) for n in lambdas)
+        raise ModelError(display_path(path), f"Lambda layer(s) {listed} hold Python code that "
+                         "loading would run", "rebuild them as built-in layers, or set "
                          "KERAS_ALLOW_LAMBDA: true if you trust this file")
     model = _load_keras_model(path, safe=not allow_lambda)
     notes: list[str] = []
@@ -216,14 +221,14 @@ def load_keras(path: str, cfg, resolve_shape) -> Frozen:
 def _load_keras_model(path: str, safe: bool):
     import keras
 
-    if not os.path.isfile(path):
-        raise ConfigError(path, "KERAS_FILE does not exist", "a .keras or .h5 file")
     try:
-        return keras.models.load_model(path, safe_mode=safe, compile=False)
+        model = keras.models.load_model(path, safe_mode=safe, compile=False)
+        model.inputs[0]  # noqa: B018 - a Sequential model saved unbuilt has no inputs
     except Exception as exc:  # Keras raises ValueError/TypeError/OSError for many reasons
-        raise ModelError(path, f"Keras cannot load this file ({_first_line(exc)})",
-                         "a .keras or .h5 file saved by model.save(); custom layers are not "
-                         "supported") from None
+        raise ModelError(display_path(path), f"Keras cannot load this file ({_first_line(exc)})",
+                         "a .keras or .h5 file saved by model.save() from a built model; custom "
+                         "layers are not supported") from None
+    return model
 
 
 def find_lambda_layers(path: str) -> list[str]:

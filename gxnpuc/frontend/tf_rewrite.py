@@ -1,4 +1,5 @@
-"""Rewrites of TF graph idioms on FNodes, before lowering.
+"""Rewrites of TF graph idioms on FNodes, before lowering: node order, constant-predicate
+Switch/Merge (TF1 Keras' learning phase), and dilated convolutions.
 
 TensorFlow computes a dilated convolution (Keras `dilation_rate`) as
 SpaceToBatchND -> [ExpandDims] -> Conv2D/DepthwiseConv2dNative (VALID) -> [Squeeze] ->
@@ -6,6 +7,8 @@ BatchToSpaceND. That is one dilated convolution with explicit pads
 (paddings - crops), which is what the NPU runs; the two batch shuffles become identities.
 """
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 
@@ -80,3 +83,64 @@ def _rewrite(chain: list, by_out: dict) -> None:
                   "explicit_paddings": [0, 0, begin[0], end[0], begin[1], end[1], 0, 0]}
     for fn in (s2b, b2s):  # the batch shuffles cancel out
         fn.op_type, fn.inputs, fn.attrs = "Identity", fn.inputs[:1], {}
+
+
+# -- ordering and constant-predicate control flow ---------------------------------------------
+def topological(fnodes: list[FNode]) -> list[FNode]:
+    """Nodes in an order where producers come first (a GraphDef need not be ordered);
+    stable, so an ordered graph keeps its order. Nodes on a cycle (while loops) go last."""
+    producer = {o: k for k, fn in enumerate(fnodes) for o in fn.outputs}
+    deps = [{producer[i] for i in fn.inputs if i in producer} - {k} for k, fn in enumerate(fnodes)]
+    users: dict[int, list[int]] = {}
+    for k, ds in enumerate(deps):
+        for d in ds:
+            users.setdefault(d, []).append(k)
+    waiting = [len(ds) for ds in deps]
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    order, done = [], set()
+    heapq.heapify(ready)
+    while ready:
+        k = heapq.heappop(ready)
+        order.append(k)
+        done.add(k)
+        for u in users.get(k, []):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    return [fnodes[k] for k in order] + [fn for k, fn in enumerate(fnodes) if k not in done]
+
+
+def resolve_switches(fnodes: list[FNode]) -> list[FNode]:
+    """Switch on a constant predicate (TF1 Keras' `keras_learning_phase` = its default)
+    passes its data to the taken branch; the other branch is dead, and Merge takes the
+    live input. Other control flow is left alone (and reported as unsupported)."""
+    by_out = {o: fn for fn in fnodes for o in fn.outputs}
+    if not any(fn.op_type == "Switch" for fn in fnodes):
+        return fnodes
+    dead: set[str] = set()
+    kept = []
+    for fn in fnodes:
+        live = [i for i in fn.inputs if i not in dead]
+        if fn.op_type == "Merge" and live and len(live) < len(fn.inputs):
+            fn.op_type, fn.inputs, fn.attrs = "Identity", live[:1], {}
+            fn.outputs = fn.outputs[:1]
+        elif len(live) < len(fn.inputs):
+            dead.update(fn.outputs)
+            continue
+        elif fn.op_type == "Switch":
+            pred = _const_pred(by_out, fn.inputs[1])
+            if pred is not None:
+                dead.add(fn.outputs[0] if pred else fn.outputs[1])
+                taken = fn.outputs[1] if pred else fn.outputs[0]
+                fn.op_type, fn.inputs, fn.outputs, fn.attrs = "Identity", fn.inputs[:1], [taken], {}
+        kept.append(fn)
+    return kept
+
+
+def _const_pred(by_out: dict, name: str):
+    fn = by_out.get(name)
+    while fn is not None and fn.op_type in ("PlaceholderWithDefault", "Identity"):
+        fn = by_out.get(fn.inputs[0]) if fn.inputs else None
+    if fn is None or fn.op_type != "Const":
+        return None
+    return bool(np.asarray(fn.attrs.get("value")).reshape(-1)[0])

@@ -25,7 +25,8 @@ def _bound(v: int, masked: bool, step: int, dim: int, is_begin: bool) -> int:
 def strided_slice_spec(shape, begin, end, strides, attrs: dict):
     """(slice attrs over the input axes, output shape) of a TF StridedSlice with all five
     masks, or a string saying why it cannot be expressed."""
-    masks = {k: int(attrs.get(f"{k}_mask", 0)) for k in ("begin", "end", "ellipsis", "new_axis", "shrink_axis")}
+    masks = {k: int(attrs.get(f"{k}_mask", 0))
+             for k in ("begin", "end", "ellipsis", "new_axis", "shrink_axis")}
     bit = {k: (lambda i, m=m: bool(m >> i & 1)) for k, m in masks.items()}
     rank, n = len(shape), len(begin)
     if bin(masks["ellipsis"]).count("1") > 1:
@@ -147,7 +148,8 @@ def _tf_transpose(ctx, fn):
     perm = _tf_ints(ctx, fn, 1)
     if perm is not None:
         rank = len(ctx.shape(fn.inputs[0]))
-        ctx.emit("transpose", fn.inputs[:1], fn.outputs[:1], {"perm": [norm_axis(ctx, p, rank) for p in perm]})
+        perm = [norm_axis(ctx, p, rank) for p in perm]
+        ctx.emit("transpose", fn.inputs[:1], fn.outputs[:1], {"perm": perm})
 
 
 @tf_lowering("ConcatV2", "Concat")

@@ -1,0 +1,314 @@
+"""`gxnpuc -t config.yaml`: choose clip ranges, per-channel ranges and the weights to leave
+uncompressed, for a target output SNR or weight budget, and write `<config>.tuned.yaml`.
+
+The loop of docs/tuning.md: compile once with every conv/fc weight compressed (the probe);
+simulate the inputs once (eval's runs); measure each weight's options with only that weight
+compressed (gxnpuc.tune_sweep); start from every weight at its best range; then leave
+weights in fp16 greedily, most output noise removed per byte first, measuring each step,
+until the target is met; drop exclusions the target does not need. Per-channel ranges are
+a second path when allowed. The chosen step's config is compiled with plain `gxnpuc` and
+simulated afresh before it is written: its numbers are what the tuner reports.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gxnpuc import costmodel, eval_report, sim, tune_report, tune_sweep
+from gxnpuc import eval as ev
+from gxnpuc.errors import CompileError, ConfigError, GxnpucError
+from gxnpuc.tune_sweep import Option, Sweep, noise_ratio
+
+PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
+MATCH_DB = 1e-6  # a step's SNR and the recompiled tuned config's must agree this closely
+
+
+@dataclass
+class Target:
+    snr_db: float | None = None  # minimum output SNR
+    max_bytes: int | None = None  # maximum stored weight bytes
+
+    def feasible(self, step) -> bool:
+        return self.max_bytes is None or step.nbytes <= self.max_bytes
+
+    def met(self, step) -> bool:
+        return self.feasible(step) and (self.snr_db is None or step.snr >= self.snr_db)
+
+    def text(self) -> str:
+        parts = [f"output SNR >= {self.snr_db:g} dB"] if self.snr_db is not None else []
+        parts += [f"weight bytes <= {self.max_bytes:,}"] if self.max_bytes is not None else []
+        return " and ".join(parts)
+
+
+@dataclass
+class Step:
+    """One measured choice (an Option per weight) and what it costs."""
+    label: str
+    path: str  # PER_TENSOR | PER_CHANNEL
+    choice: dict  # weight name -> Option
+    snrs: dict  # output -> SNR dB
+    nbytes: int  # every stored weight, bias and parameter
+    latency_sram: float  # seconds per inference, weights in SRAM (gxnpuc.costmodel)
+    latency_flash: float  # ... weights read from flash
+    selectable: bool = True  # a plan the tuned config may choose (not an info row)
+    before: float | None = None  # SNR of the step it changed (greedy steps)
+
+    @property
+    def snr(self) -> float:
+        return min(self.snrs.values())
+
+
+@dataclass
+class Result:
+    cfg: object
+    target: Target
+    source: str  # where the inputs came from
+    samples: int
+    steps: list
+    chosen: Step
+    met: bool
+    candidates: dict  # path -> {name: Candidate}
+    tuned_path: str
+    text: str = ""  # the tuned config
+    verified: dict = field(default_factory=dict)  # output -> SNR of the recompiled tuned config
+    verified_bytes: int = 0
+    notes: list = field(default_factory=list)
+
+    @property
+    def snr(self) -> float:
+        return min(self.verified.values()) if self.verified else self.chosen.snr
+
+
+# -- entry points ---------------------------------------------------------------------------
+def main(cfg, args) -> int:
+    """The -t/--tune entry point (cli.run); inputs from -e DATA, else seeded random ones."""
+    if not cfg.path:
+        raise ConfigError("-t/--tune", "needs the config as a file, to write the tuned one beside it",
+                          "gxnpuc -t config.yaml")
+    result = tune(cfg, getattr(args, "eval", None) or "random", getattr(args, "eval_samples", None),
+                  getattr(args, "seed", None) or 0)
+    print(tune_report.text(result))
+    plot = tune_report.save_plot(result, tune_report.plot_path(result.tuned_path))
+    tune_report.write_atomic(result.tuned_path, result.text)
+    from gxnpuc.config import display_path
+
+    print(f"tuned config written: {display_path(result.tuned_path)}"
+          + (f"; trade-off plot: {display_path(plot)}" if plot else ""))
+    if not result.met:
+        raise GxnpucError("--tune", f"target {result.target.text()} not met: the closest plan gives "
+                          f"{eval_report.fmt_db(result.snr)} dB at {result.chosen.nbytes:,} weight bytes "
+                          f"(written anyway)", _unmet_hint(result))
+    return 0
+
+
+def tune(cfg, data: str = "random", samples: int | None = None, seed: int = 0,
+         jobs: int | None = None, pool_min_seconds: float = tune_sweep.POOL_MIN_SECONDS) -> Result:
+    """Measure, plan and verify; nothing is written (main writes result.text)."""
+    from gxnpuc import compiler
+
+    target = resolve_target(cfg)
+    base_cfg = probe_config(cfg)
+    probe = compiler.compile(base_cfg)
+    names = [sw.name for sw in ev.compressed_weights(probe)]
+    if not names:
+        raise GxnpucError("--tune", "the model has no conv or fully-connected weight to compress",
+                          "a model with Conv / MatMul / Gemm weights")
+    feeds, _, source = ev.load_inputs(data, probe.graph, samples, seed)
+    n = len(next(iter(feeds.values())))
+    with ev._progress(4 * n, "tune: simulate") as bar:
+        runs = ev.simulate(cfg, probe, feeds, bar)
+    if jobs is None and "tensorflow" in sys.modules and not os.environ.get(tune_sweep.JOBS_ENV):
+        jobs = 1  # TensorFlow's threads do not survive fork; its models sweep serially
+    planner = Planner(cfg, base_cfg, runs, names, target, jobs, pool_min_seconds)
+    steps, cands = planner.run()
+    chosen, met = pick(steps, target)
+    result = Result(cfg, target, source, n, steps, chosen, met, cands, tuned_path(cfg.path),
+                    notes=planner.notes)
+    result.text = tune_report.tuned_text(result)
+    verify(result, runs)
+    return result
+
+
+def resolve_target(cfg) -> Target:
+    snr, nbytes = cfg.tune_target_snr_db, cfg.tune_max_weight_bytes
+    if snr is None and nbytes is None:
+        snr = float(cfg.eval_snr_threshold_db)  # no target given: the --eval threshold
+    return Target(None if snr is None else float(snr), nbytes)
+
+
+def probe_config(cfg):
+    """Every conv/fc weight compressed, no exclusion or range of the user's: the tuner decides."""
+    return dataclasses.replace(cfg, compress=True, conv2d_compress=True, exclude_compress_ops=(),
+                               exclude_conv2d_compress_ops=(), weight_min_max={})
+
+
+def tuned_path(config_path: str) -> str:
+    """configs/kws.yaml -> configs/kws.tuned.yaml; a tuned config is retuned in place."""
+    stem, ext = os.path.splitext(config_path)
+    if ext.lower() not in (".yaml", ".yml"):
+        stem, ext = config_path, ".yaml"
+    return stem + ext if stem.endswith(".tuned") else stem + ".tuned" + ext
+
+
+# -- planning --------------------------------------------------------------------------------
+class Planner:
+    """Measures the options, walks each path greedily, and records every step."""
+
+    def __init__(self, cfg, base_cfg, runs, names, target, jobs, pool_min_seconds):
+        self.cfg, self.runs, self.names, self.target = cfg, runs, names, target
+        self.sweep = Sweep(runs, base_cfg, cfg.tune_clip_search)
+        self.jobs, self.pool_min_seconds = jobs, pool_min_seconds
+        self.measure = tune_sweep.Measurer(runs)
+        model = runs.model
+        self.other = {k: v for k, v in model.weights.items() if k not in set(names)}
+        self.other_bytes = sum(int(sw.nbytes_stored) for sw in self.other.values())
+        self.work = costmodel.op_work(model.graph)
+        self.base = ev.output_snrs(runs, {k: ev.stacked(runs.base_envs, k) for k in model.graph.outputs})
+        self.notes: list[str] = []
+
+    def run(self) -> tuple[list[Step], dict]:
+        allow_pc = bool(self.cfg.compress_per_channel or self.cfg.tune_per_channel)
+        steps = [self.vendor_step()]
+        cands = {PER_TENSOR: self.candidates(False)}
+        steps += self.path(PER_TENSOR, cands[PER_TENSOR])
+        if allow_pc:
+            cands[PER_CHANNEL] = self.candidates(True)
+            steps += self.path(PER_CHANNEL, cands[PER_CHANNEL])
+        else:
+            steps.append(self.per_channel_info())
+        fp16 = {n: c.fp16 for n, c in cands[PER_TENSOR].items()}
+        steps.append(self.step("nothing compressed (all fp16)", PER_TENSOR, fp16))
+        return steps, cands
+
+    def candidates(self, per_channel: bool) -> dict:
+        desc = f"tune: ranges {PER_CHANNEL if per_channel else PER_TENSOR}"
+        with ev._progress(len(self.names), desc) as bar:
+            return tune_sweep.sweep(self.sweep, self.names, per_channel, self.base, bar,
+                                    self.jobs, self.pool_min_seconds)
+
+    def step(self, label: str, path: str, choice: dict, selectable: bool = True,
+             before: float | None = None) -> Step:
+        snrs = self.measure(choice)
+        weights = {**self.other, **{n: o.stored for n, o in choice.items()}}
+        nbytes = self.other_bytes + sum(o.nbytes for o in choice.values())
+        g, core = self.runs.model.graph, self.cfg.corename
+        lat = [costmodel.latency_seconds(g, weights, core, flash, self.work) for flash in (False, True)]
+        return Step(label, path, dict(choice), snrs, nbytes, lat[0], lat[1], selectable, before)
+
+    def vendor_step(self) -> Step:
+        """min/max per tensor for every weight: what the vendor tool gives (an info row)."""
+        sw = dataclasses.replace(self.sweep, base_cfg=dataclasses.replace(self.sweep.base_cfg,
+                                                                          weight_clip="minmax"))
+        choice = {n: tune_sweep.make_option(sw, n, False) for n in self.names}
+        return self.step("min/max per tensor (vendor)", PER_TENSOR, choice, selectable=False)
+
+    def per_channel_info(self) -> Step:
+        choice = {n: tune_sweep.make_option(self.sweep, n, True) for n in self.names}
+        return self.step(f"{PER_CHANNEL} ranges (not allowed: TUNE_PER_CHANNEL)", PER_CHANNEL,
+                         choice, selectable=False)
+
+    def path(self, path: str, cands: dict) -> list[Step]:
+        """The config's own ranges, the searched ranges, then greedy exclusions and pruning."""
+        method = self.cfg.weight_clip
+        steps = [self.step(f"{path}, {method} ranges", path, {n: c.default for n, c in cands.items()})]
+        if any(c.best is not c.default for c in cands.values()):
+            steps.append(self.step(f"{path}, ranges searched", path, {n: c.best for n, c in cands.items()}))
+        steps += self.greedy(path, cands, steps[-1])
+        if self.target.snr_db is not None and self.target.met(steps[-1]):
+            steps += self.prune(path, cands, steps[-1])
+        return steps
+
+    def greedy(self, path: str, cands: dict, step: Step) -> list[Step]:
+        out = []
+        with ev._progress(None, f"tune: plan {path}") as bar:
+            while not (self.target.snr_db is not None and self.target.met(step)):
+                name = next_exclusion(cands, step, self.target)
+                if name is None:
+                    break
+                step = self.step(f"exclude {name}", path, {**step.choice, name: cands[name].fp16},
+                                 before=step.snr)
+                out.append(step)
+                bar.update()
+        return out
+
+    def prune(self, path: str, cands: dict, step: Step) -> list[Step]:
+        """Compress excluded weights again, largest saving first, where the target stays met."""
+        out = []
+        excluded = [n for n, o in step.choice.items() if not o.compressed]
+        excluded.sort(key=lambda n: cands[n].best.nbytes - cands[n].fp16.nbytes)
+        for name in excluded:
+            trial = self.step(f"compress {name} again", path, {**step.choice, name: cands[name].best},
+                              before=step.snr)
+            if self.target.met(trial):
+                step = trial
+                out.append(trial)
+        return out
+
+
+def next_exclusion(cands: dict, step: Step, target: Target) -> str | None:
+    """The compressed weight whose fp16 copy removes the most noise from the worst output
+    per extra byte (its only-this-weight SNRs estimate the noise), within the byte budget."""
+    worst = min(step.snrs, key=step.snrs.get)
+    best, best_score = None, 0.0
+    for name, opt in step.choice.items():
+        if not opt.compressed:
+            continue
+        fp16 = cands[name].fp16
+        extra = fp16.nbytes - opt.nbytes
+        if target.max_bytes is not None and step.nbytes + extra > target.max_bytes:
+            continue
+        gain = noise_ratio(opt.only[worst]) - noise_ratio(fp16.only[worst])
+        score = gain / max(extra, 1)
+        if gain > 0 and score > best_score:
+            best, best_score = name, score
+    return best
+
+
+def pick(steps: list[Step], target: Target) -> tuple[Step, bool]:
+    """The fewest bytes that meet the target; else the best SNR within the budget; else the
+    fewest bytes."""
+    sel = [s for s in steps if s.selectable]
+    feasible = [s for s in sel if target.feasible(s)]
+    if target.snr_db is not None:
+        ok = [s for s in feasible if s.snr >= target.snr_db]
+        if ok:
+            return min(ok, key=lambda s: (s.nbytes, -s.snr)), True
+    if feasible:
+        return max(feasible, key=lambda s: (s.snr, -s.nbytes)), target.snr_db is None
+    return min(sel, key=lambda s: (s.nbytes, -s.snr)), False
+
+
+def _unmet_hint(result: Result) -> str:
+    fp16 = next(s for s in result.steps if s.label.startswith("nothing compressed"))
+    return (f"without compression the model gives {eval_report.fmt_db(fp16.snr)} dB at "
+            f"{fp16.nbytes:,} B; lower TUNE_TARGET_SNR_DB / --target-snr or raise "
+            f"TUNE_MAX_WEIGHT_BYTES / --max-weight-bytes")
+
+
+# -- the tuned config compiles to exactly what was measured ----------------------------------
+def verify(result: Result, runs) -> None:
+    """Compile result.text with plain gxnpuc, check every chosen weight decodes to the same
+    values, simulate afresh as --eval does, and keep those numbers as the result's."""
+    from gxnpuc import compiler, config, report
+
+    cfg = result.cfg
+    tuned = config.loads(result.text.encode("utf-8"), result.tuned_path, os.path.dirname(cfg.path))
+    model = compiler.compile(tuned)
+    for name, opt in result.chosen.choice.items():
+        sw = model.weights.get(name)
+        if sw is None or bool(sw.compressed) != opt.compressed or not np.array_equal(sw.decode(), opt.stored.decode()):
+            raise CompileError("--tune", f"internal error: the tuned config stores {name!r} differently "
+                               "from what was measured", "please report this bug")
+    outs = [sim.run_model(model, s, "npu") for s in runs.samples]
+    result.verified = ev.output_snrs(runs, {k: ev.stacked(outs, k) for k in model.graph.outputs})
+    result.verified_bytes = int(report.weight_stats(model)["stored"])
+    drift = max((abs(v - result.chosen.snrs[k]) if v != result.chosen.snrs[k] else 0.0)
+                for k, v in result.verified.items())
+    if drift > MATCH_DB or result.verified_bytes != result.chosen.nbytes:
+        raise CompileError("--tune", f"internal error: the tuned config gives {result.snr:.6g} dB and "
+                           f"{result.verified_bytes:,} B, the tuner measured {result.chosen.snr:.6g} dB "
+                           f"and {result.chosen.nbytes:,} B", "please report this bug")

@@ -1,0 +1,272 @@
+"""What `gxnpuc --tune` shows and writes: the sensitivity and trade-off tables, the plot, and
+`<config>.tuned.yaml` (the user's text kept, replaced keys commented out, one appended block
+whose every choice carries a comment with its measured effect).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import yaml
+
+from gxnpuc import eval_report
+from gxnpuc.errors import OutputError
+
+MARK = "# ==== gxnpuc --tune"  # first line of the appended block; a retune replaces the block
+OFF = "# [tune] "  # prefix of the user's lines the block replaces
+ALWAYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")
+FAMILY_KEYS = (("fc", "COMPRESS"), ("conv", "CONV2D_COMPRESS"))
+_db = eval_report.fmt_db
+
+
+# -- text ----------------------------------------------------------------------------------
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f}"
+
+
+def trade_off_table(result) -> str:
+    rows = []
+    for k, s in enumerate(result.steps):
+        mark = "*" if s is result.chosen else (" " if s.selectable else "i")
+        rows.append([f"{mark}{k:>2}", s.label, f"{s.nbytes:,}", _us(s.latency_sram),
+                     _us(s.latency_flash), _db(s.snr)])
+    return eval_report.table(["step", "plan", "weight B", "us SRAM", "us flash", "SNR dB"], rows)
+
+
+def sensitivity_table(result) -> str:
+    cands = result.candidates[result.chosen.path]
+    rows = []
+    for c in sorted(cands.values(), key=lambda c: _worst(c.default.only)):
+        rng = "-" if c.best.clip is None else f"[{c.best.clip[0]:g}, {c.best.clip[1]:g}]"
+        rows.append([c.name, c.family, f"{c.default.nbytes:,}", f"{c.fp16.nbytes:,}",
+                     _db(_worst(c.default.only)), _db(_worst(c.best.only)), rng, str(c.tried)])
+    head = ["weight (most sensitive first)", "kind", "8-bit B", "fp16 B", "alone dB",
+            "best range dB", "best range", "ranges"]
+    return eval_report.table(head, rows)
+
+
+def _worst(snrs: dict | None) -> float:
+    return min(snrs.values()) if snrs else math.nan
+
+
+def text(result) -> str:
+    """The report `gxnpuc --tune` prints."""
+    cfg, ch = result.cfg, result.chosen
+    lines = [f"gxnpuc --tune: {os.path.basename(cfg.model_path)}: {result.samples} samples from "
+             f"{result.source}; target {result.target.text()}",
+             f"weights alone (only that weight compressed; {ch.path}; ranges searched by "
+             f"TUNE_CLIP_SEARCH: {cfg.tune_clip_search}):", sensitivity_table(result),
+             "trade-off (* chosen, i = shown for comparison only; latency: docs/tuning.md cost model):",
+             trade_off_table(result),
+             f"chosen: {ch.label} ({ch.path}): output SNR {_db(result.snr)} dB, "
+             f"{ch.nbytes:,} weight bytes, {_us(ch.latency_sram)} us (SRAM) / "
+             f"{_us(ch.latency_flash)} us (flash) per inference; target "
+             f"{'met' if result.met else 'NOT met'}; measured again on the compiled tuned config"]
+    lines += [f"note: {n}" for n in result.notes + _hints(result)]
+    return "\n".join(lines)
+
+
+def _hints(result) -> list[str]:
+    info = [s for s in result.steps if not s.selectable and s.label.startswith("per channel")]
+    if info and info[0].snr > result.chosen.snr + 1.0:
+        s = info[0]
+        return [f"per-channel ranges alone give {_db(s.snr)} dB at {s.nbytes:,} B; if your runtime "
+                "reads them, set TUNE_PER_CHANNEL: true and tune again"]
+    return []
+
+
+# -- the tuned config --------------------------------------------------------------------------
+def yaml_float(x: float) -> str:
+    """A float YAML 1.1 (PyYAML) reads back as the same float: repr, with a '.' in the mantissa
+    (PyYAML reads `1e-05` as text)."""
+    s = repr(float(x))
+    mant, e, exp = s.partition("e")
+    return (mant if "." in mant else mant + ".0") + e + exp
+
+
+def _name(name: str) -> str:
+    return json.dumps(name)  # a JSON string is a YAML double-quoted scalar: '/', ':', '#' are safe
+
+
+def _exclude_comment(result, name: str) -> str:
+    step, cands = result.chosen, result.candidates[result.chosen.path]
+    c = cands[name]
+    extra = c.fp16.nbytes - c.best.nbytes  # every path starts from each weight's best range
+    at = next((s for s in result.steps if s.path == step.path and s.label == f"exclude {name}"), None)
+    effect = f": output SNR {_db(at.before)} -> {_db(at.snr)} dB when left out" if at else ""
+    return f"fp16, +{extra:,} B{effect}; compressed alone {_db(_worst(c.best.only))} dB"
+
+
+def _clip_comment(result, name: str) -> str:
+    c = result.candidates[result.chosen.path][name]
+    w = result.chosen.choice[name]
+    return (f"alone: {result.cfg.weight_clip} range {_db(_worst(c.default.only))} dB -> this range "
+            f"{_db(_worst(w.only))} dB")
+
+
+def block(result) -> tuple[list[str], set[str]]:
+    """The appended lines and the top-level keys they set (the user's copies get commented)."""
+    cfg, step = result.cfg, result.chosen
+    keys = set(ALWAYS)
+    vendor = result.steps[0]
+    lines = [f"{MARK} ({result.target.text()}: {'met' if result.met else 'NOT met'}) ====",
+             f"# measured on {result.samples} samples from {result.source}: output SNR {_db(step.snr)} dB, "
+             f"{step.nbytes:,} weight bytes ({vendor.label}: {_db(vendor.snr)} dB, {vendor.nbytes:,} B);",
+             f"# est. {_us(step.latency_sram)} us (weights in SRAM) / {_us(step.latency_flash)} us "
+             "(in flash) per inference. Rerun `gxnpuc -t` to retune; this block is replaced.",
+             f"# Lines above that this block replaces start with '{OFF.strip()}'."]
+    on = {"fc": bool(cfg.compress), "conv": bool(cfg.conv2d_compress)}
+    for fam, key in FAMILY_KEYS:
+        used = sum(1 for o in step.choice.values() if o.compressed and o.stored.family == fam)
+        if used and not on[fam]:
+            on[fam] = True
+            keys.add(key)
+            lines.append(f"{key}: true  # turned on: {used} {fam} weight(s) compressed")
+    per_channel = step.path.startswith("per channel")
+    if per_channel != bool(cfg.compress_per_channel):
+        keys.add("COMPRESS_PER_CHANNEL")
+        lines.append(f"COMPRESS_PER_CHANNEL: {str(per_channel).lower()}  # {_path_comment(result)}")
+    lines += _list_block(result, on)
+    return lines, keys
+
+
+def _list_block(result, on: dict) -> list[str]:
+    choice = result.chosen.choice
+    excluded = [n for n, o in choice.items() if not o.compressed and on[o.stored.family]]
+    clipped = [n for n, o in choice.items() if o.compressed and o.clip is not None]
+    lines = ["EXCLUDE_COMPRESS_OPS:" + ("" if excluded else " []")]
+    lines += [f"  - {_name(n)}  # {_exclude_comment(result, n)}" for n in excluded]
+    lines.append("WEIGHT_MIN_MAX:" + ("" if clipped else " {}"))
+    for n in clipped:
+        lo, hi = choice[n].clip
+        lines.append(f"  {_name(n)}: [{yaml_float(lo)}, {yaml_float(hi)}]  # {_clip_comment(result, n)}")
+    return lines
+
+
+def _path_comment(result) -> str:
+    ch = result.chosen
+    others = [s for s in result.steps if s.selectable and s.path != ch.path and result.target.feasible(s)]
+    if not others:
+        return f"chosen: {_db(ch.snr)} dB at {ch.nbytes:,} B"
+    best = max(others, key=lambda s: (s.snr >= (result.target.snr_db or -math.inf), -s.nbytes, s.snr))
+    return (f"{ch.path}: {_db(ch.snr)} dB at {ch.nbytes:,} B; best {best.path} plan: "
+            f"{_db(best.snr)} dB at {best.nbytes:,} B")
+
+
+def tuned_text(result) -> str:
+    """The user's config with the replaced keys commented out and the tuner's block appended."""
+    with open(result.cfg.path, encoding="utf-8-sig") as fh:
+        original = fh.read()
+    lines, keys = block(result)
+    kept = merge(original, keys)
+    return kept.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+
+
+def merge(original: str, keys: set[str]) -> str:
+    """Comment out the top-level entries of `keys` (and a previous tuner block, dropped)."""
+    src = original.splitlines()
+    cut = next((i for i, line in enumerate(src) if line.startswith(MARK)), len(src))
+    src = src[:cut]
+    root = yaml.compose("\n".join(src), Loader=yaml.SafeLoader)
+    if root is None or not isinstance(root, yaml.MappingNode):
+        return "\n".join(src)
+    spans, starts = [], {k.start_mark.line for k, _ in root.value}
+    for k, v in root.value:
+        if k.value in keys:
+            spans.append((k.start_mark.line, _end_line(src, v)))
+    if root.flow_style or any(s < line < e for s, e in spans for line in starts):
+        return _rebuild(src, root, keys)  # several keys on one line: write the rest anew
+    out = list(src)
+    for s, e in spans:
+        for i in range(s, e):
+            out[i] = OFF + out[i]
+    for i in range(root.end_mark.line, len(out)):  # `...` would end the document before the block
+        if out[i].strip() in ("...", "---"):
+            out[i] = OFF + out[i]
+    return "\n".join(out)
+
+
+def _end_line(src: list[str], node) -> int:
+    """One past the last line of node's text, blank and comment-only lines not counted."""
+    end = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
+    while end > node.start_mark.line + 1 and (not src[end - 1].strip() or src[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return min(end, len(src))
+
+
+def _rebuild(src: list[str], root, keys: set[str]) -> str:
+    out = [OFF + line for line in src]
+    for k, v in root.value:
+        if k.value not in keys:
+            node = yaml.MappingNode("tag:yaml.org,2002:map", [(k, v)], flow_style=False)
+            out.append(yaml.serialize(node, Dumper=yaml.SafeDumper, width=1 << 16).rstrip("\n"))
+    return "\n".join(out)
+
+
+# -- files --------------------------------------------------------------------------------------
+def write_atomic(path: str, data: str | bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise OutputError(path, f"cannot be written ({exc.strerror or exc})",
+                          "a writable folder beside the config") from None
+
+
+def plot_path(tuned_path: str) -> str:
+    """configs/kws.tuned.yaml -> configs/kws.tuned.png"""
+    return os.path.splitext(tuned_path)[0] + ".png"
+
+
+def save_plot(result, path: str) -> str | None:
+    """SNR against weight bytes and against latency, one line per path; None without matplotlib."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(11, 4.5), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    _panel(axes[0], result, lambda s: s.nbytes, "stored weight bytes")
+    _panel(axes[1], result, lambda s: s.latency_flash * 1e6, "est. latency, weights in flash (us)")
+    if result.target.max_bytes is not None:
+        axes[0].axvline(result.target.max_bytes, color="grey", ls="--", lw=1, label="byte budget")
+    fig.suptitle(f"gxnpuc --tune: {os.path.basename(result.cfg.model_path)} ({result.samples} samples)")
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def _panel(ax, result, x_of, xlabel: str) -> None:
+    finite = [s.snr for s in result.steps if math.isfinite(s.snr)]
+    top = (max(finite) if finite else 0.0) + 5.0
+    y_of = lambda s: s.snr if math.isfinite(s.snr) else top  # noqa: E731 - "exact" drawn at the top
+    for path in dict.fromkeys(s.path for s in result.steps):
+        steps = [(k, s) for k, s in enumerate(result.steps) if s.path == path and s.selectable]
+        if steps:
+            ax.plot([x_of(s) for _, s in steps], [y_of(s) for _, s in steps], "o-", label=path)
+            for k, s in steps:
+                ax.annotate(str(k), (x_of(s), y_of(s)), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    for k, s in enumerate(result.steps):
+        if not s.selectable:
+            ax.plot([x_of(s)], [y_of(s)], "x", color="black")
+            ax.annotate(str(k), (x_of(s), y_of(s)), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ch = result.chosen
+    ax.plot([x_of(ch)], [y_of(ch)], "*", ms=16, color="red", label="chosen")
+    if result.target.snr_db is not None:
+        ax.axhline(result.target.snr_db, color="red", ls=":", lw=1, label="target SNR")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("output SNR (dB)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
