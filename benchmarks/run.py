@@ -103,9 +103,10 @@ def run(args) -> tuple[list[Row], dict]:
                         ("memory", speed.memory_rows)):
         if section in args.sections:
             r.add(section, big.key, lambda fn=fn: fn(big, workdir))
-    for section, fn in (("simulator", speed.simulator_rows), ("accuracy", accuracy.rows)):
-        for b in benches if section in args.sections else ():
-            r.add(section, b.key, lambda fn=fn, b=b: fn(b, workdir))
+    for b in benches if "simulator" in args.sections else ():
+        r.add("simulator", b.key, lambda b=b: speed.simulator_rows(b, workdir, (1, sizes.sim_batch)))
+    for b in benches if "accuracy" in args.sections else ():
+        r.add("accuracy", b.key, lambda b=b: accuracy.rows(b, workdir))
     if "scaling" in args.sections:
         r.add("scaling", "sweep", lambda: speed.scaling_rows(sizes, workdir))
     meta["bench_seconds"] = round(time.perf_counter() - t_start, 1)

@@ -6,8 +6,6 @@ histograms live in gxnpuc/hist.py.
 """
 from __future__ import annotations
 
-import ast
-import inspect
 import textwrap
 
 import numpy as np
@@ -164,114 +162,29 @@ def mem_table(model) -> str:
 
 
 # -- -L ---------------------------------------------------------------------------------------
-def _tree(fn):
-    try:
-        return ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
-        return None
-
-
-def _table_pick(fn, tree, op_type: str) -> list[str]:
-    """`for table, op in ((_ONNX_LOGIC, "logic"), ...)`: the op paired with the table holding op_type."""
+def _lowering_row(framework: str, op_type: str) -> list[str]:
+    """[op type, NPU ops, summary, constraints] from the `emits=` its lowering declares."""
     from gxnpuc.ops import REGISTRY
+    from gxnpuc.ops.base import LOWERING_EMITS, UNDECLARED, NoNpuOp
 
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Tuple) and len(node.elts) == 2:
-            table, op = node.elts
-            if (isinstance(table, ast.Name) and isinstance(op, ast.Constant) and op.value in REGISTRY
-                    and op_type in (fn.__globals__.get(table.id) or ())):
-                return [op.value]
-    return []
-
-
-def _op_literals(tree) -> list[str]:
-    """Registry names passed to an emit call or chosen as a value (`op = "fc"`), in source order;
-    not strings used for other things (an attr named "shape", a comparison)."""
-    from gxnpuc.ops import REGISTRY
-
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            callee = getattr(node.func, "attr", None) or getattr(node.func, "id", "")
-            vals = node.args[:2] if "emit" in callee else []
-        elif isinstance(node, (ast.Tuple, ast.List)):
-            vals = node.elts
-        elif isinstance(node, (ast.Assign, ast.Return)):
-            vals = [node.value]
-        elif isinstance(node, ast.IfExp):
-            vals = [node.body, node.orelse]
-        else:
-            continue
-        found += [(v.lineno, v.col_offset, v.value) for v in vals
-                  if isinstance(v, ast.Constant) and isinstance(v.value, str) and v.value in REGISTRY]
-    return [v for _, _, v in sorted(found)]
+    emits = LOWERING_EMITS.get((framework, op_type), UNDECLARED)
+    if isinstance(emits, NoNpuOp):
+        return [op_type, "-", emits.summary, emits.constraint]
+    if not emits:
+        return [op_type, "-", "no NPU op (folded at compile time, or a no-op)", ""]
+    npu = [o for o in emits if REGISTRY[o].npu]
+    fold = [o for o in emits if not REGISTRY[o].npu]  # run only on constants, at compile time
+    shown = npu or fold
+    summary = "; ".join(REGISTRY[o].summary for o in shown)
+    cons = [c for o in shown for c in REGISTRY[o].constraints]
+    if fold:
+        folded = "constant inputs only (folded at compile time)"
+        cons = cons + [", ".join(fold) + ": " + folded] if npu else [folded] + cons
+    return [op_type, ", ".join(emits), summary, "; ".join(cons)]
 
 
-def _emits(fn, op_type: str = "", depth: int = 0) -> list[str]:
-    """NPU op names a lowering function emits, read from its source (static, best effort).
-
-    In order: an (op-type table, op) pair; registry names the function mentions itself (its
-    emit calls); else those of the helper functions it calls.
-    """
-    from gxnpuc.ops import REGISTRY
-
-    tree = _tree(fn)
-    if tree is None:
-        return []
-    picked = _table_pick(fn, tree, op_type)
-    if picked:
-        return picked
-    found = _op_literals(tree)
-    if found or depth >= 2:
-        return list(dict.fromkeys(found))
-    for helper in _helpers(fn, tree):
-        found += _emits(helper, op_type, depth + 1)
-    return list(dict.fromkeys(found))
-
-
-def _helpers(fn, tree) -> list:
-    calls = [c.func.id for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)]
-    found = [fn.__globals__.get(c) for c in calls]
-    return [h for h in found if inspect.isfunction(h) and h.__module__.startswith("gxnpuc.ops")]
-
-
-def _no_op_text(fn) -> tuple[str, str]:
-    """Summary and constraint for a lowering that emits no NPU op."""
-    tree = _tree(fn)
-    if tree is None:
-        return "", ""
-    body = tree.body[0].body if tree.body and hasattr(tree.body[0], "body") else []
-    stmts = [b for b in body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
-    if len(stmts) == 1 and isinstance(stmts[0], ast.Expr) and isinstance(stmts[0].value, ast.Call):
-        call = stmts[0].value
-        reason = call.args[0] if call.args else None
-        if getattr(call.func, "attr", "") == "reject" and isinstance(reason, ast.Constant):
-            return "not supported", str(reason.value)
-    for src in [inspect.getsource(fn)] + [inspect.getsource(h) for h in _helpers(fn, tree)]:
-        if "set_alias" in src and "add_const" not in src:
-            return "no-op (the output is the input)", ""
-        if "add_const" in src:
-            return "computed at compile time (becomes a constant)", ""
-    return "no NPU op: handled by the front end (graph inputs, control edges)", ""
-
-
-def _lowering_rows(table: dict) -> list[list[str]]:
-    from gxnpuc.ops import REGISTRY
-
-    rows = []
-    for op_type in sorted(table, key=str.lower):
-        fn = table[op_type]
-        emitted = _emits(fn, op_type)
-        ops = [o for o in emitted if REGISTRY[o].npu] or emitted
-        if ops:
-            summary = "; ".join(REGISTRY[o].summary for o in ops)
-            cons = "; ".join(c for o in ops for c in REGISTRY[o].constraints)
-            if not any(REGISTRY[o].npu for o in ops):
-                cons = "constant inputs only (folded at compile time)" + ("; " + cons if cons else "")
-        else:
-            summary, cons = _no_op_text(fn)
-        rows.append([op_type, ", ".join(ops) or "-", summary, cons])
-    return rows
+def _lowering_rows(framework: str, table: dict) -> list[list[str]]:
+    return [_lowering_row(framework, t) for t in sorted(table, key=str.lower)]
 
 
 def _npu_rows() -> list[list[str]]:
@@ -293,8 +206,8 @@ def _markdown(core: str, sections: list) -> str:
              "Generated from the op registry by `gxnpuc -L --markdown` (`make docs`); do not edit.",
              "The constraint texts are the same ones compile errors quote.", ""]
     heads = ["npu op", "summary", "constraints"]
-    for title, col, table in sections:
-        rows = _lowering_rows(table)
+    for title, col, framework, table in sections:
+        rows = _lowering_rows(framework, table)
         parts += [f"## {title} ({len(table)} op types)", "", _md_table([col] + heads, rows), ""]
     npu = _md_table(["npu op", "category", "summary", "constraints"], _npu_rows())
     return "\n".join(parts + ["## NPU IR ops", "", npu, ""])
@@ -302,8 +215,8 @@ def _markdown(core: str, sections: list) -> str:
 
 def _text(core: str, sections: list) -> str:
     parts = [f"supported ops for {core}"]
-    for title, col, table in sections:
-        rows = [r[:2] for r in _lowering_rows(table)]
+    for title, col, framework, table in sections:
+        rows = [r[:2] for r in _lowering_rows(framework, table)]
         parts += ["", f"{title} ({len(rows)} op types):", _table([col, "npu op"], rows)]
     parts += ["", "NPU ops:", _table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
     return "\n".join(parts)
@@ -318,7 +231,8 @@ def _npu_text_rows() -> list[list[str]]:
 
 
 def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = False) -> str:
-    """Supported ops from the registry: each framework op type -> NPU op, summary, constraints."""
+    """Supported ops: each framework op type -> the NPU ops its lowering declares (`emits=`),
+    with their summaries and constraints from the op registry."""
     from gxnpuc.errors import ConfigError
     from gxnpuc.ops import ONNX_LOWERINGS, TF_LOWERINGS
 
@@ -328,6 +242,7 @@ def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = 
     fw = (framework or "").upper()
     if fw not in ("", "ONNX", "TF", "TENSORFLOW"):
         raise ConfigError("-f", f"unknown framework {framework!r}", "TF or ONNX")
-    sections = [("ONNX", "ONNX op", ONNX_LOWERINGS), ("TensorFlow", "TensorFlow op", TF_LOWERINGS)]
+    sections = [("ONNX", "ONNX op", "onnx", ONNX_LOWERINGS),
+                ("TensorFlow", "TensorFlow op", "tf", TF_LOWERINGS)]
     sections = [s for s in sections if not fw or (s[0] == "ONNX") == (fw == "ONNX")]
     return _markdown(core, sections) if markdown else _text(core, sections)

@@ -131,8 +131,8 @@ def run_model_batch(model, feeds: dict[str, np.ndarray], mode: str = "float", **
     n = len(next(iter(feeds.values())))
     consts = {**model_consts(model, mode), **(kw.pop("consts", None) or {})}
     cast = model_cast(mode)
-    return stack([finish_outputs(model, run(model.graph, sample(model.graph, feeds, i), consts, cast=cast, **kw),
-                                 mode) for i in range(n)])
+    outs = [run(model.graph, sample(model.graph, feeds, i), consts, cast=cast, **kw) for i in range(n)]
+    return stack([finish_outputs(model, out, mode) for out in outs])
 
 
 def run_file(path: str, feeds: dict[str, np.ndarray], mode: str = "npu", **kw) -> dict:

@@ -24,6 +24,7 @@ from gxnpuc.errors import CompileError, ConfigError, GxnpucError
 from gxnpuc.tune_sweep import Option, Sweep, noise_ratio
 
 PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
+VENDOR = "min/max per tensor (vendor)"
 MATCH_DB = 1e-6  # a step's SNR and the recompiled tuned config's must agree this closely
 
 
@@ -172,7 +173,7 @@ class Planner:
 
     def run(self) -> tuple[list[Step], dict]:
         allow_pc = bool(self.cfg.compress_per_channel or self.cfg.tune_per_channel)
-        steps = [self.vendor_step()]
+        steps = [self.vendor_step()] if self.cfg.weight_clip != "minmax" else []
         cands = {PER_TENSOR: self.candidates(False)}
         steps += self.path(PER_TENSOR, cands[PER_TENSOR])
         if allow_pc:
@@ -204,7 +205,7 @@ class Planner:
         sw = dataclasses.replace(self.sweep, base_cfg=dataclasses.replace(self.sweep.base_cfg,
                                                                           weight_clip="minmax"))
         choice = {n: tune_sweep.make_option(sw, n, False) for n in self.names}
-        return self.step("min/max per tensor (vendor)", PER_TENSOR, choice, selectable=False)
+        return self.step(VENDOR, PER_TENSOR, choice, selectable=False)
 
     def per_channel_info(self) -> Step:
         choice = {n: tune_sweep.make_option(self.sweep, n, True) for n in self.names}
@@ -214,9 +215,10 @@ class Planner:
     def path(self, path: str, cands: dict) -> list[Step]:
         """The config's own ranges, the searched ranges, then greedy exclusions and pruning."""
         method = self.cfg.weight_clip
-        steps = [self.step(f"{path}, {method} ranges", path, {n: c.default for n, c in cands.items()})]
-        if any(c.best is not c.default for c in cands.values()):
-            steps.append(self.step(f"{path}, ranges searched", path, {n: c.best for n, c in cands.items()}))
+        label = VENDOR if path == PER_TENSOR and method == "minmax" else f"{path}, {method} ranges"
+        steps = [self.step(label, path, {n: c.default for n, c in cands.items()})]
+        if any(c.start is not c.default for c in cands.values()):
+            steps.append(self.step(f"{path}, ranges searched", path, {n: c.start for n, c in cands.items()}))
         steps += self.greedy(path, cands, steps[-1])
         if self.target.snr_db is not None and self.target.met(steps[-1]):
             steps += self.prune(path, cands, steps[-1])
@@ -238,7 +240,8 @@ class Planner:
     def prune(self, path: str, cands: dict, step: Step) -> list[Step]:
         """Compress excluded weights again, largest saving first, where the target stays met."""
         out = []
-        excluded = [n for n, o in step.choice.items() if not o.compressed]
+        excluded = [n for n, o in step.choice.items()
+                    if not o.compressed and cands[n].best.nbytes < cands[n].fp16.nbytes]
         excluded.sort(key=lambda n: cands[n].best.nbytes - cands[n].fp16.nbytes)
         for name in excluded:
             trial = self.step(f"compress {name} again", path, {**step.choice, name: cands[name].best},
@@ -250,22 +253,28 @@ class Planner:
 
 
 def next_exclusion(cands: dict, step: Step, target: Target) -> str | None:
-    """The compressed weight whose fp16 copy removes the most noise from the worst output
-    per extra byte (its only-this-weight SNRs estimate the noise), within the byte budget."""
+    """The compressed weight to leave in fp16 next, judged on the worst output.
+
+    Each weight's only-this-weight SNR estimates the noise it adds (noises add). If leaving
+    one weight out is estimated to reach the SNR target, the cheapest such weight; else the
+    most noise removed per extra byte. Only weights that fit the byte budget count.
+    """
     worst = min(step.snrs, key=step.snrs.get)
-    best, best_score = None, 0.0
+    now = noise_ratio(step.snrs[worst])
+    need = None if target.snr_db is None else noise_ratio(target.snr_db)
+    ratio, finish = [], []
     for name, opt in step.choice.items():
-        if not opt.compressed:
-            continue
         fp16 = cands[name].fp16
         extra = fp16.nbytes - opt.nbytes
-        if target.max_bytes is not None and step.nbytes + extra > target.max_bytes:
+        gain = noise_ratio(opt.only[worst]) - noise_ratio(fp16.only[worst]) if opt.compressed else 0.0
+        if gain <= 0 or (target.max_bytes is not None and step.nbytes + extra > target.max_bytes):
             continue
-        gain = noise_ratio(opt.only[worst]) - noise_ratio(fp16.only[worst])
-        score = gain / max(extra, 1)
-        if gain > 0 and score > best_score:
-            best, best_score = name, score
-    return best
+        ratio.append((gain / max(extra, 1), name))
+        if need is not None and now - gain <= need:
+            finish.append((extra, -gain, name))
+    if finish:
+        return min(finish)[2]
+    return max(ratio)[1] if ratio else None
 
 
 def pick(steps: list[Step], target: Target) -> tuple[Step, bool]:

@@ -15,7 +15,7 @@ from gxnpuc.errors import OutputError
 
 MARK = "# ==== gxnpuc --tune"  # first line of the appended block; a retune replaces the block
 OFF = "# [tune] "  # prefix of the user's lines the block replaces
-ALWAYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")
+ALWAYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")  # + the block's own
 FAMILY_KEYS = (("fc", "COMPRESS"), ("conv", "CONV2D_COMPRESS"))
 _db = eval_report.fmt_db
 
@@ -93,8 +93,12 @@ def _exclude_comment(result, name: str) -> str:
     step, cands = result.chosen, result.candidates[result.chosen.path]
     c = cands[name]
     extra = c.fp16.nbytes - c.best.nbytes  # every path starts from each weight's best range
-    at = next((s for s in result.steps if s.path == step.path and s.label == f"exclude {name}"), None)
-    effect = f": output SNR {_db(at.before)} -> {_db(at.snr)} dB when left out" if at else ""
+    if extra <= 0:
+        return (f"fp16 is {-extra:,} B smaller than its 8-bit codes with their range parameters, "
+                f"and exact; compressed alone {_db(_worst(c.best.only))} dB")
+    at = next((k for k, s in enumerate(result.steps) if s.path == step.path and s.label == f"exclude {name}"), None)
+    s = result.steps[at] if at is not None else None
+    effect = f": output SNR {_db(s.before)} -> {_db(s.snr)} dB when left out (step {at})" if s else ""
     return f"fp16, +{extra:,} B{effect}; compressed alone {_db(_worst(c.best.only))} dB"
 
 
@@ -107,26 +111,28 @@ def _clip_comment(result, name: str) -> str:
 
 def block(result) -> tuple[list[str], set[str]]:
     """The appended lines and the top-level keys they set (the user's copies get commented)."""
-    cfg, step = result.cfg, result.chosen
+    step = result.chosen
     keys = set(ALWAYS)
     vendor = result.steps[0]
     lines = [f"{MARK} ({result.target.text()}: {'met' if result.met else 'NOT met'}) ====",
-             f"# measured on {result.samples} samples from {result.source}: output SNR {_db(step.snr)} dB, "
-             f"{step.nbytes:,} weight bytes ({vendor.label}: {_db(vendor.snr)} dB, {vendor.nbytes:,} B);",
-             f"# est. {_us(step.latency_sram)} us (weights in SRAM) / {_us(step.latency_flash)} us "
-             "(in flash) per inference. Rerun `gxnpuc -t` to retune; this block is replaced.",
-             f"# Lines above that this block replaces start with '{OFF.strip()}'."]
-    on = {"fc": bool(cfg.compress), "conv": bool(cfg.conv2d_compress)}
-    for fam, key in FAMILY_KEYS:
+             f"# measured on {result.samples} samples from {result.source}:",
+             f"#   this config: output SNR {_db(step.snr)} dB, {step.nbytes:,} weight bytes, est. "
+             f"{_us(step.latency_sram)} us (weights in SRAM) / {_us(step.latency_flash)} us (flash)",
+             f"#   {vendor.label}: {_db(vendor.snr)} dB, {vendor.nbytes:,} weight bytes",
+             f"# Lines above that this block replaces start with '{OFF.strip()}'; `gxnpuc -t` on this",
+             "# file retunes it and replaces this block."]
+    on = {}
+    for fam, key in FAMILY_KEYS:  # always written: a retune drops the previous block's copy
         used = sum(1 for o in step.choice.values() if o.compressed and o.stored.family == fam)
-        if used and not on[fam]:
-            on[fam] = True
-            keys.add(key)
-            lines.append(f"{key}: true  # turned on: {used} {fam} weight(s) compressed")
+        on[fam] = bool(used)
+        keys.add(key)
+        lines.append(f"{key}: {str(on[fam]).lower()}  # {used} {fam} weight(s) compressed")
+        if not used:  # the effect of leaving each of them in fp16, as EXCLUDE_COMPRESS_OPS shows it
+            lines += [f"#   {n}: {_exclude_comment(result, n)}" for n, o in step.choice.items()
+                      if o.stored.family == fam]
+    keys.add("COMPRESS_PER_CHANNEL")
     per_channel = step.path.startswith("per channel")
-    if per_channel != bool(cfg.compress_per_channel):
-        keys.add("COMPRESS_PER_CHANNEL")
-        lines.append(f"COMPRESS_PER_CHANNEL: {str(per_channel).lower()}  # {_path_comment(result)}")
+    lines.append(f"COMPRESS_PER_CHANNEL: {str(per_channel).lower()}  # {_path_comment(result)}")
     lines += _list_block(result, on)
     return lines, keys
 
@@ -189,10 +195,10 @@ def merge(original: str, keys: set[str]) -> str:
 
 def _end_line(src: list[str], node) -> int:
     """One past the last line of node's text, blank and comment-only lines not counted."""
-    end = node.end_mark.line + (1 if node.end_mark.column > 0 else 0)
+    end = min(node.end_mark.line + (1 if node.end_mark.column > 0 else 0), len(src))
     while end > node.start_mark.line + 1 and (not src[end - 1].strip() or src[end - 1].lstrip().startswith("#")):
         end -= 1
-    return min(end, len(src))
+    return end
 
 
 def _rebuild(src: list[str], root, keys: set[str]) -> str:

@@ -46,7 +46,8 @@ WRONG_TYPES = {
     "EXCLUDE_COMPRESS_OPS": "{fc.weight: 1}", "EXCLUDE_CONV2D_COMPRESS_OPS": "[[conv.weight]]",
     "WEIGHT_MIN_MAX": "[-1, 1]", "MODEL_INFO": "{a: b}", "COMPRESS_PER_CHANNEL": '"no"',
     "WEIGHT_CLIP": "max", "KERAS_ALLOW_LAMBDA": "0", "EVAL_SNR_THRESHOLD_DB": "high",
-    "TUNE_TARGET_SNR_DB": "[20]", "TUNE_MAX_WEIGHT_BYTES": "-5",
+    "TUNE_TARGET_SNR_DB": "[20]", "TUNE_MAX_WEIGHT_BYTES": "-5", "TUNE_CLIP_SEARCH": "best",
+    "TUNE_PER_CHANNEL": "maybe",
 }
 
 
@@ -158,6 +159,11 @@ _MODELS = [
        BASE.replace("model.onnx", "flip.onnx"), "flip.onnx", files=("flip.onnx",)),
     _c(_M, "onnx-no-graph", "an .onnx with an empty graph", "export the model with its nodes",
        "ONNX_FILE: nograph.onnx\n", "nograph.onnx", "empty graph", files=("nograph.onnx",)),
+    _c(_M, "onnx-missing-input", "a Conv node without its weight input", "export the model again",
+       "ONNX_FILE: noweight.onnx\n", "'/conv/Conv' [Conv]", "malformed", files=("noweight.onnx",)),
+    _c(_M, "onnx-huge-input", "a model input of 2^40 values (a corrupt or mistaken shape)",
+       "give the real shape in INPUT_OPS", "ONNX_FILE: hugeinput.onnx\n", "input 'x'", "elements",
+       files=("hugeinput.onnx",)),
     _c(_M, "pb-empty", "an empty .pb", "freeze the graph again",
        "PB_FILE: empty.pb\n", "config.yaml:1: PB_FILE", "is empty", files=("empty.pb",)),
     _c(_M, "pb-truncated", "a truncated frozen .pb", "copy it again",
@@ -165,6 +171,8 @@ _MODELS = [
        files=("trunc.pb",), old_output=True),
     _c(_M, "pb-bitflip", "a corrupted frozen .pb", "copy it again",
        "PB_FILE: flip.pb\n", "flip.pb", files=("flip.pb",)),
+    _c(_M, "pb-missing-attr", "a frozen .pb with a Const node that lost its value", "freeze it again",
+       "PB_FILE: noattr.pb\n", "[Const]", "malformed", files=("noattr.pb",)),
     _c(_M, "h5-empty", "an empty .h5", "save the Keras model again",
        "KERAS_FILE: empty.h5\n", "config.yaml:1: KERAS_FILE", "is empty", files=("empty.h5",)),
     _c(_M, "h5-truncated", "a truncated Keras .h5", "copy it again",
@@ -188,7 +196,7 @@ _WEIGHTS = [
     _c(_W, "inf-weight-plain", "an Inf in a conv weight, compression off", "re-export",
        _INF, "weight 'conv.weight'", "NaN or Inf", files=("inf.onnx",)),
     _c(_W, "nan-bias", "a NaN in a bias", "re-export", "ONNX_FILE: nanbias.onnx\n",
-       "fc.bias", "NaN or Inf", files=("nanbias.onnx",)),
+       "weight 'fc.bias':", "NaN or Inf", files=("nanbias.onnx",)),
     _c(_W, "weight-beyond-fp16", "weights beyond the fp16 range, compressed", "exclude or clip it",
        "ONNX_FILE: huge.onnx\nCOMPRESS: true\n", "weight 'fc.weight'", "fp16", files=("huge.onnx",)),
     _c(_W, "unsupported-ops", "three ops the NPU cannot run", "replace them, or cut them off "
@@ -336,6 +344,15 @@ def flip(data: bytes, index: int, bit: int = 7) -> bytes:
 
 
 _TF: dict[str, bytes] = {}
+_TF_MODELS: dict = {}
+
+
+def saved_model(folder: str) -> None:
+    """The MLP of tf_bytes() exported as a SavedModel folder."""
+    tf_bytes("model.pb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _TF_MODELS["model"].export(folder, verbose=False)
 
 
 def tf_bytes(name: str) -> bytes:
@@ -355,7 +372,11 @@ def tf_bytes(name: str) -> bytes:
         model = keras.Model(x, y)
         fn = tf.function(lambda t: model(t, training=False))
         frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec([1, 8], tf.float32, "x")))
-        _TF["model.pb"] = frozen.graph.as_graph_def().SerializeToString()
+        gd = frozen.graph.as_graph_def()
+        _TF["model.pb"] = gd.SerializeToString()
+        del next(n for n in gd.node if n.op == "Const").attr["value"]  # a Const without its value
+        _TF["noattr.pb"] = gd.SerializeToString()
+        _TF_MODELS["model"] = model
         lam = keras.layers.Lambda(lambda t: t * 2.0, name="double")  # code that loading would run
         models = {"model": model, "lambda": keras.Model(x, lam(y))}
         with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -390,12 +411,17 @@ FILES = {
     "dynamic.onnx": _bytes(lambda: tiny_onnx(x_shape=("batch", 2, "h", 8)).SerializeToString()),
     "unsupported.onnx": _bytes(lambda: unsupported_onnx().SerializeToString()),
     "nograph.onnx": _bytes(lambda: _model([], [], [], {}).SerializeToString()),
+    "noweight.onnx": _bytes(lambda: _model([helper.make_node("Conv", ["x"], ["y"], name="/conv/Conv")],
+                                           [("x", [1, 2, 8, 8])], [("y", None)], {}).SerializeToString()),
+    "hugeinput.onnx": _bytes(lambda: _model([helper.make_node("Relu", ["x"], ["y"], name="/Relu")],
+                                            [("x", [1, 1 << 40])], [("y", None)], {}).SerializeToString()),
     "trunc.onnx": _bytes(lambda: (lambda b: b[:len(b) // 2])(tiny_onnx().SerializeToString())),
     "flip.onnx": _bytes(lambda: flip(tiny_onnx().SerializeToString(), 0)),
     "empty.onnx": _bytes(lambda: b""), "empty.pb": _bytes(lambda: b""), "empty.h5": _bytes(lambda: b""),
     "model.pb": _bytes(lambda: tf_bytes("model.pb")),
     "trunc.pb": _bytes(lambda: tf_bytes("model.pb")[:len(tf_bytes("model.pb")) // 2]),
     "flip.pb": _bytes(lambda: flip(tf_bytes("model.pb"), 0)),
+    "noattr.pb": _bytes(lambda: tf_bytes("noattr.pb")),
     "model.h5": _bytes(lambda: tf_bytes("model.h5")),
     "trunc.h5": _bytes(lambda: tf_bytes("model.h5")[:len(tf_bytes("model.h5")) // 2]),
     "flip.h5": _bytes(lambda: flip(tf_bytes("model.h5"), 20, 3)),
@@ -406,7 +432,7 @@ FILES = {
     "text.npz": _bytes(lambda: b"x = [1, 2, 3]\n"),
     "naninput.npz": _npz(x=np.full((2, 1, 2, 8, 8), np.nan, np.float32)),
 }
-TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "model.h5", "trunc.h5", "flip.h5"}
+TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5"}
 
 
 def needs_tf(case: Case) -> bool:

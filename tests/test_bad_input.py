@@ -24,7 +24,7 @@ import pytest
 from onnx import helper
 
 from bad_inputs import CASES, GROUPS, OLD_OUTPUT, WRONG_TYPES, Case, normalize, snapshot, stage
-from bad_inputs import BASE, _model, _rand, tf_bytes, tiny_onnx
+from bad_inputs import BASE, _model, _rand, saved_model, tf_bytes, tiny_onnx
 from gxnpuc import cli, config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -199,6 +199,20 @@ def test_output_only_goes_to_output_file_and_npu_jpgs(tmp_path, monkeypatch, cap
     assert not os.path.exists(names[1] + ".jpg") and not os.path.exists(names[1])
     for name in names[:-1]:
         assert f"{name}: [8, 8]" in out
+
+
+def test_a_saved_model_writes_only_the_output(tmp_path, monkeypatch, capsys):
+    """Loading a SavedModel (which runs TensorFlow's loader) adds no file but the output and pictures."""
+    saved_model(str(tmp_path / "sm"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "config.yaml").write_text("SAVED_MODEL_DIR: sm\nOUTPUT_FILE: out/model.h\nCOMPRESS: true\n")
+    before = snapshot(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["-s", "config.yaml"]) == 0, capsys.readouterr().err
+    after = snapshot(str(tmp_path))
+    changed = {k for k in after if before.get(k) != after[k]}
+    assert "out/model.h" in changed and all(k.startswith("out/") for k in changed), changed
+    assert set(before) <= set(after)
 
 
 # -- reproducible and atomic output ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from gxnpuc import eval as ev
-from gxnpuc import eval_report, oracle, sim
+from gxnpuc import eval_advice, eval_report, oracle, sim
 from gxnpuc.errors import GxnpucError
 from npu_util import backend_ready, compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
 
@@ -226,10 +226,14 @@ def test_harmful_user_clip_is_replaced_not_duplicated(tmp_path):
     rep = _report(model, cfg, feeds, eval_snr_threshold_db=15.0)
     verdict = rep["verdict"]
     assert rep["layers"][0]["weight"] == "fc1.weight" and rep["layers"][0]["clipped_share"] > 0
-    assert verdict["action"] in ("clip", "unclip") and reader not in verdict["config_line"]
+    assert verdict["action"] in ("clip", "unclip", "exclude") and reader not in verdict["config_line"]
     fixed_cfg = _apply(cfg, verdict["config_line"])
     after = _report(compile_cfg(fixed_cfg), fixed_cfg, feeds)
     assert _snr(after, "npu") > _snr(rep, "npu") + 6
+    # a clip line replaces the entry keyed by the op's name instead of adding a second one
+    line = eval_advice.clip_line(cfg, model.graph, "fc1.weight", -1.0, 1.0)
+    assert line == 'WEIGHT_MIN_MAX: {"fc1.weight": [-1.0, 1.0]}'
+    assert eval_advice.clip_line(cfg, model.graph, "fc1.weight", None, None) == "WEIGHT_MIN_MAX: {}"
 
 
 @pytest.mark.skipif(not backend_ready(), reason="gxnpuc.backend not available yet")

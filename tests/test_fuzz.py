@@ -60,29 +60,37 @@ _TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=40)
 _RANGE = st.tuples(st.floats(-4, 0, allow_nan=False), st.floats(0.01, 4, allow_nan=False)).map(list)
 
 
+OPTIONAL = {  # a valid value for every key but the model keys (a test checks none is missing)
+    "CORENAME": st.just("GRUS"), "NPU_UNIT": st.just("NPU32"), "OUTPUT_FILE": st.just("out/model.h"),
+    "OUTPUT_TYPE": st.sampled_from(["c_code", "raw"]), "INPUT_OPS": st.just({"x": [1, 2, 8, 8]}),
+    "OUTPUT_OPS": st.sampled_from([["y"], "y"]), "FP16_OUT_OPS": st.sampled_from([["y"], []]),
+    "COMPRESS": st.booleans(), "CONV2D_COMPRESS": st.booleans(), "FUSE_BN": st.booleans(),
+    "FUSE_BIASADD": st.booleans(), "EXCLUDE_COMPRESS_OPS": st.lists(st.sampled_from(WEIGHTS), max_size=3),
+    "EXCLUDE_CONV2D_COMPRESS_OPS": st.sampled_from([[], ["conv.weight"], ["/conv/Conv"]]),
+    "WEIGHT_MIN_MAX": st.dictionaries(st.sampled_from(["fc.weight", "conv.weight", "/fc/Gemm"]),
+                                      _RANGE, max_size=2),
+    "MODEL_INFO": _TEXT, "COMPRESS_PER_CHANNEL": st.booleans(),
+    "WEIGHT_CLIP": st.sampled_from(["minmax", "mse", "percentile"]), "KERAS_ALLOW_LAMBDA": st.just(False),
+    "EVAL_SNR_THRESHOLD_DB": st.floats(-50, 100), "TUNE_TARGET_SNR_DB": st.none() | st.floats(0, 80),
+    "TUNE_MAX_WEIGHT_BYTES": st.none() | st.integers(1, 1 << 20),
+    "TUNE_CLIP_SEARCH": st.sampled_from(["output", "weight", "percentile", "none"]),
+    "TUNE_PER_CHANNEL": st.booleans(),
+}
+
+
+def test_valid_configs_cover_every_key():
+    assert set(OPTIONAL) | set(config.MODEL_KEYS) == {k.name for k in config.KEYS}
+
+
 @st.composite
 def valid_configs(draw) -> dict:
     cfg = {"ONNX_FILE": "model.onnx", "OUTPUT_FILE": "out/model.h"}
-    optional = {
-        "CORENAME": st.just("GRUS"), "NPU_UNIT": st.just("NPU32"),
-        "OUTPUT_TYPE": st.sampled_from(["c_code", "raw"]), "INPUT_OPS": st.just({"x": [1, 2, 8, 8]}),
-        "OUTPUT_OPS": st.sampled_from([["y"], "y"]), "FP16_OUT_OPS": st.sampled_from([["y"], []]),
-        "COMPRESS": st.booleans(), "CONV2D_COMPRESS": st.booleans(), "FUSE_BN": st.booleans(),
-        "FUSE_BIASADD": st.booleans(), "EXCLUDE_COMPRESS_OPS": st.lists(st.sampled_from(WEIGHTS), max_size=3),
-        "EXCLUDE_CONV2D_COMPRESS_OPS": st.sampled_from([[], ["conv.weight"], ["/conv/Conv"]]),
-        "WEIGHT_MIN_MAX": st.dictionaries(st.sampled_from(["fc.weight", "conv.weight", "/fc/Gemm"]),
-                                          _RANGE, max_size=2),
-        "MODEL_INFO": _TEXT, "COMPRESS_PER_CHANNEL": st.booleans(),
-        "WEIGHT_CLIP": st.sampled_from(["minmax", "mse", "percentile"]),
-        "EVAL_SNR_THRESHOLD_DB": st.floats(-50, 100), "TUNE_TARGET_SNR_DB": st.none() | st.floats(0, 80),
-        "TUNE_MAX_WEIGHT_BYTES": st.none() | st.integers(1, 1 << 20),
-    }
-    for key in draw(st.lists(st.sampled_from(sorted(optional)), unique=True)):
-        cfg[key] = draw(optional[key])
+    for key in draw(st.lists(st.sampled_from(sorted(OPTIONAL)), unique=True)):
+        cfg[key] = draw(OPTIONAL[key])
     return cfg
 
 
-@budget(25)
+@budget(80)
 @given(valid_configs())
 def test_generated_valid_configs_compile(capsys, cfg):
     """Every valid combination compiles, and the written file decodes to the same model_info."""
@@ -104,7 +112,7 @@ _VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4)
 _KEYS = st.sampled_from([k.name for k in config.KEYS] + ["MODEL_ENCRYPTED", "SPACE_OPTIMIZATION"]) | _TEXT
 
 
-@budget(60)
+@budget(150)
 @given(st.dictionaries(_KEYS, _VALUES, max_size=5), st.booleans())
 def test_generated_hostile_configs_fail_cleanly(capsys, extra, with_model):
     """Random keys and values on top of a working config: exit 0, or one line and nothing written."""
@@ -121,7 +129,7 @@ def test_generated_hostile_configs_fail_cleanly(capsys, extra, with_model):
         assert_clean_outcome(code, out, err, os.path.join(folder, "out", "model.h"))
 
 
-@budget(40)
+@budget(100)
 @given(st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
 def test_random_config_bytes_fail_cleanly(capsys, raw):
     with tempfile.TemporaryDirectory() as folder:
@@ -183,7 +191,7 @@ def conv_fc_stacks(draw):
     return _model(nodes, [("x", [1, c, h, w])], [("y", None)], inits), (1, c, h, w)
 
 
-@budget(30)
+@budget(100)
 @given(conv_fc_stacks(), st.booleans(), st.booleans())
 def test_generated_graphs_match_onnxruntime(graph, fuse_bn, compress):
     """Compile through the whole pipeline; the float simulation of the result equals onnxruntime."""
@@ -240,19 +248,19 @@ def _run_mutated(capsys, key: str, name: str, data: bytes) -> None:
         assert_clean_outcome(code, out, err, os.path.join(folder, "model.h"))
 
 
-@budget(60)
+@budget(200)
 @given(mutations())
 def test_mutated_onnx_fails_cleanly(capsys, mutation):
     _run_mutated(capsys, "ONNX_FILE", "model.onnx", mutate(tiny_onnx().SerializeToString(), mutation))
 
 
-@budget(25)
+@budget(100)
 @given(mutations())
 def test_mutated_frozen_pb_fails_cleanly(capsys, mutation):
     _run_mutated(capsys, "PB_FILE", "model.pb", mutate(tf_bytes("model.pb"), mutation))
 
 
-@budget(15)
+@budget(50)
 @given(mutations())
 def test_mutated_h5_fails_cleanly(capsys, mutation):
     _run_mutated(capsys, "KERAS_FILE", "model.h5", mutate(tf_bytes("model.h5"), mutation))

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from gxnpuc.errors import CompileError, UnsupportedOpError
+from gxnpuc.errors import CompileError, ModelError, UnsupportedOpError
 from gxnpuc.ir import Graph, Node, Tensor
 from gxnpuc.names import record_alias, unknown
+from gxnpuc.passes.rewrite import rename_tensor
 
 
 @dataclass
@@ -70,6 +71,12 @@ class LowerCtx:
 
     # -- writing -------------------------------------------------------------
     def add_input(self, name: str, shape: tuple[int, ...], dtype: str = "float32") -> None:
+        from gxnpuc.config import MAX_INPUT_ELEMENTS
+
+        size = int(np.prod(shape, dtype=np.float64))
+        if size > MAX_INPUT_ELEMENTS:  # a corrupt or mistaken shape; far beyond any target's memory
+            raise ModelError(f"input {name!r}", f"shape {list(shape)} has {size:,} elements",
+                             f"at most {MAX_INPUT_ELEMENTS:,}; give the real shape in INPUT_OPS")
         self.graph.tensors[name] = Tensor(name, tuple(int(d) for d in shape), dtype)
         self.graph.inputs.append(name)
 
@@ -143,7 +150,12 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
             continue
         if any(i and not ctx.has(i) for i in fn.inputs):
             continue  # an input came from an unsupported node; that one is already listed
-        low(ctx, fn)
+        try:
+            low(ctx, fn)
+        except (KeyError, IndexError) as exc:  # a required attribute or input is missing
+            raise ModelError(f"{ctx.framework} node {fn.name!r} [{fn.op_type}]",
+                             f"is malformed ({type(exc).__name__}: {exc})",
+                             "a model file written by its framework; export it again") from exc
     ctx.fnode = None
     if ctx.unsupported:
         raise UnsupportedOpError(f"{ctx.framework} model", ctx.unsupported)
@@ -185,19 +197,9 @@ def finish(ctx: LowerCtx, outputs: list[str]) -> Graph:
         if real != out and (real in g.inputs or g.tensors[real].is_const or real in g.outputs):
             g.tensors[out] = Tensor(out, g.tensors[real].shape)
             g.nodes.append(Node(ctx.fresh(out + "/copy"), "identity", [real], [out], {}, "Identity"))
-        elif real != out:
-            _rename(g, real, out)
+        elif real != out:  # a computed tensor takes the framework's output name users know
+            rename_tensor(g, real, out)
         g.outputs.append(out)
     g.prune()
     g.verify("lowering")
     return g
-
-
-def _rename(g: Graph, old: str, new: str) -> None:
-    """Give a computed tensor the framework's output name, so users see their own names."""
-    t = g.tensors.pop(old)
-    t.name = new
-    g.tensors[new] = t
-    for node in g.nodes:
-        node.inputs = [new if i == old else i for i in node.inputs]
-        node.outputs = [new if o == old else o for o in node.outputs]

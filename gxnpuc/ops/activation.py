@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register
+from gxnpuc.ops.base import ALIAS, OpDef, onnx_lowering, register
 
 # fn name -> kernel(x, attrs). Each is exactly the framework's definition in float32.
 FUNCS = {
@@ -69,7 +69,7 @@ _ONNX_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "ab
                 "HardSwish": "hard_swish", "Elu": "elu", "Selu": "selu"}
 
 
-@onnx_lowering(*_ONNX_SIMPLE)
+@onnx_lowering(*_ONNX_SIMPLE, emits=("act",))
 def _onnx_simple(ctx, fn):
     attrs = {"fn": _ONNX_SIMPLE[fn.op_type]}
     if fn.op_type == "Elu":
@@ -79,18 +79,18 @@ def _onnx_simple(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs, attrs)
 
 
-@onnx_lowering("LeakyRelu")
+@onnx_lowering("LeakyRelu", emits=("act",))
 def _onnx_leaky(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "leaky_relu", "alpha": fn.attrs.get("alpha", 0.01)})
 
 
-@onnx_lowering("HardSigmoid")
+@onnx_lowering("HardSigmoid", emits=("act",))
 def _onnx_hard_sigmoid(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs,
              {"fn": "hard_sigmoid", "alpha": fn.attrs.get("alpha", 0.2), "beta": fn.attrs.get("beta", 0.5)})
 
 
-@onnx_lowering("Clip")
+@onnx_lowering("Clip", emits=("act",))
 def _onnx_clip(ctx, fn):
     lo = fn.attrs.get("min", -np.inf)  # opset < 11 keeps bounds as attrs
     hi = fn.attrs.get("max", np.inf)
@@ -103,6 +103,6 @@ def _onnx_clip(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "clip", "min": float(lo), "max": float(hi)})
 
 
-@onnx_lowering("Identity", "Dropout")
+@onnx_lowering("Identity", "Dropout", emits=ALIAS)
 def _onnx_identity(ctx, fn):
     ctx.set_alias(fn.outputs[0], fn.inputs[0])

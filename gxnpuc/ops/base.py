@@ -1,11 +1,14 @@
 """The op registry: one OpDef per NPU op, plus the framework lowerings that produce it.
 
 An op file defines a subclass of OpDef decorated with @register, and lowering functions
-decorated with @onnx_lowering("OnnxType", ...) / @tf_lowering("TfType", ...). The same
-`constraints` text is shown by `gxnpuc -L` and used in error messages, so it is written once.
+decorated with @onnx_lowering("OnnxType", ..., emits=("op", ...)) / @tf_lowering(...). `emits`
+declares the IR ops the function can emit (or what happens instead: ALIAS, CONSTANT, ...);
+`gxnpuc -L` reads it from LOWERING_EMITS. The same `constraints` text is shown by `gxnpuc -L`
+and used in error messages, so it is written once.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -13,6 +16,30 @@ import numpy as np
 REGISTRY: dict[str, "OpDef"] = {}
 ONNX_LOWERINGS: dict[str, Callable] = {}
 TF_LOWERINGS: dict[str, Callable] = {}
+
+
+@dataclass(frozen=True)
+class NoNpuOp:
+    """`emits=` of a lowering that emits no IR op: what happens instead, as `gxnpuc -L` says it."""
+    summary: str
+    constraint: str = ""
+
+
+ALIAS = NoNpuOp("no-op (the output is the input)")
+CONSTANT = NoNpuOp("computed at compile time (becomes a constant)")
+FRONT_END = NoNpuOp("no NPU op: handled by the front end (graph inputs, control edges)")
+# the default: a lowering that does not say what it emits (tests/test_report.py catches it)
+UNDECLARED = NoNpuOp("emits not declared", "a gxnpuc bug: the lowering's decorator lacks emits=")
+
+
+def unsupported(reason: str) -> NoNpuOp:
+    """`emits=` of a lowering that always rejects; pass the same text to ctx.reject()."""
+    return NoNpuOp("not supported", reason)
+
+
+# (framework "onnx" | "tf", op type) -> the IR op names its lowering can emit, main op first
+# (() = none), or a NoNpuOp saying what happens instead
+LOWERING_EMITS: dict[tuple[str, str], tuple[str, ...] | NoNpuOp] = {}
 
 
 class OpDef:
@@ -52,23 +79,27 @@ def register(cls: type[OpDef]) -> type[OpDef]:
     return cls
 
 
-def _lowering(table: dict, types: tuple[str, ...]):
+def _lowering(framework: str, table: dict, types: tuple[str, ...], emits):
+    names_ok = isinstance(emits, tuple) and all(isinstance(e, str) for e in emits)
+    assert names_ok or isinstance(emits, NoNpuOp), f"emits of {types}: a tuple of IR op names"
+
     def deco(fn: Callable) -> Callable:
         for t in types:
             assert t not in table, f"two lowerings for {t}"
             table[t] = fn
+            LOWERING_EMITS[(framework, t)] = emits
         return fn
     return deco
 
 
-def onnx_lowering(*op_types: str):
-    """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these ONNX op types."""
-    return _lowering(ONNX_LOWERINGS, op_types)
+def onnx_lowering(*op_types: str, emits: tuple[str, ...] | NoNpuOp = UNDECLARED):
+    """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these ONNX op types into `emits`."""
+    return _lowering("onnx", ONNX_LOWERINGS, op_types, emits)
 
 
-def tf_lowering(*op_types: str):
-    """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these TensorFlow op types."""
-    return _lowering(TF_LOWERINGS, op_types)
+def tf_lowering(*op_types: str, emits: tuple[str, ...] | NoNpuOp = UNDECLARED):
+    """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these TensorFlow op types into `emits`."""
+    return _lowering("tf", TF_LOWERINGS, op_types, emits)
 
 
 def emit_checked(ctx, op: str, inputs: list[str], outputs: list[str] | None = None,

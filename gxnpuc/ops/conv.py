@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering, unsupported
 
 # data_format -> number of spatial dims
 DATA_FORMATS = {"NCHW": 2, "NHWC": 2, "NCW": 1, "NWC": 1}
@@ -239,7 +239,16 @@ def onnx_pads(ctx, fn, sizes, kernel, strides, dilations) -> list[int] | None:
     return None
 
 
-@onnx_lowering("Conv")
+def onnx_window(ctx, fn, sizes, kernel) -> tuple[list[int], list[int], list[int]] | None:
+    """(strides, dilations, pads) of an ONNX Conv/Pool node; None after a rejection."""
+    r = len(sizes)
+    strides = [int(s) for s in fn.attrs.get("strides", [1] * r)]
+    dilations = [int(d) for d in fn.attrs.get("dilations", [1] * r)]
+    pads = onnx_pads(ctx, fn, sizes, kernel, strides, dilations)
+    return None if pads is None else (strides, dilations, pads)
+
+
+@onnx_lowering("Conv", emits=("conv",))
 def _onnx_conv(ctx, fn):
     x, w_name = fn.inputs[0], fn.inputs[1]
     b_name = fn.inputs[2] if len(fn.inputs) > 2 and fn.inputs[2] else ""
@@ -255,21 +264,23 @@ def _onnx_conv(ctx, fn):
     kernel = [int(k) for k in w.shape[2:]]
     if list(fn.attrs.get("kernel_shape", kernel)) != kernel:
         return ctx.reject(f"kernel_shape {fn.attrs['kernel_shape']} differs from weight {list(w.shape)}")
-    strides = [int(s) for s in fn.attrs.get("strides", [1] * r)]
-    dilations = [int(d) for d in fn.attrs.get("dilations", [1] * r)]
-    pads = onnx_pads(ctx, fn, shape[2:], kernel, strides, dilations)
-    if pads is None:
+    window = onnx_window(ctx, fn, shape[2:], kernel)
+    if window is None:
         return None
+    strides, dilations, pads = window
     attrs = conv_attrs_from_same_padding("NCHW" if r == 2 else "NCW", "OIHW" if r == 2 else "OIW",
                                          shape[2:], kernel, strides, dilations, pads,
                                          fn.attrs.get("group", 1))
     return emit_checked(ctx, "conv", [x, w_name] + ([b_name] if b_name else []), fn.outputs[:1], attrs)
 
 
-@onnx_lowering("ConvTranspose")
+_NO_DECONV = ("transposed convolution (deconvolution) is not supported by the NPU; "
+              "use Resize/upsampling followed by Conv")
+
+
+@onnx_lowering("ConvTranspose", emits=unsupported(_NO_DECONV))
 def _onnx_conv_transpose(ctx, fn):
-    ctx.reject("transposed convolution (deconvolution) is not supported by the NPU; "
-               "use Resize/upsampling followed by Conv")
+    ctx.reject(_NO_DECONV)
 
 
 # -- TensorFlow ----------------------------------------------------------------------------
@@ -292,7 +303,7 @@ def tf_pads(ctx, fn, sizes, kernel, strides, dilations) -> list[int] | None:
     return None
 
 
-@tf_lowering("Conv2D", "DepthwiseConv2dNative")
+@tf_lowering("Conv2D", "DepthwiseConv2dNative", emits=("conv",))
 def _tf_conv2d(ctx, fn):
     x, w_name = fn.inputs[0], fn.inputs[1]
     w, fmt = ctx.const(w_name), fn.attrs.get("data_format", "NHWC")
@@ -315,6 +326,9 @@ def _tf_conv2d(ctx, fn):
     return emit_checked(ctx, "conv", [x, w_name], fn.outputs[:1], attrs)
 
 
-@tf_lowering("Conv2DBackpropInput", "Conv3D", "Conv3DBackpropInputV2")
+_TF_CONV_ONLY = "only 1-D and 2-D forward convolution (Conv2D, DepthwiseConv2dNative)"
+
+
+@tf_lowering("Conv2DBackpropInput", "Conv3D", "Conv3DBackpropInputV2", emits=unsupported(_TF_CONV_ONLY))
 def _tf_conv_other(ctx, fn):
-    ctx.reject("only 1-D and 2-D forward convolution (Conv2D, DepthwiseConv2dNative)")
+    ctx.reject(_TF_CONV_ONLY)

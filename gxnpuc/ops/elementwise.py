@@ -120,7 +120,7 @@ def emit_binary(ctx, fn: str, a: str, b: str, outputs=None) -> str:
 _ONNX_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
 
 
-@onnx_lowering(*_ONNX_BINARY)
+@onnx_lowering(*_ONNX_BINARY, emits=("binary",))
 def _onnx_binary(ctx, fn):
     if _runtime_ok(ctx, fn.inputs[:2]):
         emit_binary(ctx, _ONNX_BINARY[fn.op_type], fn.inputs[0], fn.inputs[1], fn.outputs)
@@ -129,7 +129,7 @@ def _onnx_binary(ctx, fn):
 _ONNX_VARIADIC = {"Max": "max", "Min": "min", "Sum": "add", "Mean": "add"}
 
 
-@onnx_lowering(*_ONNX_VARIADIC)
+@onnx_lowering(*_ONNX_VARIADIC, emits=("binary",))
 def _onnx_variadic(ctx, fn):
     """Max/Min/Sum/Mean of 1..n inputs: a chain of binary nodes (Mean: then * 1/n)."""
     ins = [i for i in fn.inputs if i]
@@ -147,7 +147,7 @@ def _onnx_variadic(ctx, fn):
         emit_binary(ctx, "mul", acc, inv, fn.outputs)
 
 
-@onnx_lowering("Pow")
+@onnx_lowering("Pow", emits=("act", "binary"))
 def _onnx_pow(ctx, fn):
     """A constant scalar exponent becomes the activation unit's pow; anything else `binary` pow."""
     x, e = fn.inputs[0], fn.inputs[1]
@@ -159,13 +159,13 @@ def _onnx_pow(ctx, fn):
         emit_binary(ctx, "pow", x, e, fn.outputs)
 
 
-@onnx_lowering("Mod")
+@onnx_lowering("Mod", emits=("binary",))
 def _onnx_mod(ctx, fn):
     if _runtime_ok(ctx, fn.inputs[:2]):
         emit_binary(ctx, "fmod" if fn.attrs.get("fmod", 0) else "mod", fn.inputs[0], fn.inputs[1], fn.outputs)
 
 
-@onnx_lowering("PRelu")
+@onnx_lowering("PRelu", emits=("prelu",))
 def _onnx_prelu(ctx, fn):
     x, slope = fn.inputs[0], fn.inputs[1]
     if not _broadcasts_to(ctx.shape(slope), ctx.shape(x)):
@@ -179,13 +179,13 @@ _TF_BINARY = {"Add": "add", "AddV2": "add", "Sub": "sub", "Mul": "mul", "RealDiv
               "SquaredDifference": "squared_difference"}
 
 
-@tf_lowering(*_TF_BINARY)
+@tf_lowering(*_TF_BINARY, emits=("binary",))
 def _tf_binary(ctx, fn):
     if _runtime_ok(ctx, fn.inputs[:2]):
         emit_binary(ctx, _TF_BINARY[fn.op_type], fn.inputs[0], fn.inputs[1], fn.outputs[:1])
 
 
-@tf_lowering("AddN")
+@tf_lowering("AddN", emits=("binary",))
 def _tf_add_n(ctx, fn):
     if not _runtime_ok(ctx, fn.inputs):
         return
@@ -196,6 +196,6 @@ def _tf_add_n(ctx, fn):
         ctx.set_alias(fn.outputs[0], acc)
 
 
-@tf_lowering("Pow")
+@tf_lowering("Pow", emits=("act", "binary"))
 def _tf_pow(ctx, fn):
     _onnx_pow(ctx, fn)  # same semantics: a constant scalar exponent goes to the activation unit

@@ -95,10 +95,15 @@ class MatMul(OpDef):
 
 
 # -- ONNX ----------------------------------------------------------------------------------
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal values, NaN equal to NaN (a NaN bias keeps its name, so its error names it)."""
+    return bool(np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)))
+
+
 def _derived_const(ctx, name: str, value: np.ndarray, suffix: str) -> str:
     """`name` itself when value is exactly its constant, else a new constant `name/suffix`."""
     old = ctx.const(name)
-    if old is not None and old.shape == value.shape and old.dtype == value.dtype and np.array_equal(old, value):
+    if old is not None and old.shape == value.shape and old.dtype == value.dtype and _same(old, value):
         return ctx.resolve(name)
     return ctx.add_const(ctx.fresh(f"{ctx.resolve(name)}/{suffix}"), value)
 
@@ -133,12 +138,12 @@ def _gemm_bias(ctx, fn, out_shape) -> tuple[str, str]:
         return "", c
     cv = (cv * np.float32(beta)).astype(cv.dtype) if beta != 1.0 else cv
     full = np.broadcast_to(cv, out_shape)
-    if not np.all(full == full[:1]):  # C varies per row: not a bias
+    if not _same(full, np.broadcast_to(full[:1], full.shape)):  # C varies per row: not a bias
         return "", _derived_const(ctx, c, np.ascontiguousarray(cv), "beta")
     return _derived_const(ctx, c, np.ascontiguousarray(full[0]), "bias"), ""
 
 
-@onnx_lowering("Gemm")
+@onnx_lowering("Gemm", emits=("fc", "matmul", "transpose", "binary"))
 def _onnx_gemm(ctx, fn):
     a, b = fn.inputs[0], fn.inputs[1]
     alpha, trans_b = float(fn.attrs.get("alpha", 1.0)), bool(fn.attrs.get("transB", 0))
@@ -167,7 +172,7 @@ def _onnx_gemm(ctx, fn):
     return emit_checked(ctx, op, inputs, fn.outputs[:1], attrs)
 
 
-@onnx_lowering("MatMul")
+@onnx_lowering("MatMul", emits=("fc", "matmul"))
 def _onnx_matmul(ctx, fn):
     a, b = fn.inputs[0], fn.inputs[1]
     av, bv = ctx.const(a), ctx.const(b)
@@ -190,7 +195,7 @@ def _swap_last(ctx, name: str) -> str:
     return ctx.emit("transpose", [name], None, {"perm": perm})[0]
 
 
-@tf_lowering("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3")
+@tf_lowering("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", emits=("fc", "matmul", "transpose"))
 def _tf_matmul(ctx, fn):
     """A constant 2-D (or [1, .., K, N]) second operand makes an `fc` (Dense), else `matmul`."""
     a, b = fn.inputs[0], fn.inputs[1]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.errors import UnsupportedOpError
-from gxnpuc.ops.base import REGISTRY, OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import CONSTANT, REGISTRY, OpDef, onnx_lowering, register, tf_lowering
 from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, emit_reshape, norm_axis
 
 FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
@@ -182,13 +182,13 @@ def reject_leftovers(graph) -> None:
 
 
 # -- ONNX lowerings ----------------------------------------------------------------------------
-@onnx_lowering("Shape")
+@onnx_lowering("Shape", emits=CONSTANT)
 def _onnx_shape(ctx, fn):
     shape = ctx.shape(fn.inputs[0])  # static even for a run-time tensor
     ctx.add_const(fn.outputs[0], np.array(shape[fn.attrs.get("start", 0):fn.attrs.get("end")], np.int64))
 
 
-@onnx_lowering("Size")
+@onnx_lowering("Size", emits=CONSTANT)
 def _onnx_size(ctx, fn):
     ctx.add_const(fn.outputs[0], np.asarray(np.prod(ctx.shape(fn.inputs[0]), dtype=np.int64)))
 
@@ -236,7 +236,7 @@ def _gather_as_slices(ctx, fn, x: str, idx: np.ndarray, axis: int) -> None:
         emit_reshape(ctx, y, out_shape, fn.outputs)
 
 
-@onnx_lowering("Gather")
+@onnx_lowering("Gather", emits=("gather", "slice", "concat", "reshape"))
 def _onnx_gather(ctx, fn):
     x, i = fn.inputs[0], fn.inputs[1]
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(ctx.shape(x)))
@@ -269,7 +269,7 @@ def _copies(ctx, fn, x: str, target: tuple) -> None:
     return None
 
 
-@onnx_lowering("Expand")
+@onnx_lowering("Expand", emits=("expand", "reshape", "concat"))
 def _onnx_expand(ctx, fn):
     spec = _static_arg(ctx, fn, "shape", 1, "Expand shape")
     if spec is None:
@@ -284,7 +284,7 @@ def _onnx_expand(ctx, fn):
     _copies(ctx, fn, x, target)
 
 
-@onnx_lowering("Tile")
+@onnx_lowering("Tile", emits=("tile", "concat"))
 def _onnx_tile(ctx, fn):
     reps = _static_arg(ctx, fn, "repeats", 1, "Tile repeats")
     if reps is None:
@@ -302,7 +302,7 @@ def _all_const(ctx, fn, why: str) -> bool:
     return False
 
 
-@onnx_lowering("ConstantOfShape")
+@onnx_lowering("ConstantOfShape", emits=("const_of_shape",))
 def _onnx_const_of_shape(ctx, fn):
     if not _all_const(ctx, fn, "the shape input must be constant"):
         return
@@ -310,13 +310,13 @@ def _onnx_const_of_shape(ctx, fn):
     ctx.emit("const_of_shape", fn.inputs[:1], fn.outputs, {"value": value[0].item(), "dtype": value.dtype.name})
 
 
-@onnx_lowering("Range")
+@onnx_lowering("Range", emits=("range",))
 def _onnx_range(ctx, fn):
     if _all_const(ctx, fn, "its length would depend on run-time values"):
         ctx.emit("range", fn.inputs[:3], fn.outputs)
 
 
-@onnx_lowering("NonZero")
+@onnx_lowering("NonZero", emits=("nonzero",))
 def _onnx_nonzero(ctx, fn):
     if _all_const(ctx, fn, "its output shape would depend on run-time values"):
         ctx.emit("nonzero", fn.inputs[:1], fn.outputs)
@@ -328,7 +328,9 @@ _ONNX_LOGIC = {"Not": "not", "And": "and", "Or": "or", "Xor": "xor"}
 _ONNX_ROUND = {"Floor": "floor", "Ceil": "ceil", "Round": "round"}
 
 
-@onnx_lowering(*_ONNX_COMPARE, *_ONNX_LOGIC, *_ONNX_ROUND)
+@onnx_lowering(*_ONNX_COMPARE, emits=("compare",))
+@onnx_lowering(*_ONNX_LOGIC, emits=("logic",))
+@onnx_lowering(*_ONNX_ROUND, emits=("round",))
 def _onnx_fold_elementwise(ctx, fn):
     for table, op in ((_ONNX_COMPARE, "compare"), (_ONNX_LOGIC, "logic"), (_ONNX_ROUND, "round")):
         if fn.op_type in table:
@@ -337,14 +339,14 @@ def _onnx_fold_elementwise(ctx, fn):
                 ctx.graph.tensors[out].dtype = "bool"
 
 
-@onnx_lowering("Where")
+@onnx_lowering("Where", emits=("where",))
 def _onnx_where(ctx, fn):
     ctx.emit("where", fn.inputs[:3], fn.outputs)
 
 
 
 # -- TensorFlow lowerings ----------------------------------------------------------------------
-@tf_lowering("GatherV2")
+@tf_lowering("GatherV2", emits=("gather", "slice", "concat", "reshape"))
 def _tf_gather(ctx, fn):
     x, i, axis = fn.inputs[0], fn.inputs[1], ctx.const(fn.inputs[2])
     if axis is None or fn.attrs.get("batch_dims", 0):
@@ -356,7 +358,7 @@ def _tf_gather(ctx, fn):
     ctx.emit("gather", [x, i], fn.outputs[:1], {"axis": axis})
 
 
-@tf_lowering("Tile")
+@tf_lowering("Tile", emits=("tile", "concat"))
 def _tf_tile(ctx, fn):
     reps, x = ctx.const(fn.inputs[1]), fn.inputs[0]
     if reps is None:

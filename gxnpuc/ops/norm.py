@@ -51,7 +51,7 @@ class BatchNorm(OpDef):
         return 2 * int(np.prod(out_shapes[0], dtype=np.int64))
 
 
-@onnx_lowering("BatchNormalization")
+@onnx_lowering("BatchNormalization", emits=("batchnorm",))
 def _onnx_batchnorm(ctx, fn):
     if fn.attrs.get("training_mode", 0):
         return ctx.reject("training_mode=1 (training-time statistics); export the model in eval mode")

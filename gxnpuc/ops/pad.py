@@ -76,7 +76,7 @@ def _onnx_pad_inputs(ctx, fn, rank: int):
     return pads, value
 
 
-@onnx_lowering("Pad")
+@onnx_lowering("Pad", emits=("pad",))
 def _onnx_pad(ctx, fn):
     x = fn.inputs[0]
     rank = len(ctx.shape(x))
@@ -95,7 +95,7 @@ def _onnx_pad(ctx, fn):
 
 
 # -- TensorFlow ----------------------------------------------------------------------------
-@tf_lowering("Pad", "PadV2", "MirrorPad")
+@tf_lowering("Pad", "PadV2", "MirrorPad", emits=("pad",))
 def _tf_pad(ctx, fn):
     """paddings [rank, 2] -> pads [begins..., ends...]; MirrorPad REFLECT only."""
     x, paddings = fn.inputs[0], ctx.const(fn.inputs[1])

@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering
-from gxnpuc.ops.conv import DATA_FORMATS, onnx_pads, out_size, spatial_axes
+from gxnpuc.ops.conv import DATA_FORMATS, onnx_window, out_size, spatial_axes
 
 
 def _geometry(a: dict, x_shape) -> tuple[list[int], list[int], list[int]]:
@@ -110,7 +110,7 @@ class Pool(OpDef):
 
 
 # -- ONNX ----------------------------------------------------------------------------------
-@onnx_lowering("MaxPool", "AveragePool")
+@onnx_lowering("MaxPool", "AveragePool", emits=("pool",))
 def _onnx_pool(ctx, fn):
     is_max = fn.op_type == "MaxPool"
     if is_max and any(fn.outputs[1:]):
@@ -120,11 +120,10 @@ def _onnx_pool(ctx, fn):
     if r not in (1, 2):
         return ctx.reject(f"only 1-D and 2-D pooling (input {list(shape)})")
     kernel = [int(k) for k in fn.attrs.get("kernel_shape", [])]
-    strides = [int(s) for s in fn.attrs.get("strides", [1] * r)]
-    dilations = [int(d) for d in fn.attrs.get("dilations", [1] * r)]
-    pads = onnx_pads(ctx, fn, shape[2:], kernel, strides, dilations)
-    if pads is None:
+    window = onnx_window(ctx, fn, shape[2:], kernel)
+    if window is None:
         return None
+    strides, dilations, pads = window
     attrs = {"kind": "max" if is_max else "avg", "data_format": "NCHW" if r == 2 else "NCW",
              "kernel": kernel, "strides": strides, "pads": pads,
              "count_include_pad": int(fn.attrs.get("count_include_pad", 0)),
@@ -134,7 +133,7 @@ def _onnx_pool(ctx, fn):
     return emit_checked(ctx, "pool", fn.inputs[:1], fn.outputs[:1], attrs)
 
 
-@onnx_lowering("GlobalMaxPool", "GlobalAveragePool")
+@onnx_lowering("GlobalMaxPool", "GlobalAveragePool", emits=("pool",))
 def _onnx_global_pool(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     r = len(shape) - 2
@@ -147,7 +146,7 @@ def _onnx_global_pool(ctx, fn):
 
 
 # -- TensorFlow ----------------------------------------------------------------------------
-@tf_lowering("MaxPool", "AvgPool")
+@tf_lowering("MaxPool", "AvgPool", emits=("pool",))
 def _tf_pool(ctx, fn):
     """TF pooling: NHWC, SAME pads at the end; AvgPool never counts the padding."""
     from gxnpuc.ops.conv import tf_pads, tf_spatial

@@ -43,7 +43,7 @@ _ONNX_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "R
                 "ReduceProd": "prod"}
 
 
-@onnx_lowering(*_ONNX_REDUCE)
+@onnx_lowering(*_ONNX_REDUCE, emits=("reduce",))
 def _onnx_reduce(ctx, fn):
     x = fn.inputs[0]
     rank = len(ctx.shape(x))
@@ -62,7 +62,7 @@ def _onnx_reduce(ctx, fn):
 _TF_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "min", "Prod": "prod"}
 
 
-@tf_lowering(*_TF_REDUCE)
+@tf_lowering(*_TF_REDUCE, emits=("reduce",))
 def _tf_reduce(ctx, fn):
     x, axes = fn.inputs[0], ctx.const(fn.inputs[1])
     if axes is None:

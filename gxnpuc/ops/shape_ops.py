@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.errors import ModelError
-from gxnpuc.ops.base import OpDef, onnx_lowering, register
+from gxnpuc.ops.base import CONSTANT, OpDef, onnx_lowering, register
 
 NOT_CONST = object()  # arg_ints(): the argument is an input computed at run time
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -156,7 +156,7 @@ class Cast(_Move):
 
 
 # -- ONNX lowerings ----------------------------------------------------------------------------
-def _target_shape(in_shape, spec, allowzero: bool):
+def target_shape(in_shape, spec, allowzero: bool):
     """Resolve ONNX Reshape's 0 (copy) and -1 (infer); None when impossible."""
     out = [in_shape[i] if d == 0 and not allowzero and i < len(in_shape) else d
            for i, d in enumerate(spec)]
@@ -170,19 +170,19 @@ def _target_shape(in_shape, spec, allowzero: bool):
     return out if _size(out) == _size(in_shape) else None
 
 
-@onnx_lowering("Reshape")
+@onnx_lowering("Reshape", emits=("reshape",))
 def _onnx_reshape(ctx, fn):
     spec = arg_ints(ctx, fn, "shape", 1)  # attribute before opset 5
     if spec is None or spec is NOT_CONST:
         return ctx.reject("target shape must be constant")
     in_shape = ctx.shape(fn.inputs[0])
-    shape = _target_shape(in_shape, spec, bool(fn.attrs.get("allowzero", 0)))
+    shape = target_shape(in_shape, spec, bool(fn.attrs.get("allowzero", 0)))
     if shape is None:
         return ctx.reject(f"cannot reshape {list(in_shape)} to {spec}")
     emit_reshape(ctx, fn.inputs[0], shape, fn.outputs)
 
 
-@onnx_lowering("Flatten")
+@onnx_lowering("Flatten", emits=("reshape",))
 def _onnx_flatten(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     axis = fn.attrs.get("axis", 1)
@@ -190,7 +190,7 @@ def _onnx_flatten(ctx, fn):
     emit_reshape(ctx, fn.inputs[0], [_size(shape[:axis]), _size(shape[axis:])], fn.outputs)
 
 
-@onnx_lowering("Squeeze")
+@onnx_lowering("Squeeze", emits=("reshape",))
 def _onnx_squeeze(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     axes = arg_ints(ctx, fn, "axes", 1)
@@ -203,7 +203,7 @@ def _onnx_squeeze(ctx, fn):
     emit_reshape(ctx, fn.inputs[0], [d for k, d in enumerate(shape) if k not in axes], fn.outputs)
 
 
-@onnx_lowering("Unsqueeze")
+@onnx_lowering("Unsqueeze", emits=("reshape",))
 def _onnx_unsqueeze(ctx, fn):
     shape = list(ctx.shape(fn.inputs[0]))
     axes = arg_ints(ctx, fn, "axes", 1)
@@ -215,14 +215,14 @@ def _onnx_unsqueeze(ctx, fn):
     emit_reshape(ctx, fn.inputs[0], shape, fn.outputs)
 
 
-@onnx_lowering("Transpose")
+@onnx_lowering("Transpose", emits=("transpose",))
 def _onnx_transpose(ctx, fn):
     rank = len(ctx.shape(fn.inputs[0]))
     perm = fn.attrs.get("perm") or list(range(rank))[::-1]
     ctx.emit("transpose", fn.inputs[:1], fn.outputs, {"perm": [norm_axis(ctx, p, rank) for p in perm]})
 
 
-@onnx_lowering("Concat")
+@onnx_lowering("Concat", emits=("concat",))
 def _onnx_concat(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
@@ -242,7 +242,7 @@ def _split_sizes(ctx, fn, dim: int):
     return [dim // n] * n if dim % n == 0 else None
 
 
-@onnx_lowering("Split")
+@onnx_lowering("Split", emits=("split",))
 def _onnx_split(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
@@ -266,7 +266,7 @@ def norm_slice(start: int, end: int, step: int, dim: int) -> tuple[int, int, int
     return _clamp(start, 0, dim - 1), _clamp(end, -1, dim - 1), step
 
 
-@onnx_lowering("Slice")
+@onnx_lowering("Slice", emits=("slice",))
 def _onnx_slice(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     # attributes before opset 10, constant inputs 1..4 since
@@ -287,7 +287,8 @@ def _onnx_slice(ctx, fn):
     ctx.emit("slice", fn.inputs[:1], fn.outputs, attrs)
 
 
-def _emit_cast(ctx, fn, to: str | None):
+def emit_cast(ctx, fn, to: str | None):
+    """Cast fn's input to numpy dtype `to` (ONNX Cast/CastLike, TF Cast); a same-type cast aliases."""
     x = fn.inputs[0]
     if to is None:
         return ctx.reject("cast to a type numpy cannot hold (bfloat16, string, ...)")
@@ -301,22 +302,22 @@ def _emit_cast(ctx, fn, to: str | None):
     ctx.graph.tensors[out].dtype = to
 
 
-@onnx_lowering("Cast")
+@onnx_lowering("Cast", emits=("cast",))
 def _onnx_cast(ctx, fn):
     to = fn.attrs.get("to", 1)
-    _emit_cast(ctx, fn, ONNX_DTYPES.get(to) if isinstance(to, int) else str(to).lower())
+    emit_cast(ctx, fn, ONNX_DTYPES.get(to) if isinstance(to, int) else str(to).lower())
 
 
-@onnx_lowering("CastLike")
+@onnx_lowering("CastLike", emits=("cast",))
 def _onnx_cast_like(ctx, fn):
-    _emit_cast(ctx, fn, ctx.tensor(fn.inputs[1]).dtype)
+    emit_cast(ctx, fn, ctx.tensor(fn.inputs[1]).dtype)
 
 
 _CONST_ATTRS = {"value": None, "value_float": "float32", "value_floats": "float32",
                 "value_int": "int64", "value_ints": "int64"}
 
 
-@onnx_lowering("Constant")
+@onnx_lowering("Constant", emits=CONSTANT)
 def _onnx_constant(ctx, fn):
     for attr, dtype in _CONST_ATTRS.items():
         if attr in fn.attrs:

@@ -37,7 +37,7 @@ class Softmax(OpDef):
         return 5 * int(np.prod(out_shapes[0], dtype=np.int64))  # max, sub, exp, sum, div
 
 
-@onnx_lowering("Softmax", "LogSoftmax")
+@onnx_lowering("Softmax", "LogSoftmax", emits=("softmax", "reshape"))
 def _onnx_softmax(ctx, fn):
     x = fn.inputs[0]
     shape = ctx.shape(x)
@@ -55,7 +55,7 @@ def _onnx_softmax(ctx, fn):
     emit_reshape(ctx, y, shape, fn.outputs)
 
 
-@tf_lowering("Softmax", "LogSoftmax")
+@tf_lowering("Softmax", "LogSoftmax", emits=("softmax",))
 def _tf_softmax(ctx, fn):
     rank = len(ctx.shape(fn.inputs[0]))  # TF normalises over the last axis
     ctx.emit("softmax", fn.inputs[:1], fn.outputs[:1], {"axis": rank - 1, "log": fn.op_type == "LogSoftmax"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.names import record_alias
-from gxnpuc.ops.base import tf_lowering
+from gxnpuc.ops.base import ALIAS, CONSTANT, FRONT_END, tf_lowering
 
 
 def _const(ctx, name: str, value) -> None:
@@ -24,24 +24,24 @@ def _channel_axis(fmt: str, rank: int) -> int:
     return 1 if str(fmt).startswith("NC") and rank > 2 else rank - 1
 
 
-@tf_lowering("NoOp")
+@tf_lowering("NoOp", emits=FRONT_END)
 def _tf_noop(ctx, fn):
     pass  # only ever a target of control edges, which the front end drops
 
 
-@tf_lowering("Placeholder")
+@tf_lowering("Placeholder", emits=FRONT_END)
 def _tf_placeholder(ctx, fn):
     if not ctx.has(fn.outputs[0]):  # the front end adds every needed Placeholder as an input
         ctx.reject("a Placeholder that is not a model input (name it in INPUT_OPS)")
 
 
-@tf_lowering("Const")
+@tf_lowering("Const", emits=CONSTANT)
 def _tf_const(ctx, fn):
     _const(ctx, fn.outputs[0], np.asarray(fn.attrs["value"]))
 
 
 @tf_lowering("Identity", "IdentityN", "StopGradient", "PreventGradient", "Snapshot",
-             "EnsureShape", "CheckNumerics")
+             "EnsureShape", "CheckNumerics", emits=ALIAS)
 def _tf_identity(ctx, fn):
     """An Identity of a constant renames it (as TF's constant folding does): a frozen TF2
     graph reads each weight through `<op>/ReadVariableOp`, and that is the name users see."""
@@ -54,12 +54,12 @@ def _tf_identity(ctx, fn):
             ctx.set_alias(out, src)
 
 
-@tf_lowering("PlaceholderWithDefault")
+@tf_lowering("PlaceholderWithDefault", emits=ALIAS)
 def _tf_placeholder_default(ctx, fn):
     _tf_identity(ctx, fn)  # not named in INPUT_OPS: it is its default value
 
 
-@tf_lowering("Shape", "Size", "Rank")
+@tf_lowering("Shape", "Size", "Rank", emits=CONSTANT)
 def _tf_shape(ctx, fn):
     """Shapes are static in the IR, so these are constants (Keras' dynamic-batch chains)."""
     shape = ctx.shape(fn.inputs[0])
@@ -67,13 +67,13 @@ def _tf_shape(ctx, fn):
     _const(ctx, fn.outputs[0], np.asarray(value[fn.op_type], dtype=fn.attrs.get("out_type", "int32")))
 
 
-@tf_lowering("ShapeN")
+@tf_lowering("ShapeN", emits=CONSTANT)
 def _tf_shape_n(ctx, fn):
     for src, out in zip(fn.inputs, fn.outputs):
         _const(ctx, out, np.asarray(ctx.shape(src), dtype=fn.attrs.get("out_type", "int32")))
 
 
-@tf_lowering("BiasAdd", "BiasAddV1")
+@tf_lowering("BiasAdd", "BiasAddV1", emits=("binary", "reshape"))
 def _tf_bias_add(ctx, fn):
     """x + bias along the channel axis; FUSE_BIASADD later moves it into the conv/fc."""
     x, bias = fn.inputs[:2]
@@ -85,7 +85,7 @@ def _tf_bias_add(ctx, fn):
     ctx.emit("binary", [x, bias], fn.outputs[:1], {"fn": "add"})
 
 
-@tf_lowering("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3")
+@tf_lowering("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", emits=("batchnorm",))
 def _tf_fused_bn(ctx, fn):
     if fn.attrs.get("is_training", False):  # uses the batch's statistics, not the stored ones
         return ctx.reject("FusedBatchNorm in training mode (freeze with training=False)")
@@ -101,23 +101,23 @@ _ACT = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Elu": "elu", "Sel
         "Exp": "exp", "Log": "log", "Reciprocal": "reciprocal", "Inv": "reciprocal"}
 
 
-@tf_lowering(*_ACT)
+@tf_lowering(*_ACT, emits=("act",))
 def _tf_act(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": _ACT[fn.op_type]})
 
 
-@tf_lowering("Relu6")
+@tf_lowering("Relu6", emits=("act",))
 def _tf_relu6(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "clip", "min": 0.0, "max": 6.0})
 
 
-@tf_lowering("LeakyRelu")
+@tf_lowering("LeakyRelu", emits=("act",))
 def _tf_leaky_relu(ctx, fn):
     ctx.emit("act", fn.inputs[:1], fn.outputs[:1],
              {"fn": "leaky_relu", "alpha": float(fn.attrs.get("alpha", 0.2))})
 
 
-@tf_lowering("ClipByValue")
+@tf_lowering("ClipByValue", emits=("act",))
 def _tf_clip(ctx, fn):
     lo, hi = ctx.const(fn.inputs[1]), ctx.const(fn.inputs[2])
     if lo is None or hi is None or np.size(lo) != 1 or np.size(hi) != 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.ops.base import tf_lowering
-from gxnpuc.ops.shape_ops import _emit_cast, _target_shape, emit_reshape, norm_axis
+from gxnpuc.ops.shape_ops import emit_cast, emit_reshape, norm_axis, target_shape
 
 
 # -- StridedSlice -----------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def _slice_reshape(ctx, fn, x: str, attrs: dict, out_shape) -> None:
         ctx.set_alias(fn.outputs[0], x)
 
 
-@tf_lowering("StridedSlice")
+@tf_lowering("StridedSlice", emits=("slice", "reshape"))
 def _tf_strided_slice(ctx, fn):
     args = [_tf_ints(ctx, fn, k) for k in (1, 2, 3)]
     if any(a is None for a in args):
@@ -101,7 +101,7 @@ def _tf_strided_slice(ctx, fn):
     _slice_reshape(ctx, fn, fn.inputs[0], *spec)
 
 
-@tf_lowering("Slice")
+@tf_lowering("Slice", emits=("slice", "reshape"))
 def _tf_slice(ctx, fn):
     begin = _tf_ints(ctx, fn, 1)
     size = None if begin is None else _tf_ints(ctx, fn, 2)
@@ -113,18 +113,18 @@ def _tf_slice(ctx, fn):
     _slice_reshape(ctx, fn, fn.inputs[0], attrs, [e - b for b, e in zip(begin, ends)])
 
 
-@tf_lowering("Reshape")
+@tf_lowering("Reshape", emits=("reshape",))
 def _tf_reshape(ctx, fn):
     spec = _tf_ints(ctx, fn, 1)
     in_shape = ctx.shape(fn.inputs[0])
-    shape = None if spec is None else _target_shape(in_shape, spec, allowzero=True)
+    shape = None if spec is None else target_shape(in_shape, spec, allowzero=True)
     if spec is not None and shape is None:
         return ctx.reject(f"cannot reshape {list(in_shape)} to {spec}")
     if shape is not None:
         emit_reshape(ctx, fn.inputs[0], shape, fn.outputs[:1])
 
 
-@tf_lowering("Squeeze")
+@tf_lowering("Squeeze", emits=("reshape",))
 def _tf_squeeze(ctx, fn):
     shape = ctx.shape(fn.inputs[0])
     axes = [norm_axis(ctx, a, len(shape)) for a in fn.attrs.get("squeeze_dims", [])] or \
@@ -134,7 +134,7 @@ def _tf_squeeze(ctx, fn):
     emit_reshape(ctx, fn.inputs[0], [d for k, d in enumerate(shape) if k not in axes], fn.outputs[:1])
 
 
-@tf_lowering("ExpandDims")
+@tf_lowering("ExpandDims", emits=("reshape",))
 def _tf_expand_dims(ctx, fn):
     dim = _tf_ints(ctx, fn, 1)
     if dim is not None:
@@ -143,7 +143,7 @@ def _tf_expand_dims(ctx, fn):
         emit_reshape(ctx, fn.inputs[0], shape, fn.outputs[:1])
 
 
-@tf_lowering("Transpose")
+@tf_lowering("Transpose", emits=("transpose",))
 def _tf_transpose(ctx, fn):
     perm = _tf_ints(ctx, fn, 1)
     if perm is not None:
@@ -152,7 +152,7 @@ def _tf_transpose(ctx, fn):
         ctx.emit("transpose", fn.inputs[:1], fn.outputs[:1], {"perm": perm})
 
 
-@tf_lowering("ConcatV2", "Concat")
+@tf_lowering("ConcatV2", "Concat", emits=("concat",))
 def _tf_concat(ctx, fn):
     v2 = fn.op_type == "ConcatV2"
     values, axis = (fn.inputs[:-1], _tf_ints(ctx, fn, len(fn.inputs) - 1)) if v2 else \
@@ -165,7 +165,7 @@ def _tf_concat(ctx, fn):
         ctx.emit("concat", nonempty, fn.outputs[:1], {"axis": axis})
 
 
-@tf_lowering("Pack")
+@tf_lowering("Pack", emits=("concat", "reshape"))
 def _tf_pack(ctx, fn):
     shape = list(ctx.shape(fn.inputs[0]))
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape) + 1)
@@ -176,7 +176,7 @@ def _tf_pack(ctx, fn):
     ctx.emit("concat", parts, fn.outputs[:1], {"axis": axis})
 
 
-@tf_lowering("Unpack")
+@tf_lowering("Unpack", emits=("split", "reshape"))
 def _tf_unpack(ctx, fn):
     shape = list(ctx.shape(fn.inputs[0]))
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
@@ -186,7 +186,7 @@ def _tf_unpack(ctx, fn):
         emit_reshape(ctx, part, shape[:axis] + shape[axis + 1:], [out])
 
 
-@tf_lowering("Split", "SplitV")
+@tf_lowering("Split", "SplitV", emits=("split",))
 def _tf_split(ctx, fn):
     x, axis_idx = (fn.inputs[1], 0) if fn.op_type == "Split" else (fn.inputs[0], 2)
     axis = _tf_ints(ctx, fn, axis_idx)
@@ -205,11 +205,11 @@ def _tf_split(ctx, fn):
     ctx.emit("split", [x], fn.outputs, {"axis": axis, "sizes": sizes})
 
 
-@tf_lowering("Cast")
+@tf_lowering("Cast", emits=("cast",))
 def _tf_cast(ctx, fn):
     to = fn.attrs.get("DstT", "float32")
     try:
         np.dtype(to)
     except TypeError:
         to = None
-    _emit_cast(ctx, fn, to)
+    emit_cast(ctx, fn, to)
