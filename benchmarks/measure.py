@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -15,24 +14,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def timed(fn, repeats: int = 3) -> tuple[float, object]:
-    """(median seconds over `repeats` calls, the last result)."""
+    """(best seconds of `repeats` calls, the last result). The minimum, not the median: on a
+    shared machine other jobs only ever add time, so the best run is the least disturbed."""
     times, out = [], None
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return min(times), out
 
 
 def per_call(fn, min_seconds: float = 0.3, max_calls: int = 200) -> float:
-    """Median seconds of one call, calling until min_seconds have passed (at least 3 calls)."""
+    """Best seconds of one call, calling until min_seconds have passed (at least 3 calls)."""
     fn()  # warm-up: first-call allocations and caches
     times, start = [], time.perf_counter()
     while len(times) < 3 or (time.perf_counter() - start < min_seconds and len(times) < max_calls):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def copyto_gbps(nbytes: int, repeats: int = 5) -> float:

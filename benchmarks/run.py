@@ -1,7 +1,7 @@
 """`make bench`: build the benchmark models, measure gxnpuc against TFLite and onnxruntime in
 one run, print one table, save it under bench_results/ (CSV, JSON, Markdown, PNG).
 
-    python benchmarks/run.py [--tiny] [--out DIR] [--sections compile,accuracy,...] [--update-docs]
+    python benchmarks/run.py [--tiny] [--out DIR] [--sections compile,accuracy,...] [--update-docs] [--keep]
 
 --tiny shrinks every model (the smoke test uses it); --update-docs rewrites the table in
 docs/performance.md between its bench markers. Every figure is a ratio to a baseline measured
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -37,6 +38,7 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join(ROOT, "bench_results"), help="output folder")
     p.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ", ".join(SECTIONS))
     p.add_argument("--update-docs", action="store_true", help="rewrite the table in docs/performance.md")
+    p.add_argument("--keep", action="store_true", help="keep the models and outputs in OUT/work (~0.6 GB at full size)")
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = set(args.sections) - set(SECTIONS)
@@ -137,6 +139,8 @@ def update_docs(rows: list[Row], meta: dict, path: str = DOC) -> None:
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     rows, meta = run(args)
+    if not args.keep:
+        shutil.rmtree(os.path.join(args.out, "work"), ignore_errors=True)
     print(f"\ngxnpuc benchmark - {machine_line(meta)}\n")
     print(table.text(rows))
     paths = table.save(rows, meta, args.out)

@@ -53,9 +53,9 @@ def _tflite_from_file(bench, path: str) -> bytes:
 
 
 def compile_rows(bench, workdir: str, repeats: int) -> list[Row]:
-    """Wall time per tool on one model (median of `repeats`, imports already done), tools
+    """Wall time per tool on one model (best of `repeats`, imports already done), tools
     reading the model file and writing their output file."""
-    note = f"median of {repeats}" if repeats > 1 else "1 run"
+    note = f"best of {repeats}" if repeats > 1 else "1 run"
     t_onnx, _ = measure.timed(lambda: gxnpuc_build(base_config(bench, workdir)), repeats)
     t_keras, _ = measure.timed(lambda: gxnpuc_build(base_config(bench, workdir, "KERAS_FILE")), repeats)
     t_tfl, blob = measure.timed(lambda: _tflite_from_file(bench, os.path.join(workdir, f"{bench.key}.tflite")), repeats)
@@ -110,7 +110,7 @@ def compression_rows(bench, workdir: str) -> list[Row]:
         copy = measure.copyto_gbps(nbytes)  # re-measured beside each setting: the machine is shared
         gbps = nbytes / t / 1e9
         out.append(Row("compression", bench.key, s.label, "throughput", gbps, "GB/s fp32 weights",
-                       f"np.copyto {copy:.2f} GB/s", gbps / copy, f"{nbytes / 1e6:.0f} MB, median of 3"))
+                       f"np.copyto {copy:.2f} GB/s", gbps / copy, f"{nbytes / 1e6:.0f} MB, best of 3"))
     return out
 
 

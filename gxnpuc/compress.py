@@ -348,6 +348,17 @@ def _slots(graph) -> dict[str, tuple[str, object, list[str]]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
+def _note_fp16_overflow(graph, name: str, value) -> None:
+    """fp16 holds magnitudes up to 65504; tell the user when a stored weight saturates."""
+    arr = np.asarray(value)
+    if arr.size and np.issubdtype(arr.dtype, np.floating):
+        peak = float(np.max(np.abs(arr)))
+        if peak > FP16_MAX:
+            graph.meta.setdefault("notes", []).append(
+                f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
+                f"to +-{FP16_MAX:g} on the NPU")
+
+
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
     """A StoredWeight for every constant input of every node, in graph order (SPEC 5).
 
@@ -363,6 +374,7 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
         if not (floating and value.size and _wants_compression(family, set(keys), cfg)):
             out[name] = store_plain(name, value, family)
+            _note_fp16_overflow(graph, name, value)
             continue
         clip = _lookup(cfg.weight_min_max, keys)
         if clip is not None and not float(clip[0]) <= float(clip[1]):

@@ -25,6 +25,7 @@ from gxnpuc.tune_sweep import Option, Sweep, noise_ratio
 
 PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
 VENDOR = "min/max per tensor (vendor)"
+MAX_TRIALS = 12  # exclusions simulated per greedy step
 MATCH_DB = 1e-6  # a step's SNR and the recompiled tuned config's must agree this closely
 
 
@@ -45,7 +46,7 @@ class Target:
         return " and ".join(parts)
 
 
-@dataclass
+@dataclass(eq=False)
 class Step:
     """One measured choice (an Option per weight) and what it costs."""
     label: str
@@ -56,7 +57,12 @@ class Step:
     latency_sram: float  # seconds per inference, weights in SRAM (gxnpuc.costmodel)
     latency_flash: float  # ... weights read from flash
     selectable: bool = True  # a plan the tuned config may choose (not an info row)
-    before: float | None = None  # SNR of the step it changed (greedy steps)
+    parent: Step | None = None  # the step this one changed (greedy and prune steps)
+    changed: str = ""  # the weight it changed
+
+    @property
+    def before(self) -> float | None:
+        return None if self.parent is None else self.parent.snr
 
     @property
     def snr(self) -> float:
@@ -109,6 +115,11 @@ def main(cfg, args) -> int:
 def tune(cfg, data: str = "random", samples: int | None = None, seed: int = 0,
          jobs: int | None = None, pool_min_seconds: float = tune_sweep.POOL_MIN_SECONDS) -> Result:
     """Measure, plan and verify; nothing is written (main writes result.text)."""
+    with tune_sweep.blas_one_thread():
+        return _tune(cfg, data, samples, seed, jobs, pool_min_seconds)
+
+
+def _tune(cfg, data, samples, seed, jobs, pool_min_seconds) -> Result:
     from gxnpuc import compiler
 
     target = resolve_target(cfg)
@@ -127,6 +138,9 @@ def tune(cfg, data: str = "random", samples: int | None = None, seed: int = 0,
     planner = Planner(cfg, base_cfg, runs, names, target, jobs, pool_min_seconds)
     steps, cands = planner.run()
     chosen, met = pick(steps, target)
+    if cfg.tune_target_snr_db is None and cfg.tune_max_weight_bytes is None:
+        planner.notes.append(f"no target given (TUNE_TARGET_SNR_DB, TUNE_MAX_WEIGHT_BYTES, --target-snr, "
+                             f"--max-weight-bytes): aiming at EVAL_SNR_THRESHOLD_DB, {target.snr_db:g} dB")
     result = Result(cfg, target, source, n, steps, chosen, met, cands, tuned_path(cfg.path),
                     notes=planner.notes)
     result.text = tune_report.tuned_text(result)
@@ -192,13 +206,13 @@ class Planner:
                                     self.jobs, self.pool_min_seconds)
 
     def step(self, label: str, path: str, choice: dict, selectable: bool = True,
-             before: float | None = None) -> Step:
+             parent: Step | None = None, changed: str = "") -> Step:
         snrs = self.measure(choice)
         weights = {**self.other, **{n: o.stored for n, o in choice.items()}}
         nbytes = self.other_bytes + sum(o.nbytes for o in choice.values())
         g, core = self.runs.model.graph, self.cfg.corename
         lat = [costmodel.latency_seconds(g, weights, core, flash, self.work) for flash in (False, True)]
-        return Step(label, path, dict(choice), snrs, nbytes, lat[0], lat[1], selectable, before)
+        return Step(label, path, dict(choice), snrs, nbytes, lat[0], lat[1], selectable, parent, changed)
 
     def vendor_step(self) -> Step:
         """min/max per tensor for every weight: what the vendor tool gives (an info row)."""
@@ -219,23 +233,33 @@ class Planner:
         steps = [self.step(label, path, {n: c.default for n, c in cands.items()})]
         if any(c.start is not c.default for c in cands.values()):
             steps.append(self.step(f"{path}, ranges searched", path, {n: c.start for n, c in cands.items()}))
-        steps += self.greedy(path, cands, steps[-1])
+        start = steps[-1]
+        steps += self.greedy(path, cands, start, "ratio")
         if self.target.snr_db is not None and self.target.met(steps[-1]):
             steps += self.prune(path, cands, steps[-1])
+        if self.target.max_bytes is not None:  # greedy by ratio can fill a budget badly
+            steps += [s for s in self.greedy(path, cands, start, "gain")
+                      if not any(same_choice(s, t) for t in steps)]
         return steps
 
-    def greedy(self, path: str, cands: dict, step: Step) -> list[Step]:
-        out = []
+    def greedy(self, path: str, cands: dict, step: Step, by: str) -> list[Step]:
+        """Exclusions one measured step at a time (next_exclusion), until the target is met."""
+        out, tag = [], "" if by == "ratio" else " (largest gain first)"
         with ev._progress(None, f"tune: plan {path}") as bar:
             while not (self.target.snr_db is not None and self.target.met(step)):
-                name = next_exclusion(cands, step, self.target)
+                name = next_exclusion(cands, step, self.target, self.trial(bar), by)
                 if name is None:
                     break
-                step = self.step(f"exclude {name}", path, {**step.choice, name: cands[name].fp16},
-                                 before=step.snr)
+                step = self.step(f"exclude {name}{tag}", path, {**step.choice, name: cands[name].fp16},
+                                 parent=step, changed=name)
                 out.append(step)
-                bar.update()
         return out
+
+    def trial(self, bar):
+        def run(choice: dict) -> dict:
+            bar.update()
+            return self.measure(choice, commit=False)
+        return run
 
     def prune(self, path: str, cands: dict, step: Step) -> list[Step]:
         """Compress excluded weights again, largest saving first, where the target stays met."""
@@ -245,33 +269,39 @@ class Planner:
         excluded.sort(key=lambda n: cands[n].best.nbytes - cands[n].fp16.nbytes)
         for name in excluded:
             trial = self.step(f"compress {name} again", path, {**step.choice, name: cands[name].best},
-                              before=step.snr)
+                              parent=step, changed=name)
             if self.target.met(trial):
                 step = trial
                 out.append(trial)
         return out
 
 
-def next_exclusion(cands: dict, step: Step, target: Target) -> str | None:
-    """The compressed weight to leave in fp16 next, judged on the worst output.
+def same_choice(a: Step, b: Step) -> bool:
+    return a.choice.keys() == b.choice.keys() and all(o is b.choice[n] for n, o in a.choice.items())
 
-    Each weight's only-this-weight SNR estimates the noise it adds (noises add). If leaving
-    one weight out is estimated to reach the SNR target, the cheapest such weight; else the
-    most noise removed per extra byte. Only weights that fit the byte budget count.
-    """
+
+def next_exclusion(cands: dict, step: Step, target: Target, trial, by: str = "ratio") -> str | None:
+    """The compressed weight to leave in fp16 next, measured: each candidate's exclusion is
+    simulated (trial(choice) -> SNRs). The cheapest that reaches the SNR target wins; else
+    the most output noise removed per extra byte (by="ratio") or in all (by="gain"). Only
+    weights within the byte budget count; with many weights, only the MAX_TRIALS most
+    promising by their only-this-weight SNR."""
     worst = min(step.snrs, key=step.snrs.get)
-    now = noise_ratio(step.snrs[worst])
-    need = None if target.snr_db is None else noise_ratio(target.snr_db)
-    ratio, finish = [], []
+    ranked = []
     for name, opt in step.choice.items():
-        fp16 = cands[name].fp16
-        extra = fp16.nbytes - opt.nbytes
-        gain = noise_ratio(opt.only[worst]) - noise_ratio(fp16.only[worst]) if opt.compressed else 0.0
-        if gain <= 0 or (target.max_bytes is not None and step.nbytes + extra > target.max_bytes):
-            continue
-        ratio.append((gain / max(extra, 1), name))
-        if need is not None and now - gain <= need:
-            finish.append((extra, -gain, name))
+        extra = cands[name].fp16.nbytes - opt.nbytes
+        if opt.compressed and (target.max_bytes is None or step.nbytes + extra <= target.max_bytes):
+            est = noise_ratio(opt.only[worst]) - noise_ratio(cands[name].fp16.only[worst])
+            ranked.append((est / max(extra, 1), name, extra))
+    ranked.sort(reverse=True)
+    now, finish, ratio = noise_ratio(step.snr), [], []
+    for _, name, extra in ranked[:MAX_TRIALS]:
+        snr = min(trial({**step.choice, name: cands[name].fp16}).values())
+        if target.snr_db is not None and snr >= target.snr_db:
+            finish.append((extra, -snr, name))
+        gain = now - noise_ratio(snr)
+        if gain > 0:
+            ratio.append((gain / max(extra, 1) if by == "ratio" else gain, name))
     if finish:
         return min(finish)[2]
     return max(ratio)[1] if ratio else None

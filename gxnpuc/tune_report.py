@@ -96,9 +96,12 @@ def _exclude_comment(result, name: str) -> str:
     if extra <= 0:
         return (f"fp16 is {-extra:,} B smaller than its 8-bit codes with their range parameters, "
                 f"and exact; compressed alone {_db(_worst(c.best.only))} dB")
-    at = next((k for k, s in enumerate(result.steps) if s.path == step.path and s.label == f"exclude {name}"), None)
-    s = result.steps[at] if at is not None else None
-    effect = f": output SNR {_db(s.before)} -> {_db(s.snr)} dB when left out (step {at})" if s else ""
+    s = step
+    while s is not None and not (s.changed == name and not s.choice[name].compressed):
+        s = s.parent  # walk back to the step that left this weight out
+    at = next((k for k, x in enumerate(result.steps) if x is s), None)
+    where = f" (step {at})" if at is not None else ""
+    effect = f": output SNR {_db(s.before)} -> {_db(s.snr)} dB when left out{where}" if s else ""
     return f"fp16, +{extra:,} B{effect}; compressed alone {_db(_worst(c.best.only))} dB"
 
 

@@ -24,7 +24,7 @@ from gxnpuc import eval as ev
 from gxnpuc.ir import Graph
 
 CLIP_SEARCHES = ("output", "weight", "percentile", "none")
-POOL_MIN_SECONDS = 1.5  # fork workers only when the serial rest of the sweep would take longer
+POOL_MIN_SECONDS = 3.0  # fork workers only when the serial rest of the sweep would take longer
 JOBS_ENV = "GXNPUC_JOBS"  # worker processes for the sweep (default: the machine's cores, max 2)
 
 
@@ -172,6 +172,30 @@ def jobs_default() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def blas_one_thread():
+    """A context holding numpy's BLAS to one thread (nullcontext without threadpoolctl).
+
+    The simulator's matmuls are small: with the default two BLAS threads the sweep of the
+    KWS example took 11 s of wall time on a busy 2-core machine, with one thread 2 s (the
+    threads spin waiting for each other). Workers of the pool run with one thread too.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def idle_cores() -> float:
+    """Cores nobody else is using now (cpu count minus the 1-minute load average)."""
+    try:
+        return (os.cpu_count() or 1) - os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1.0
+
+
 def _can_fork() -> bool:
     """fork shares the simulated runs for free; each worker must hold BLAS to one thread,
     or two workers times the BLAS threads oversubscribe the cores (measured: 3x slower)."""
@@ -191,8 +215,9 @@ def _init_worker() -> None:
 def sweep(sw: Sweep, names: list[str], per_channel: bool, base: dict, bar=None,
           jobs: int | None = None, pool_min_seconds: float = POOL_MIN_SECONDS) -> dict[str, Candidate]:
     """Candidate per weight. Weights run here, timed, until the rest would take longer than
-    pool_min_seconds serially; then the rest go to `jobs` forked workers (jobs=None:
-    GXNPUC_JOBS or the machine's cores, at most 2; 1 = always serial)."""
+    pool_min_seconds serially and another core is idle; then the rest go to `jobs` forked
+    workers (jobs=None: GXNPUC_JOBS or the machine's cores, at most 2; 1 = always serial).
+    pool_min_seconds=0 forces the pool (tests)."""
     jobs = jobs_default() if jobs is None else jobs
     measured: dict[str, list] = {}
     t0 = time.perf_counter()
@@ -201,7 +226,8 @@ def sweep(sw: Sweep, names: list[str], per_channel: bool, base: dict, bar=None,
         _tick(bar)
         rest = names[k + 1:]
         est = (time.perf_counter() - t0) / (k + 1) * len(rest)
-        if rest and jobs > 1 and _can_fork() and est >= pool_min_seconds:
+        if rest and jobs > 1 and _can_fork() and est >= pool_min_seconds \
+                and (pool_min_seconds == 0 or idle_cores() >= 1):
             measured.update(_pooled(sw, rest, per_channel, jobs, bar))
             break
     return {n: candidate(sw, n, per_channel, measured[n], base) for n in names}
@@ -250,15 +276,18 @@ class Measurer:
             return len(self.graph.nodes)
         return min(self.first.setdefault(n, ev.first_reader(self.graph, n)) for n in changed)
 
-    def __call__(self, choice: dict) -> dict[str, float]:
+    def __call__(self, choice: dict, commit: bool = True) -> dict[str, float]:
+        """SNR per output; commit=False measures a trial and keeps the last committed run
+        as the one to resume from."""
         consts = {**self.runs.base_consts, **{n: o.values for n, o in choice.items()}}
         start = self._start(choice)
         envs = []
         for i, s in enumerate(self.runs.samples):
             env = None if self.envs is None else self.envs[i]
-            envs.append(sim.run(self.graph, s, consts, cast=numerics.round_f16, keep=True,
+            envs.append(sim.run(self.graph, s, consts, cast=numerics.round_f16, keep=commit,
                                 start=start if env is not None else 0, env=env))
-        self.last, self.envs = dict(choice), envs
+        if commit:
+            self.last, self.envs = dict(choice), envs
         outs = [sim.finish_outputs(self.runs.model, e, "npu") for e in envs]
         return ev.output_snrs(self.runs, {k: ev.stacked(outs, k) for k in self.graph.outputs})
 

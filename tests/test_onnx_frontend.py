@@ -98,3 +98,33 @@ def test_every_unsupported_node_is_listed_at_once(tmp_path):
     with pytest.raises(UnsupportedOpError) as err:
         to_ir(str(tmp_path / "m.onnx"))
     assert [i[0] for i in err.value.items] == ["first", "second"]
+
+
+def test_input_that_nothing_produces_is_named(tmp_path):
+    model = _fc_model(batch=1)
+    model.graph.node.append(helper.make_node("Relu", ["ghost"], ["r"], name="reader"))
+    model.graph.output.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    onnx.save_model(model, tmp_path / "m.onnx")
+    with pytest.raises(ModelError, match=r"node 'reader' \[Relu\].*reads 'ghost'"):
+        to_ir(str(tmp_path / "m.onnx"))
+
+
+def test_weights_beyond_fp16_are_noted(tmp_path):
+    from gxnpuc.compiler import compile as compile_model
+    from gxnpuc.config import Config
+
+    model = _fc_model(batch=1)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(
+        np.full((8, 4), 1e5, np.float32), "fc.weight"))
+    onnx.save_model(model, tmp_path / "m.onnx")
+    cfg = Config(model_path=str(tmp_path / "m.onnx"), output_file=str(tmp_path / "m.h"))
+    notes = compile_model(cfg).graph.meta["notes"]
+    assert any("fc.weight" in n and "fp16 range" in n for n in notes)
+
+
+def test_tensor_written_twice_is_refused(tmp_path):
+    model = _fc_model(batch=1)
+    model.graph.node.append(helper.make_node("Relu", ["x"], ["y"], name="second_writer"))
+    onnx.save_model(model, tmp_path / "m.onnx")
+    with pytest.raises(ModelError, match=r"second_writer.*writes 'y'.*'/fc/MatMul' already"):
+        to_ir(str(tmp_path / "m.onnx"))

@@ -191,6 +191,15 @@ def test_per_channel_when_allowed_is_the_cheaper_trade(planted):
     assert stored_bytes(compiled) < per_tensor.chosen.nbytes
 
 
+@pytest.mark.parametrize("search, most", [("weight", 2), ("percentile", 2), ("none", 1)])
+def test_cheaper_clip_searches_simulate_fewer_ranges(planted, search, most):
+    out = tune.tune(dataclasses.replace(planted["cfg"], tune_clip_search=search), "random", SAMPLES)
+    assert out.met and out.verified  # still meets the target, checked on the compiled config
+    assert all(c.tried <= most for c in out.candidates[tune.PER_TENSOR].values())
+    if search == "none":
+        assert all(o.clip is None for o in out.chosen.choice.values())
+
+
 # -- command line ---------------------------------------------------------------------------------
 def test_cli_writes_config_and_plot_then_retunes_in_place(tmp_path):
     path = write_planted(str(tmp_path))
@@ -306,8 +315,7 @@ def test_bundled_kws_example(tmp_path):
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "kws_onnx.yaml")
     text = open(src).read().replace("../examples/build/", "")
     (tmp_path / "kws.yaml").write_text(text)
-    cfg = dataclasses.replace(config.load(str(tmp_path / "kws.yaml")), tune_target_snr_db=33.0,
-                              tune_clip_search="weight")  # the cheaper search keeps this test fast
+    cfg = dataclasses.replace(config.load(str(tmp_path / "kws.yaml")), tune_target_snr_db=33.0)
     data = str(tmp_path / "kws_inputs.npz")
     res = tune.tune(cfg, data, SAMPLES)
     tune_report.write_atomic(res.tuned_path, res.text)

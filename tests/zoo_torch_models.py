@@ -272,21 +272,21 @@ class NormActs(nn.Module):
 
 
 class ResizePool(nn.Module):
-    """Decoder-ish plumbing: F.interpolate (nearest, x2), nn.Upsample, F.pad, MaxPool with
-    ceil_mode, adaptive average pooling to a non-global size."""
+    """Decoder-ish plumbing: adaptive average pooling to a non-global size, F.interpolate
+    (nearest, x2), F.pad, MaxPool with ceil_mode, nn.Upsample."""
 
     def __init__(self):
         super().__init__()
         self.c1, self.c2 = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 3)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.fc = nn.Linear(4 * 2 * 2, 3)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
 
-    def forward(self, x):  # x [N, 2, 5, 5]
-        y = F.interpolate(F.relu(self.c1(x)), scale_factor=2, mode="nearest")   # 10x10
-        y = self.pool(F.pad(y, (1, 0, 1, 0)))                                     # 11 -> 5
-        y = self.up(F.relu(self.c2(y)))                                            # 3 -> 6
-        y = F.adaptive_avg_pool2d(y, 2)
+    def forward(self, x):  # x [N, 2, 6, 6]
+        y = F.adaptive_avg_pool2d(F.relu(self.c1(x)), 3)                         # 6 -> 3
+        y = F.interpolate(y, scale_factor=2, mode="nearest")                      # 3 -> 6
+        y = self.pool(F.pad(y, (1, 1, 1, 1)))                                     # 8 -> 4 (ceil)
+        y = self.up(F.relu(self.c2(y)))                                            # 2 -> 4
         return self.fc(y.reshape(y.shape[0], -1))
 
 
@@ -322,7 +322,7 @@ MODELS = {
     "vad_mlp": (VadMlp, (1, 5, 24)),
     "shape_ops": (ShapeOps, (1, 4, 8, 6)),
     "norm_acts": (NormActs, (1, 3, 6, 6)),
-    "resize_pool": (ResizePool, (1, 2, 5, 5)),
+    "resize_pool": (ResizePool, (1, 2, 6, 6)),
     "const_ops": (ConstOps, (1, 6, 10)),
 }
 

@@ -142,24 +142,42 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
     model the NPU cannot run.
     """
     _check_outputs(ctx, fnodes, outputs)
+    rejected: set[str] = set()  # outputs of nodes that could not be lowered
     for fn in cone(fnodes, [ctx.resolve(o) for o in outputs]):
         ctx.fnode = fn
+        before = len(ctx.unsupported)
         low = table.get(fn.op_type)
         if low is None:
             ctx.reject("no lowering for this op type")
-            continue
-        if any(i and not ctx.has(i) for i in fn.inputs):
-            continue  # an input came from an unsupported node; that one is already listed
-        try:
-            low(ctx, fn)
-        except (KeyError, IndexError) as exc:  # a required attribute or input is missing
-            raise ModelError(f"{ctx.framework} node {fn.name!r} [{fn.op_type}]",
-                             f"is malformed ({type(exc).__name__}: {exc})",
-                             "a model file written by its framework; export it again") from exc
+        elif _inputs_ready(ctx, fn, rejected):
+            _lower_one(ctx, low, fn)
+        else:
+            rejected.update(fn.outputs)  # downstream of an unsupported node, which is listed
+        if len(ctx.unsupported) > before:
+            rejected.update(fn.outputs)
     ctx.fnode = None
     if ctx.unsupported:
         raise UnsupportedOpError(f"{ctx.framework} model", ctx.unsupported)
     return finish(ctx, outputs)
+
+
+def _inputs_ready(ctx: LowerCtx, fn: FNode, rejected: set[str]) -> bool:
+    """True when every input exists; False when one comes from a rejected node."""
+    missing = [i for i in fn.inputs if i and not ctx.has(i)]
+    if missing and not any(m in rejected for m in missing):
+        raise ModelError(f"{ctx.framework} node {fn.name!r} [{fn.op_type}]",
+                         f"reads {missing[0]!r}, which no earlier node of the model produces",
+                         "a model whose nodes are in topological order, every input produced")
+    return not missing
+
+
+def _lower_one(ctx: LowerCtx, low, fn: FNode) -> None:
+    try:
+        low(ctx, fn)
+    except (KeyError, IndexError) as exc:  # a required attribute or input is missing
+        raise ModelError(f"{ctx.framework} node {fn.name!r} [{fn.op_type}]",
+                         f"is malformed ({type(exc).__name__}: {exc})",
+                         "a model file written by its framework; export it again") from exc
 
 
 def _check_outputs(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str]) -> None:

@@ -118,7 +118,20 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     for fn, n in zip(fnodes, g.node):
         if n.domain not in ("", "ai.onnx"):
             fn.op_type = f"{n.domain}.{n.op_type}"
+    _check_single_writer(fnodes, path)
     return lower(ctx, fnodes, outputs or [o.name for o in g.output], ONNX_LOWERINGS)
+
+
+def _check_single_writer(fnodes: list[FNode], path: str) -> None:
+    """ONNX graphs are in SSA form: a tensor written twice means a broken file."""
+    seen: dict[str, str] = {}
+    for fn in fnodes:
+        for out in fn.outputs:
+            if out and out in seen:
+                raise ModelError(f"{path}: node {fn.name!r} [{fn.op_type}]",
+                                 f"writes {out!r}, which node {seen[out]!r} already writes",
+                                 "a valid ONNX graph: every tensor has one producer")
+            seen[out] = fn.name
 
 
 def np_dtype(elem_type: int):

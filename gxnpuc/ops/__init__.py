@@ -14,3 +14,5 @@ from gxnpuc.ops import reduce  # noqa: F401,E402
 from gxnpuc.ops import fold  # noqa: F401,E402
 from gxnpuc.ops import tf_misc  # noqa: F401,E402
 from gxnpuc.ops import tf_shape  # noqa: F401,E402
+from gxnpuc.ops import runtime_norm  # noqa: F401,E402
+from gxnpuc.ops import resize  # noqa: F401,E402

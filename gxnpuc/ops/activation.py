@@ -4,6 +4,8 @@ The NPU runs these in its activation unit; a few take parameters (alpha, beta, m
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gxnpuc.ops.base import ALIAS, OpDef, onnx_lowering, register
@@ -29,7 +31,27 @@ FUNCS = {
     "log": lambda x, a: np.log(x),
     "square": lambda x, a: x * x,
     "pow": lambda x, a: np.power(x, np.float32(a["exponent"])),
+    "erf": lambda x, a: _erf(x, math.erf),
+    "erfc": lambda x, a: _erf(x, math.erfc),
+    "gelu": lambda x, a: _gelu(x, a.get("approximate", "none")),
+    "silu": lambda x, a: x / (1 + np.exp(-x)),
+    "softplus": lambda x, a: np.logaddexp(np.zeros((), x.dtype), x),
+    "softsign": lambda x, a: x / (1 + np.abs(x)),
+    "mish": lambda x, a: x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x)),
 }
+
+
+def _erf(x: np.ndarray, fn) -> np.ndarray:
+    """erf/erfc element-wise in float64 (numpy has no erf), returned in x's dtype."""
+    return np.vectorize(fn, otypes=[np.float64])(x).astype(x.dtype, copy=False)
+
+
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU as ONNX Gelu / torch: exact x*Phi(x), or the tanh approximation."""
+    if approximate == "tanh":
+        c = np.asarray(np.sqrt(2 / np.pi), x.dtype)
+        return 0.5 * x * (1 + np.tanh(c * (x + np.asarray(0.044715, x.dtype) * x ** 3)))
+    return 0.5 * x * (1 + _erf(x / np.asarray(np.sqrt(2), x.dtype), math.erf))
 
 
 @register
@@ -66,7 +88,8 @@ class Identity(OpDef):
 
 _ONNX_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Neg": "neg",
                 "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Exp": "exp", "Log": "log",
-                "HardSwish": "hard_swish", "Elu": "elu", "Selu": "selu"}
+                "HardSwish": "hard_swish", "Elu": "elu", "Selu": "selu", "Erf": "erf",
+                "Softplus": "softplus", "Softsign": "softsign", "Mish": "mish"}
 
 
 @onnx_lowering(*_ONNX_SIMPLE, emits=("act",))
@@ -77,6 +100,15 @@ def _onnx_simple(ctx, fn):
     if fn.op_type == "Selu":  # ONNX lets a model override both constants
         attrs.update({k: float(fn.attrs[k]) for k in ("alpha", "gamma") if k in fn.attrs})
     ctx.emit("act", fn.inputs[:1], fn.outputs, attrs)
+
+
+@onnx_lowering("Gelu", emits=("act",))
+def _onnx_gelu(ctx, fn):
+    """ONNX Gelu (opset 20): exact, or approximate="tanh"."""
+    approx = str(fn.attrs.get("approximate", "none"))
+    if approx not in ("none", "tanh"):
+        return ctx.reject(f"Gelu approximate={approx!r} (none, tanh)")
+    ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "gelu", "approximate": approx})
 
 
 @onnx_lowering("LeakyRelu", emits=("act",))

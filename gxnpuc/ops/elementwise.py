@@ -199,3 +199,53 @@ def _tf_add_n(ctx, fn):
 @tf_lowering("Pow", emits=("act", "binary"))
 def _tf_pow(ctx, fn):
     _onnx_pow(ctx, fn)  # same semantics: a constant scalar exponent goes to the activation unit
+
+
+# -- Where / Select with a constant condition -------------------------------------------------
+def _select_term(ctx, branch: str, keep: np.ndarray, dtype, base: str) -> str | None:
+    """One branch of where(): the constant where(keep, v, 0) (None when all zero), the branch
+    itself where it is always kept, else branch * keep."""
+    v = ctx.const(branch)
+    if v is not None:
+        folded = np.where(keep, v, 0).astype(dtype)
+        return ctx.add_const(ctx.fresh(f"{base}/fill"), folded) if np.any(folded) else None
+    if not keep.any():
+        return None
+    if keep.all():
+        return branch
+    mask = ctx.add_const(ctx.fresh(f"{base}/mask"), keep.astype(dtype))
+    return emit_binary(ctx, "mul", branch, mask)
+
+
+def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
+    """where(cond, x, y) with a constant cond as x * m + y * (1 - m) on the NPU. A constant
+    branch is folded to where(m, c, 0) at compile time, so a -inf fill never meets a zero."""
+    m = ctx.const(cond)
+    if m is None:
+        return ctx.reject("condition computed at run time (only a constant mask, e.g. a buffer)")
+    if not _runtime_ok(ctx, [x, y]):
+        return None
+    shape = tuple(np.broadcast_shapes(ctx.shape(cond), ctx.shape(x), ctx.shape(y)))
+    dtype = np.result_type(*(np.dtype(ctx.tensor(b).dtype) for b in (x, y)))
+    m = np.broadcast_to(np.asarray(m).astype(bool), shape)
+    base = ctx.fnode.name
+    terms = [t for t in (_select_term(ctx, x, m, dtype, base), _select_term(ctx, y, ~m, dtype, base)) if t]
+    if len(terms) == 1 and tuple(ctx.shape(terms[0])) == shape and ctx.const(terms[0]) is None:
+        return ctx.set_alias(outputs[0], terms[0])
+    if len(terms) < 2:  # one term of a smaller shape, or none: add zeros of the output shape
+        terms.append(ctx.add_const(ctx.fresh(f"{base}/zeros"), np.zeros(shape, dtype)))
+    emit_binary(ctx, "add", terms[0], terms[1], outputs)
+    return None
+
+
+@tf_lowering("Select", "SelectV2", emits=("where", "binary"))
+def _tf_select(ctx, fn):
+    """tf.where(c, x, y): SelectV2 broadcasts; Select takes a vector c along the first axis."""
+    cond, x, y = fn.inputs[:3]
+    c = ctx.const(cond)
+    rank = len(np.broadcast_shapes(ctx.shape(x), ctx.shape(y)))
+    if fn.op_type == "Select" and c is not None and c.ndim == 1 and rank > 1:
+        cond = ctx.add_const(ctx.fresh(f"{cond}/rows"), c.reshape((-1,) + (1,) * (rank - 1)))
+    if all(ctx.const(i) is not None for i in (cond, x, y)):
+        return ctx.emit("where", [cond, x, y], fn.outputs[:1])
+    return emit_select(ctx, cond, x, y, fn.outputs[:1])

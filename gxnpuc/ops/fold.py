@@ -12,6 +12,7 @@ import numpy as np
 
 from gxnpuc.errors import UnsupportedOpError
 from gxnpuc.ops.base import CONSTANT, REGISTRY, OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.elementwise import emit_select
 from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, emit_reshape, norm_axis
 
 FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
@@ -339,9 +340,11 @@ def _onnx_fold_elementwise(ctx, fn):
                 ctx.graph.tensors[out].dtype = "bool"
 
 
-@onnx_lowering("Where", emits=("where",))
+@onnx_lowering("Where", emits=("where", "binary"))
 def _onnx_where(ctx, fn):
-    ctx.emit("where", fn.inputs[:3], fn.outputs)
+    if all(ctx.const(i) is not None for i in fn.inputs[:3]):
+        return ctx.emit("where", fn.inputs[:3], fn.outputs)
+    return emit_select(ctx, *fn.inputs[:3], fn.outputs[:1])  # a constant mask: NPU arithmetic
 
 
 

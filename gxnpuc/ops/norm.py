@@ -2,7 +2,8 @@
 
 With FUSE_BN a pass folds it into the preceding conv/fc; otherwise the NPU runs it as a
 per-channel scale and shift whose parameters stay fp16 (never compressed).
-InstanceNormalization / LayerNormalization have no lowering (statistics computed at run time).
+LayerNormalization / InstanceNormalization / GroupNormalization (statistics computed at run
+time) are decomposed into reduce/binary/act in ops/runtime_norm.py.
 """
 from __future__ import annotations
 

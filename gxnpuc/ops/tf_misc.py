@@ -10,6 +10,7 @@ import numpy as np
 
 from gxnpuc.names import record_alias
 from gxnpuc.ops.base import ALIAS, CONSTANT, FRONT_END, tf_lowering
+from gxnpuc.ops.runtime_norm import tf_batch_stats_norm
 
 
 def _const(ctx, name: str, value) -> None:
@@ -85,12 +86,16 @@ def _tf_bias_add(ctx, fn):
     ctx.emit("binary", [x, bias], fn.outputs[:1], {"fn": "add"})
 
 
-@tf_lowering("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", emits=("batchnorm",))
+@tf_lowering("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
+             emits=("batchnorm", "reduce", "binary", "act"))
 def _tf_fused_bn(ctx, fn):
-    if fn.attrs.get("is_training", False):  # uses the batch's statistics, not the stored ones
-        return ctx.reject("FusedBatchNorm in training mode (freeze with training=False)")
     rank = len(ctx.shape(fn.inputs[0]))
     axis = _channel_axis(fn.attrs.get("data_format", "NHWC"), rank)
+    if fn.attrs.get("is_training", False):  # uses the batch's statistics, not the stored ones
+        stats = [ctx.const(i) for i in fn.inputs[3:5]]
+        if all(s is not None and s.size == 0 for s in stats):  # Keras 2 LayerNormalization
+            return tf_batch_stats_norm(ctx, fn, axis)
+        return ctx.reject("FusedBatchNorm in training mode (freeze with training=False)")
     ctx.emit("batchnorm", fn.inputs[:5], fn.outputs[:1],
              {"epsilon": float(fn.attrs.get("epsilon", 1e-4)), "axis": axis})
 
@@ -98,7 +103,8 @@ def _tf_fused_bn(ctx, fn):
 # TF op type -> (act fn, extra attrs from TF attrs)
 _ACT = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Elu": "elu", "Selu": "selu",
         "Abs": "abs", "Neg": "neg", "Sqrt": "sqrt", "Rsqrt": "rsqrt", "Square": "square",
-        "Exp": "exp", "Log": "log", "Reciprocal": "reciprocal", "Inv": "reciprocal"}
+        "Exp": "exp", "Log": "log", "Reciprocal": "reciprocal", "Inv": "reciprocal",
+        "Erf": "erf", "Erfc": "erfc", "Softplus": "softplus", "Softsign": "softsign"}
 
 
 @tf_lowering(*_ACT, emits=("act",))
