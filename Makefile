@@ -31,8 +31,11 @@ bench: $(VENV)/.installed-test
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
 
-docs: $(VENV)/.installed
+# Regenerate the generated parts of docs/ (tests fail when they are stale).
+docs: $(VENV)/.installed-test
 	$(BIN)/gxnpuc -L --markdown > docs/ops.md
+	$(BIN)/python -m gxnpuc.config docs/config.md
+	$(BIN)/python tests/test_bad_input.py > docs/errors.md
 
 clean:
 	rm -rf $(VENV) examples/build build *.egg-info
