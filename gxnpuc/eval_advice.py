@@ -153,9 +153,20 @@ def ranges_with(cfg, graph, name: str, lo: float | None, hi: float | None) -> di
     return ranges
 
 
+def yaml_float(x: float) -> str:
+    """A float YAML 1.1 (PyYAML) reads back as the same float: repr, with a '.' in the mantissa
+    (PyYAML reads `1e-05` as text)."""
+    s = repr(float(x))
+    mant, e, exp = s.partition("e")
+    return (mant if "." in mant else mant + ".0") + e + exp
+
+
 def clip_line(cfg, graph, name: str, lo: float | None, hi: float | None) -> str:
-    """`WEIGHT_MIN_MAX: {...}` to replace the config's key (JSON is YAML), other entries kept."""
-    return "WEIGHT_MIN_MAX: " + json.dumps(ranges_with(cfg, graph, name, lo, hi))
+    """`WEIGHT_MIN_MAX: {...}` to replace the config's key, other entries kept. Names are JSON
+    strings (YAML double-quoted scalars); numbers read back exactly."""
+    ranges = ranges_with(cfg, graph, name, lo, hi)
+    items = ", ".join(f"{json.dumps(k)}: [{yaml_float(a)}, {yaml_float(b)}]" for k, (a, b) in ranges.items())
+    return "WEIGHT_MIN_MAX: {" + items + "}"
 
 
 def exclude_line(cfg, name: str) -> str:

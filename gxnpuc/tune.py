@@ -4,8 +4,9 @@ uncompressed, for a target output SNR or weight budget, and write `<config>.tune
 The loop of docs/tuning.md: compile once with every conv/fc weight compressed (the probe);
 simulate the inputs once (eval's runs); measure each weight's options with only that weight
 compressed (gxnpuc.tune_sweep); start from every weight at its best range; then leave
-weights in fp16 greedily, most output noise removed per byte first, measuring each step,
-until the target is met; drop exclusions the target does not need. Per-channel ranges are
+weights in fp16 one simulated step at a time (the cheapest that reaches the target, else
+the most output noise removed per byte) until the target is met; drop exclusions the
+target does not need. Per-channel ranges are
 a second path when allowed. The chosen step's config is compiled with plain `gxnpuc` and
 simulated afresh before it is written: its numbers are what the tuner reports.
 """
@@ -21,7 +22,7 @@ import numpy as np
 from gxnpuc import costmodel, eval_report, sim, tune_report, tune_sweep
 from gxnpuc import eval as ev
 from gxnpuc.errors import CompileError, ConfigError, GxnpucError
-from gxnpuc.tune_sweep import Option, Sweep, noise_ratio
+from gxnpuc.tune_sweep import Sweep, noise_ratio
 
 PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
 VENDOR = "min/max per tensor (vendor)"
@@ -237,6 +238,7 @@ class Planner:
         steps += self.greedy(path, cands, start, "ratio")
         if self.target.snr_db is not None and self.target.met(steps[-1]):
             steps += self.prune(path, cands, steps[-1])
+        steps += self.unclip(path, cands, steps[-1])
         if self.target.max_bytes is not None:  # greedy by ratio can fill a budget badly
             steps += [s for s in self.greedy(path, cands, start, "gain")
                       if not any(same_choice(s, t) for t in steps)]
@@ -253,6 +255,21 @@ class Planner:
                 step = self.step(f"exclude {name}{tag}", path, {**step.choice, name: cands[name].fp16},
                                  parent=step, changed=name)
                 out.append(step)
+        return out
+
+    def unclip(self, path: str, cands: dict, step: Step) -> list[Step]:
+        """Ranges chosen one weight at a time can hurt together: give each clipped weight its
+        config range back where the whole model then measures better."""
+        out = []
+        for name, opt in step.choice.items():
+            if opt.kind != "clip":
+                continue
+            back = {**step.choice, name: cands[name].default}
+            if min(self.measure(back, commit=False).values()) > step.snr:
+                step = self.step(f"{name}: {self.cfg.weight_clip} range again", path, back,
+                                 parent=step, changed=name)
+                if self.target.feasible(step):
+                    out.append(step)
         return out
 
     def trial(self, bar):
@@ -338,16 +355,23 @@ def verify(result: Result, runs) -> None:
     tuned = config.loads(result.text.encode("utf-8"), result.tuned_path, os.path.dirname(cfg.path))
     model = compiler.compile(tuned)
     for name, opt in result.chosen.choice.items():
-        sw = model.weights.get(name)
-        if sw is None or bool(sw.compressed) != opt.compressed or not np.array_equal(sw.decode(), opt.stored.decode()):
+        if not _stored_alike(model.weights.get(name), opt):
             raise CompileError("--tune", f"internal error: the tuned config stores {name!r} differently "
                                "from what was measured", "please report this bug")
     outs = [sim.run_model(model, s, "npu") for s in runs.samples]
     result.verified = ev.output_snrs(runs, {k: ev.stacked(outs, k) for k in model.graph.outputs})
     result.verified_bytes = int(report.weight_stats(model)["stored"])
-    drift = max((abs(v - result.chosen.snrs[k]) if v != result.chosen.snrs[k] else 0.0)
-                for k, v in result.verified.items())
+    drift = max(_db_apart(v, result.chosen.snrs[k]) for k, v in result.verified.items())
     if drift > MATCH_DB or result.verified_bytes != result.chosen.nbytes:
         raise CompileError("--tune", f"internal error: the tuned config gives {result.snr:.6g} dB and "
                            f"{result.verified_bytes:,} B, the tuner measured {result.chosen.snr:.6g} dB "
                            f"and {result.chosen.nbytes:,} B", "please report this bug")
+
+
+def _stored_alike(sw, opt) -> bool:
+    return (sw is not None and bool(sw.compressed) == opt.compressed
+            and np.array_equal(sw.decode(), opt.stored.decode()))
+
+
+def _db_apart(a: float, b: float) -> float:
+    return 0.0 if a == b else abs(a - b)  # inf == inf: exact on both sides

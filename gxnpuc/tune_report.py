@@ -11,6 +11,7 @@ import os
 import yaml
 
 from gxnpuc import eval_report
+from gxnpuc.eval_advice import yaml_float
 from gxnpuc.errors import OutputError
 
 MARK = "# ==== gxnpuc --tune"  # first line of the appended block; a retune replaces the block
@@ -77,14 +78,6 @@ def _hints(result) -> list[str]:
 
 
 # -- the tuned config --------------------------------------------------------------------------
-def yaml_float(x: float) -> str:
-    """A float YAML 1.1 (PyYAML) reads back as the same float: repr, with a '.' in the mantissa
-    (PyYAML reads `1e-05` as text)."""
-    s = repr(float(x))
-    mant, e, exp = s.partition("e")
-    return (mant if "." in mant else mant + ".0") + e + exp
-
-
 def _name(name: str) -> str:
     return json.dumps(name)  # a JSON string is a YAML double-quoted scalar: '/', ':', '#' are safe
 
@@ -199,9 +192,13 @@ def merge(original: str, keys: set[str]) -> str:
 def _end_line(src: list[str], node) -> int:
     """One past the last line of node's text, blank and comment-only lines not counted."""
     end = min(node.end_mark.line + (1 if node.end_mark.column > 0 else 0), len(src))
-    while end > node.start_mark.line + 1 and (not src[end - 1].strip() or src[end - 1].lstrip().startswith("#")):
+    while end > node.start_mark.line + 1 and _is_blank_or_comment(src[end - 1]):
         end -= 1
     return end
+
+
+def _is_blank_or_comment(line: str) -> bool:
+    return not line.strip() or line.lstrip().startswith("#")
 
 
 def _rebuild(src: list[str], root, keys: set[str]) -> str:
@@ -267,10 +264,10 @@ def _panel(ax, result, x_of, xlabel: str) -> None:
             ax.plot([x_of(s) for _, s in steps], [y_of(s) for _, s in steps], "o-", label=path)
             for k, s in steps:
                 ax.annotate(str(k), (x_of(s), y_of(s)), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    for k, s in enumerate(result.steps):
-        if not s.selectable:
-            ax.plot([x_of(s)], [y_of(s)], "x", color="black")
-            ax.annotate(str(k), (x_of(s), y_of(s)), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    info = [(k, s) for k, s in enumerate(result.steps) if not s.selectable]
+    for k, s in info:
+        ax.plot([x_of(s)], [y_of(s)], "x", color="black", label="comparison only" if k == info[0][0] else None)
+        ax.annotate(str(k), (x_of(s), y_of(s)), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ch = result.chosen
     ax.plot([x_of(ch)], [y_of(ch)], "*", ms=16, color="red", label="chosen")
     if result.target.snr_db is not None:

@@ -274,3 +274,17 @@ def test_tensorflow_keras_model_against_tensorflow(tmp_path):
     want = net.predict(x, verbose=0)  # Keras itself, not the frozen graph
     got = sim.run_model_batch(model, feeds, "float")[model.graph.outputs[0]]
     assert eval_report.snr_db(want, got.reshape(want.shape)) >= 80
+
+
+def test_clip_line_reads_back_exactly_in_yaml():
+    import types
+
+    import yaml
+
+    from gxnpuc.eval_advice import clip_line
+
+    cfg = types.SimpleNamespace(weight_min_max={"other/w:0": (-1e-05, 2.5e-07)})
+    graph = types.SimpleNamespace(nodes=[], tensors={})
+    line = clip_line(cfg, graph, "fc1.weight", -0.125, 1e-05)
+    parsed = yaml.safe_load(line)["WEIGHT_MIN_MAX"]
+    assert parsed == {"other/w:0": [-1e-05, 2.5e-07], "fc1.weight": [-0.125, 1e-05]}
