@@ -26,12 +26,15 @@ class Sizes:
     sweep_in_out: int = 1024  # sweep MLP: in -> hidden -> in, weights linear in the hidden width
     sweep_widths: tuple = (3072, 12288, 49152)  # width x1, x4, x16: 6.3M, 25M, 101M weights
     samples: int = 64  # evaluation inputs for KWS / MLP
+    calib_samples: int = 32  # calibration inputs for the tuner (KWS, digits), disjoint from x_eval
+    mlp_calib_samples: int = 8  # ... for the big MLP: each tuner run over 25M weights costs seconds
     sim_batch: int = 64  # the simulator's batched timing (besides batch 1)
 
 
 FULL = Sizes()
 TINY = Sizes(kws_channels=8, kws_blocks=1, kws_epochs=1, digits_epochs=2, digits_test=100, mlp_widths=(64, 128, 64),
-             sweep_in_out=32, sweep_widths=(16, 64, 256), samples=8, sim_batch=4)
+             sweep_in_out=32, sweep_widths=(16, 64, 256), samples=8, sim_batch=4,
+             calib_samples=8, mlp_calib_samples=4)
 
 
 @dataclass
@@ -45,6 +48,8 @@ class Bench:
     input_name: str  # the ONNX input (NHWC / [N, features], as the Keras model takes it)
     x_eval: np.ndarray  # [samples, *input shape without batch]
     y_eval: np.ndarray | None = None  # class labels (digits only: real test labels)
+    x_calib: np.ndarray | None = None  # calibration inputs for the tuner, never any of x_eval
+    calib_path: str = ""  # x_calib as .npz keyed by input_name (the tuner's `data`)
     artifacts: dict = field(default_factory=dict)  # peers' outputs made once, reused (tflite, ort_q)
 
     @property
@@ -189,22 +194,34 @@ def save(model, folder: str, stem: str) -> tuple[str, str]:
     return keras_path, onnx_path
 
 
+def with_calib(bench: Bench, x_calib: np.ndarray, folder: str) -> Bench:
+    """Attach calibration inputs and write them as <key>_calib.npz {input_name: x_calib}."""
+    bench.x_calib = np.ascontiguousarray(x_calib, np.float32)
+    bench.calib_path = os.path.join(folder, f"{bench.key}_calib.npz")
+    np.savez(bench.calib_path, **{bench.input_name: bench.x_calib})
+    return bench
+
+
 def build_kws(folder: str, sizes: Sizes) -> Bench:
     model = train_kws(sizes)
     x, _ = kws_data(sizes.samples, SEED + 2)
-    return Bench("kws", "KWS DS-CNN", model, *save(model, folder, "kws"), "mfcc", x)
+    x_calib, _ = kws_data(sizes.calib_samples, SEED + 4)  # training used SEED + 1
+    return with_calib(Bench("kws", "KWS DS-CNN", model, *save(model, folder, "kws"), "mfcc", x), x_calib, folder)
 
 
 def build_digits(folder: str, sizes: Sizes) -> Bench:
     model, x_te, y_te = train_digits(sizes)
     x_te, y_te = x_te[:sizes.digits_test], y_te[:sizes.digits_test]
-    return Bench("digits", "digits CNN", model, *save(model, folder, "digits"), "image", x_te, y_te)
+    x_calib = digits_data()[0][:sizes.calib_samples]  # training images: never a test digit
+    bench = Bench("digits", "digits CNN", model, *save(model, folder, "digits"), "image", x_te, y_te)
+    return with_calib(bench, x_calib, folder)
 
 
 def build_mlp(folder: str, sizes: Sizes) -> Bench:
     model = mlp_model(sizes.mlp_widths)
     x = mlp_inputs(min(sizes.samples, 16), sizes.mlp_widths[0])
-    return Bench("mlp", "big MLP", model, *save(model, folder, "mlp"), "features", x)
+    x_calib = mlp_inputs(sizes.mlp_calib_samples, sizes.mlp_widths[0], seed=SEED + 5)
+    return with_calib(Bench("mlp", "big MLP", model, *save(model, folder, "mlp"), "features", x), x_calib, folder)
 
 
 def sweep_widths(sizes: Sizes) -> list[tuple[int, tuple]]:

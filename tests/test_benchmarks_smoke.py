@@ -59,7 +59,8 @@ def test_every_figure_has_unit_and_a_ratio_to_its_baseline(bench):
 def test_compile_rows_cover_all_tools_and_models(bench):
     rows = bench[0]
     for model in ("kws", "digits", "mlp"):
-        got = {r.item: r for r in _get(rows, "compile", model, metric="wall time") if not r.item.startswith("gxnpuc stage")}
+        got = {r.item: r for r in _get(rows, "compile", model, metric="wall time")
+               if not r.item.startswith("gxnpuc stage")}
         assert set(got) == TOOLS
         assert all(r.unit == "s" and r.value > 0 for r in got.values())
         onnx, ort = got["gxnpuc (ONNX)"], got["ort quantize_dynamic (per-channel)"]
@@ -97,6 +98,39 @@ def test_accuracy_rows_for_every_setting_and_peer(bench):
     assert set(items) <= set(acc)
     assert all(0 <= r.value <= 100 for r in acc.values())
     assert acc["Keras fp32 (reference)"].value > 80  # really trained, even for two epochs
+
+
+TUNED = ("gxnpuc tuned", "gxnpuc tuned per-channel")
+PEERS = ("TFLite dynamic-range", "ort quantize_dynamic per-channel")
+
+
+def test_tuned_rows_stay_within_the_smaller_peer_budget(bench):
+    rows, _, _, out = bench
+    for model in ("kws", "digits", "mlp"):
+        nbytes = {r.item: r for r in _get(rows, "accuracy", model, metric="weight bytes")}
+        snr = {r.item: r.value for r in _get(rows, "accuracy", model, metric="output SNR")}
+        budget = min(nbytes[p].value for p in PEERS)
+        for item in TUNED:
+            assert nbytes[item].value <= budget, (model, item)
+            assert f"budget {int(budget):,} B" in nbytes[item].note and "search took" in nbytes[item].note
+            assert snr[item] >= snr["gxnpuc vendor default"] - 1.0, (model, item)  # never much worse
+        with open(os.path.join(out, "work", f"{model}_tune.yaml"), encoding="utf-8") as fh:
+            assert f"TUNE_MAX_WEIGHT_BYTES: {int(budget)}" in fh.read()
+        assert os.path.isfile(os.path.join(out, "work", f"{model}_tune.tuned.yaml"))
+
+
+def test_calibration_inputs_are_disjoint_from_the_evaluation_inputs(bench):
+    out, sizes = bench[3], models.TINY
+    x_eval = {"kws": models.kws_data(sizes.samples, models.SEED + 2)[0],
+              "digits": models.digits_data()[1][:sizes.digits_test],
+              "mlp": models.mlp_inputs(min(sizes.samples, 16), sizes.mlp_widths[0])}
+    for (model, x), name in zip(x_eval.items(), ("mfcc", "image", "features")):
+        with np.load(os.path.join(out, "work", f"{model}_calib.npz")) as npz:
+            assert list(npz.files) == [name]
+            calib = npz[name]
+        assert calib.dtype == np.float32 and calib.shape[1:] == x.shape[1:] and len(calib) >= 4
+        same = (calib.reshape(len(calib), 1, -1) == x.reshape(1, len(x), -1)).all(-1)
+        assert not same.any(), model
 
 
 def test_scaling_sweep_grows_weights_4x_and_16x(bench):
