@@ -5,6 +5,8 @@ saved in every TF form by tests/tf_models.save_all. Used by tests/test_zoo_keras
 """
 from __future__ import annotations
 
+import os
+
 import tf_models as tm
 
 
@@ -166,6 +168,49 @@ def norm_acts():
     y = layers.Flatten(name="flat")(y)
     y = layers.Dense(3, name="logits")(y)
     return tm._finish(keras.Model(x, y, name="norm_acts"), 18)
+
+
+def keras2_style_pb(path: str, seed: int = 21, bilinear: bool = False):
+    """A frozen TF2 graph with what Keras 2 / tf.nn code writes and Keras 3 no longer does:
+    LayerNormalization as FusedBatchNormV3(is_training=True) on a [1, rows, C, 1] reshape with
+    Fill-made scale/offset, UpSampling2D as ResizeNearestNeighbor (legacy and half-pixel),
+    tf.where with a constant mask (SelectV2), tf.nn.gelu (Erfc), softplus, erf, zeros_like.
+
+    Writes the .pb; returns (feeds, {output name: TF reference})."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    rng = np.random.default_rng(seed)
+    w = tf.constant((rng.standard_normal((3, 3, 2, 4)) / 4).astype(np.float32))
+    gamma, beta = (tf.constant(v.astype(np.float32)) for v in (rng.uniform(0.5, 1.5, 4), rng.standard_normal(4) * 0.3))
+    mask = tf.constant(rng.random((1, 8, 8, 1)) > 0.3)
+    wd = tf.constant((rng.standard_normal((4, 3)) / 2).astype(np.float32))
+
+    def layer_norm_keras2(y):
+        shape = tf.shape(y)
+        rows = shape[0] * shape[1] * shape[2]
+        flat = tf.reshape(y, tf.stack([1, rows, shape[3], 1]))
+        z, _, _ = tf.compat.v1.nn.fused_batch_norm(flat, tf.ones([rows]), tf.zeros([rows]), epsilon=1e-3,
+                                                   data_format="NCHW")
+        return tf.reshape(z, shape) * gamma + beta
+
+    def forward(x):
+        y = layer_norm_keras2(tf.nn.conv2d(x, w, 1, "SAME"))                  # [N, 4, 4, 4]
+        y = tf.nn.gelu(y)
+        y = tf.compat.v1.image.resize_nearest_neighbor(y, [8, 8])             # legacy pixel map
+        y = tf.where(mask, y, tf.zeros_like(y) - 3.0)
+        method = "bilinear" if bilinear else "nearest"
+        y = tf.image.resize(y, [16, 16], method=method)                        # half-pixel centres
+        y = tf.nn.softplus(y) + tf.math.erf(y) * 0.5
+        return tf.matmul(tf.reduce_mean(y, axis=[1, 2]), wd)
+
+    spec = tf.TensorSpec((None, 4, 4, 2), tf.float32, name="x")
+    fn = tf.function(forward, input_signature=[spec])
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    tf.io.write_graph(frozen.graph, os.path.dirname(path), os.path.basename(path), as_text=False)
+    feeds = {"x": rng.standard_normal((1, 4, 4, 2)).astype(np.float32)}
+    return feeds, {"Identity": np.asarray(forward(tf.constant(feeds["x"])))}
 
 
 MODELS = ("ds_cnn_kws", "resnet8", "mobilenetv2", "autoencoder", "tc_resnet", "separable_1d",

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo_torch_ops import ConstOps, Embedder, NormActs, ResizePool, ShapeOps, TinyAttention
+
 
 def _bn(c: int, dims: int = 2) -> nn.Module:
     return {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}[dims](c)
@@ -230,86 +232,6 @@ class VadMlp(nn.Module):
         return self.net(x)
 
 
-class ShapeOps(nn.Module):
-    """The tensor plumbing exported code is full of: permute, transpose, view, reshape,
-    slicing, chunk, cat, squeeze/unsqueeze, flatten, mean over (2, 3)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(4, 8, 3, padding=1)
-        self.fc = nn.Linear(6, 6)
-        self.out = nn.Linear(8 + 8 * 6, 5)
-
-    def forward(self, x):  # x [N, 4, 8, 6]
-        y = F.relu(self.conv(x))
-        a, b = torch.chunk(y, 2, dim=1)                      # [N, 4, 8, 6] each
-        z = torch.cat([b, a], dim=1)[:, :, 1:-1]              # [N, 8, 6, 6]
-        t = self.fc(z.permute(0, 2, 1, 3))                    # Linear over the last axis
-        t = t.transpose(1, 2).reshape(t.size(0), 8, -1)      # [N, 8, 36]
-        u = t.unsqueeze(1).squeeze(1).mean(-1)                # [N, 8]
-        g = z.mean(dim=(2, 3))                                # [N, 8]
-        h = torch.cat([g * u, t[:, :, ::6].flatten(1)], dim=1)
-        return self.out(h)
-
-
-class NormActs(nn.Module):
-    """Normalisations and smooth activations: LayerNorm, GroupNorm, GELU (erf and tanh),
-    SiLU, Softplus, Hardsigmoid, Mish-free."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.gn = nn.GroupNorm(2, 8)
-        self.ln = nn.LayerNorm(8)
-        self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 4)
-
-    def forward(self, x):  # x [N, 3, 6, 6]
-        y = F.silu(self.gn(self.conv(x)))
-        y = F.softplus(y) - F.hardsigmoid(y)
-        v = self.ln(y.mean(dim=(2, 3)))
-        v = F.gelu(self.fc1(v))
-        return self.fc2(F.gelu(v, approximate="tanh"))
-
-
-class ResizePool(nn.Module):
-    """Decoder-ish plumbing: adaptive average pooling to a non-global size, F.interpolate
-    (nearest, x2), F.pad, MaxPool with ceil_mode, nn.Upsample."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(4, 4, 3)
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
-        self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.fc = nn.Linear(4 * 4 * 4, 3)
-
-    def forward(self, x):  # x [N, 2, 6, 6]
-        y = F.adaptive_avg_pool2d(F.relu(self.c1(x)), 3)                         # 6 -> 3
-        y = F.interpolate(y, scale_factor=2, mode="nearest")                      # 3 -> 6
-        y = self.pool(F.pad(y, (1, 1, 1, 1)))                                     # 8 -> 4 (ceil)
-        y = self.up(F.relu(self.c2(y)))                                            # 2 -> 4
-        return self.fc(y.reshape(y.shape[0], -1))
-
-
-class ConstOps(nn.Module):
-    """Constants mixed into the data path: an added buffer, torch.where with a constant mask,
-    a scaled constant, a constant concatenated as a channel."""
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(3)
-        self.register_buffer("offset", torch.randn(1, 6, 10, generator=g))
-        self.register_buffer("mask", torch.rand(1, 1, 10, generator=g) > 0.3)
-        self.conv = nn.Conv1d(7, 6, 3, padding=1)
-        self.fc = nn.Linear(60, 4)
-
-    def forward(self, x):  # x [N, 6, 10]
-        y = x + self.offset * 0.5
-        y = torch.where(self.mask, y, torch.zeros_like(y))
-        pos = torch.arange(10, dtype=torch.float32).view(1, 1, 10).expand(x.shape[0], 1, 10) / 10
-        y = F.relu(self.conv(torch.cat([y, pos], dim=1)))
-        return self.fc(y.flatten(1))
-
-
 # name -> (class, input shape with batch 1)
 MODELS = {
     "dscnn_kws": (DsCnnKws, (1, 1, 25, 10)),
@@ -324,6 +246,8 @@ MODELS = {
     "norm_acts": (NormActs, (1, 3, 6, 6)),
     "resize_pool": (ResizePool, (1, 2, 6, 6)),
     "const_ops": (ConstOps, (1, 6, 10)),
+    "embedder": (Embedder, (1, 1, 8, 10)),
+    "tiny_attention": (TinyAttention, (1, 6, 10)),
 }
 
 # export variant -> (dynamo, opset, dynamic batch)
@@ -363,7 +287,17 @@ def export(model: nn.Module, shape: tuple, path: str, variant: str) -> str:
     elif dynamic:
         kw["dynamic_axes"] = {"x": {0: "batch"}, "y": {0: "batch"}}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings():  # as users call it: no torch.no_grad() (MHA's fast path
+        # has no TorchScript export)
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (x,), path, **kw)
     return path
+
+
+def dynamo_available() -> bool:
+    """The dynamo exporter needs onnxscript."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -24,11 +24,13 @@ _LOADERS = {"PB_FILE": "pb", "SAVED_MODEL_DIR": "saved_model", "KERAS_FILE": "ke
 def to_ir(cfg) -> Graph:
     """Read the TF model named by cfg.model_key/cfg.model_path and lower it to the IR."""
     from gxnpuc.ops import TF_LOWERINGS
+    from gxnpuc.ops.rejected import reject_tf_loops
 
     overrides = {k: v for k, v in dict(cfg.input_ops or {}).items()}
     frozen = load(cfg, overrides)
     fnodes = topological(graph_def_to_fnodes(frozen.graph_def))
     fnodes = fuse_dilated_convs(resolve_switches(fnodes))
+    reject_tf_loops(fnodes)  # while loops (recurrent layers): one clear line, not a cycle error
     ctx = LowerCtx("tensorflow")
     ctx.graph.meta.update(source=cfg.model_path, form=_LOADERS[cfg.model_key])
     ctx.graph.meta["notes"].extend(frozen.notes)

@@ -34,7 +34,7 @@ FUNCS = {
     "erf": lambda x, a: _erf(x, math.erf),
     "erfc": lambda x, a: _erf(x, math.erfc),
     "gelu": lambda x, a: _gelu(x, a.get("approximate", "none")),
-    "silu": lambda x, a: x / (1 + np.exp(-x)),
+    "silu": lambda x, a: x / (1 + np.exp(-np.float32(a.get("alpha", 1.0)) * x)),
     "softplus": lambda x, a: np.logaddexp(np.zeros((), x.dtype), x),
     "softsign": lambda x, a: x / (1 + np.abs(x)),
     "mish": lambda x, a: x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x)),
@@ -109,6 +109,12 @@ def _onnx_gelu(ctx, fn):
     if approx not in ("none", "tanh"):
         return ctx.reject(f"Gelu approximate={approx!r} (none, tanh)")
     ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "gelu", "approximate": approx})
+
+
+@onnx_lowering("Swish", emits=("act",))
+def _onnx_swish(ctx, fn):
+    """ONNX Swish (opset 24): x * sigmoid(alpha * x), SiLU when alpha = 1."""
+    ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "silu", "alpha": float(fn.attrs.get("alpha", 1.0))})
 
 
 @onnx_lowering("LeakyRelu", emits=("act",))

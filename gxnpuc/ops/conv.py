@@ -125,9 +125,11 @@ def conv_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilations,
     xp = _pad_spatial(x_cl, pads)
     win = _windows(xp, kernel, strides, dilations)
     n, out = win.shape[0], win.shape[1:r + 1]
-    if group == 1:  # im2col with channels innermost (contiguous in x), then one GEMM
-        return np.tensordot(win, w_taps, axes=(list(range(r + 2, 2 * r + 2)) + [r + 1],
-                                                list(range(r)) + [r]))
+    if group == 1:  # im2col with channels innermost (contiguous in x), then one GEMM per
+        # sample: the same BLAS call at any batch size (one GEMM over every sample's pixels
+        # sums in another order), so a batched simulation equals batch-1 runs bit for bit
+        cols = np.moveaxis(win, r + 1, -1).reshape(n, -1, int(np.prod(kernel)) * cg)
+        return np.matmul(cols, w_taps.reshape(-1, c_out)).reshape(n, *out, c_out)
     if cg == 1:  # depthwise: one vectorised multiply-add per kernel tap, no im2col copy
         mult = c_out // group
         w_cm = w_taps.reshape(-1, group, mult) if mult > 1 else w_taps.reshape(-1, group)
@@ -141,13 +143,13 @@ def conv_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilations,
             else:
                 acc += np.multiply(v, w_cm[t], out=tmp)
         return acc.reshape(n, *out, c_out)
-    # grouped: one batched GEMM over groups, [g, pixels, taps*cg] @ [g, taps*cg, c_out/g]
+    # grouped: one GEMM per sample and group, [n, g, pixels, taps*cg] @ [g, taps*cg, c_out/g]
     og, taps = c_out // group, int(np.prod(kernel))
     cols = win.reshape(n, *out, group, cg, *kernel)
-    cols = np.moveaxis(cols, (r + 1, r + 2), (0, -1)).reshape(group, -1, taps * cg)
+    cols = np.moveaxis(cols, (r + 1, r + 2), (1, -1)).reshape(n, group, -1, taps * cg)
     w_g = w_taps.reshape(taps, cg, group, og).transpose(2, 0, 1, 3).reshape(group, taps * cg, og)
-    y = np.matmul(cols, w_g)  # [g, pixels, og]
-    return np.moveaxis(y, 0, 1).reshape(n, *out, c_out)
+    y = np.matmul(cols, w_g)  # [n, g, pixels, og]
+    return np.moveaxis(y, 1, -2).reshape(n, *out, c_out)
 
 
 @register

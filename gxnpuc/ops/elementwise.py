@@ -217,12 +217,30 @@ def _select_term(ctx, branch: str, keep: np.ndarray, dtype, base: str) -> str | 
     return emit_binary(ctx, "mul", branch, mask)
 
 
+def _softplus_guard(ctx, cond: str, x: str, y: str) -> bool:
+    """True for torch's exported softplus threshold, where(x > t, x, softplus(x)), when t is
+    so large that softplus(v) rounds to v in float32 for every v > t: the where is a no-op."""
+    g = ctx.graph
+    test, soft = g.producer(ctx.resolve(cond)), g.producer(ctx.resolve(y))
+    if not (test and soft and test.op == "compare" and test.attrs.get("fn") == "greater"
+            and soft.op == "act" and soft.attrs.get("fn") == "softplus"):
+        return False
+    t = ctx.const(test.inputs[1])
+    if t is None or t.size != 1 or test.inputs[0] != ctx.resolve(x) or soft.inputs[0] != ctx.resolve(x):
+        return False
+    t = float(np.ravel(t)[0])
+    return t > 0 and np.float32(np.logaddexp(0.0, t)) == np.float32(t)
+
+
 def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
     """where(cond, x, y) with a constant cond as x * m + y * (1 - m) on the NPU. A constant
-    branch is folded to where(m, c, 0) at compile time, so a -inf fill never meets a zero."""
+    branch is folded to where(m, c, 0) at compile time, so a -inf fill never meets a zero.
+    A run-time cond stays a fold-only `where` (ops.fold.reject_leftovers reports it)."""
     m = ctx.const(cond)
-    if m is None:
-        return ctx.reject("condition computed at run time (only a constant mask, e.g. a buffer)")
+    if m is None and _softplus_guard(ctx, cond, x, y):
+        return ctx.set_alias(outputs[0], y)
+    if m is None:  # a run-time condition: kept as the fold-only `where`, reported after the passes
+        return ctx.emit("where", [cond, x, y], outputs)
     if not _runtime_ok(ctx, [x, y]):
         return None
     shape = tuple(np.broadcast_shapes(ctx.shape(cond), ctx.shape(x), ctx.shape(y)))

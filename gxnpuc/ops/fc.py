@@ -30,7 +30,10 @@ class FC(OpDef):
         ct = np.promote_types(x.dtype, np.float32)
         w = np.asarray(xs[1], ct)
         w_kn = w.T if node.attrs.get("transpose_w") else w
-        y = x.reshape(-1, w_kn.shape[0]).astype(ct, copy=False) @ w_kn
+        # sim_batch (the simulator's batched copy, gxnpuc/batching.py): one product per sample,
+        # the same BLAS call as a batch-1 run (gemv for one row), so results stay bit-identical
+        rows = (node.attrs["sim_batch"], -1) if node.attrs.get("sim_batch") else (-1,)
+        y = x.reshape(*rows, w_kn.shape[0]).astype(ct, copy=False) @ w_kn
         if len(xs) > 2 and xs[2] is not None:
             y += np.asarray(xs[2], ct).reshape(-1)
         return [y.reshape(*x.shape[:-1], w_kn.shape[1]).astype(x.dtype, copy=False)]
@@ -81,6 +84,9 @@ class MatMul(OpDef):
     def run(self, node, xs):
         a, b = np.asarray(xs[0]), np.asarray(xs[1])
         ct = np.promote_types(np.result_type(a, b), np.float32)
+        if node.attrs.get("sim_batch"):  # batched [1, K] @ [K, N]: one gemv per sample (see FC.run)
+            y = np.matmul(a[:, None].astype(ct, copy=False), b.astype(ct, copy=False))[:, 0]
+            return [y.astype(a.dtype, copy=False)]
         return [np.matmul(a.astype(ct, copy=False), b.astype(ct, copy=False)).astype(a.dtype, copy=False)]
 
     def check(self, node, in_shapes):

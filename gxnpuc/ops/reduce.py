@@ -59,6 +59,31 @@ def _onnx_reduce(ctx, fn):
                                          "keepdims": int(fn.attrs.get("keepdims", 1))})
 
 
+# norms as act -> reduce sum -> act (exact decompositions: sqrt(sum(x^2)), sum(|x|), ...)
+_ONNX_COMPOSITE = {"ReduceL2": ("square", "sqrt"), "ReduceL1": ("abs", None),
+                   "ReduceSumSquare": ("square", None), "ReduceLogSum": (None, "log")}
+
+
+@onnx_lowering(*_ONNX_COMPOSITE, emits=("reduce", "act"))
+def _onnx_reduce_norm(ctx, fn):
+    """ReduceL2 (F.normalize, torch.norm), ReduceL1, ReduceSumSquare, ReduceLogSum."""
+    x = fn.inputs[0]
+    rank = len(ctx.shape(x))
+    axes = arg_ints(ctx, fn, "axes", 1)
+    if axes is NOT_CONST:
+        return ctx.reject("axes must be constant")
+    if not axes and fn.attrs.get("noop_with_empty_axes", 0):
+        return ctx.reject("noop_with_empty_axes=1 with no axes")
+    axes = sorted({norm_axis(ctx, a, rank) for a in axes or range(rank)})
+    pre, post = _ONNX_COMPOSITE[fn.op_type]
+    y = ctx.emit("act", [x], None, {"fn": pre})[0] if pre else x
+    attrs = {"fn": "sum", "axes": axes, "keepdims": int(fn.attrs.get("keepdims", 1))}
+    y = ctx.emit("reduce", [y], None if post else fn.outputs, attrs)[0]
+    if post:
+        ctx.emit("act", [y], fn.outputs, {"fn": post})
+    return None
+
+
 _TF_REDUCE = {"Mean": "mean", "Sum": "sum", "Max": "max", "Min": "min", "Prod": "prod"}
 
 

@@ -74,6 +74,23 @@ def _tf_shape_n(ctx, fn):
         _const(ctx, out, np.asarray(ctx.shape(src), dtype=fn.attrs.get("out_type", "int32")))
 
 
+@tf_lowering("ZerosLike", "OnesLike", emits=CONSTANT)
+def _tf_zeros_like(ctx, fn):
+    """zeros/ones of a (static) shape: a constant even when the input is computed at run time."""
+    t = ctx.tensor(fn.inputs[0])
+    _const(ctx, fn.outputs[0], np.full(t.shape, 0 if fn.op_type == "ZerosLike" else 1, t.dtype))
+
+
+@tf_lowering("Fill", emits=CONSTANT)
+def _tf_fill(ctx, fn):
+    """tf.fill / tf.ones([n]) with n from tf.shape (Keras 2's LayerNormalization)."""
+    dims, value = ctx.const(fn.inputs[0]), ctx.const(fn.inputs[1])
+    if dims is None or value is None:
+        return ctx.reject("Fill dims and value must be constant")
+    _const(ctx, fn.outputs[0], np.full([int(d) for d in np.ravel(dims)], value.reshape(()), value.dtype))
+    return None
+
+
 @tf_lowering("BiasAdd", "BiasAddV1", emits=("binary", "reshape"))
 def _tf_bias_add(ctx, fn):
     """x + bias along the channel axis; FUSE_BIASADD later moves it into the conv/fc."""
@@ -87,7 +104,7 @@ def _tf_bias_add(ctx, fn):
 
 
 @tf_lowering("FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
-             emits=("batchnorm", "reduce", "binary", "act"))
+             emits=("batchnorm", "reduce", "binary", "act", "reshape"))
 def _tf_fused_bn(ctx, fn):
     rank = len(ctx.shape(fn.inputs[0]))
     axis = _channel_axis(fn.attrs.get("data_format", "NHWC"), rank)

@@ -1,0 +1,38 @@
+"""Framework ops that exported models often hold and the NPU cannot run, each with the reason
+(and the usual way around it) that users see in the error and in `gxnpuc -L`.
+
+Without an entry here such an op is still reported, but only as "no lowering for this op type".
+"""
+from __future__ import annotations
+
+from gxnpuc.ops.base import onnx_lowering, tf_lowering, unsupported
+
+_RECURRENT = ("recurrent layers (LSTM/GRU/RNN) are not supported by the NPU; export one time "
+              "step as the model, with the state as an extra input and output, and loop on the host")
+_INDEX = ("index-valued outputs (ArgMax/ArgMin/TopK) are not supported by the NPU; output the "
+          "scores and take the arg-max on the host")
+_CONTROL = ("control flow (a while loop, as recurrent layers export, or a conditional) is not "
+            "supported by the NPU; export a straight-line graph")
+
+
+def _reject_with(reason: str):
+    def lower(ctx, fn):
+        ctx.reject(reason)
+    return lower
+
+
+onnx_lowering("LSTM", "GRU", "RNN", emits=unsupported(_RECURRENT))(_reject_with(_RECURRENT))
+onnx_lowering("ArgMax", "ArgMin", "TopK", emits=unsupported(_INDEX))(_reject_with(_INDEX))
+onnx_lowering("Loop", "If", "Scan", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+tf_lowering("ArgMax", "ArgMin", "TopKV2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
+tf_lowering("While", "StatelessWhile", "If", "StatelessIf", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+
+
+def reject_tf_loops(fnodes) -> None:
+    """A TF1-style while loop (Keras LSTM/GRU frozen: Enter/Merge/Switch/NextIteration) has
+    no topological order; name each loop once, by its LoopCond, before lowering trips on it."""
+    from gxnpuc.errors import UnsupportedOpError
+
+    loops = [(fn.name, "While", _CONTROL) for fn in fnodes if fn.op_type == "LoopCond"]
+    if loops:
+        raise UnsupportedOpError("tensorflow model", loops)
