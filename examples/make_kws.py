@@ -204,7 +204,8 @@ def main(argv=None) -> int:
     np.savez(os.path.join(out_dir, "kws_inputs.npz"), mfcc=make_inputs())
     n_weights = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
     print(f"wrote {os.path.join(out_dir, 'kws.onnx')} ({len(model.graph.node)} nodes, "
-          f"{n_weights} weights) and {os.path.join(out_dir, 'kws_inputs.npz')} ({N_INPUTS} inputs)")
+          f"{n_weights} parameters with the BatchNorm statistics) and "
+          f"{os.path.join(out_dir, 'kws_inputs.npz')} ({N_INPUTS} inputs)")
     return 0
 
 

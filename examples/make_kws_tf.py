@@ -78,8 +78,8 @@ def main(out_dir: str) -> None:
     rng = np.random.default_rng(SEED + 7)
     feats = rng.standard_normal((32, 1, N_FRAMES, N_MFCC)).astype(np.float32)
     np.savez(os.path.join(out_dir, "kws_tf_inputs.npz"), feats=feats)
-    print(f"wrote {out_dir}/kws_tf.keras, {out_dir}/kws_tf.pb ({model.count_params()} weights) "
-          f"and {out_dir}/kws_tf_inputs.npz ({len(feats)} inputs)")
+    print(f"wrote {out_dir}/kws_tf.keras, {out_dir}/kws_tf.pb ({model.count_params()} parameters "
+          f"with the BatchNorm statistics) and {out_dir}/kws_tf_inputs.npz ({len(feats)} inputs)")
 
 
 if __name__ == "__main__":

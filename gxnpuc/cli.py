@@ -88,6 +88,9 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         parser.error("--target-snr and --max-weight-bytes only go with -t/--tune")
     if args.max_weight_bytes is not None and args.max_weight_bytes <= 0:
         parser.error("--max-weight-bytes must be a positive number of bytes")
+    if args.config is None and args.eval and args.eval.lower().endswith((".yaml", ".yml")):
+        parser.error(f"-e/--eval takes the inputs first: gxnpuc -e inputs.npz {args.eval} "
+                     f"(or -e random {args.eval})")
     if args.config is None and sys.stdin is not None and _stdin_is_tty():
         parser.error("a config file is required (e.g. gxnpuc config.yaml); see gxnpuc --help")
 

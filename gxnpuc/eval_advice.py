@@ -61,7 +61,7 @@ def verdict(cfg, runs, report: dict, progress) -> dict:
     clip_txt = f"; clipping reaches only {_db(best[2])} dB" if best is not None else ""
     return {"action": "exclude", "weight": name, "range": None, "expected_only_snr_db": base,
             "config_line": line,
-            "text": f"{head}{clip_txt}: exclude it (fp16, {_db(base)} dB) -> {line}"}
+            "text": f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}"}
 
 
 def _worst(report: dict, mode: str) -> float:

@@ -212,23 +212,32 @@ def compressed(model) -> list:
     return [model.weights[n] for n in order if n in model.weights and model.weights[n].compressed]
 
 
-def _clean_previous(folder: str, keep: set[str]) -> None:
-    """Remove pictures this tool wrote last time for weights no longer compressed."""
+def _read_index(folder: str) -> list[tuple[str, str, str]]:
+    """(file, escaped weight name, owning output file) per line; the owner is "" in old indexes."""
     index = os.path.join(folder, INDEX)
     if not os.path.isfile(index):
-        return
+        return []
     with open(index, encoding="utf-8", errors="replace") as fh:
-        old = [line.split("\t", 1)[0] for line in fh if "\t" in line]
-    for fname in old:
-        if fname not in keep and fname == os.path.basename(fname) and fname.endswith(".jpg"):
+        rows = [line.rstrip("\n").split("\t") for line in fh if "\t" in line]
+    return [(r[0], r[1], r[2] if len(r) > 2 else "") for r in rows]
+
+
+def _clean_previous(folder: str, rows: list, keep: set[str], owner: str) -> None:
+    """Remove pictures this output's last run wrote for weights no longer compressed; pictures
+    of other models that share the folder are left alone."""
+    for fname, _, who in rows:
+        if who in (owner, "") and fname not in keep and fname == os.path.basename(fname) \
+                and fname.endswith(".jpg"):
             path = os.path.join(folder, fname)
             if os.path.isfile(path) and not os.path.islink(path):
                 os.remove(path)
 
 
-def _write_index(folder: str, files: dict[str, str]) -> None:
-    lines = [f"{fname}\t{name.encode('unicode_escape').decode('ascii')}\n" for name, fname in files.items()]
-    write_atomic(os.path.join(folder, INDEX), "".join(lines).encode("ascii"))
+def _write_index(folder: str, rows: list, files: dict[str, str], owner: str) -> None:
+    others = [r for r in rows if r[2] not in (owner, "") and r[0] not in files.values()]
+    mine = [(fname, name.encode("unicode_escape").decode("ascii"), owner) for name, fname in files.items()]
+    lines = ["\t".join(r) + "\n" for r in others + mine]
+    write_atomic(os.path.join(folder, INDEX), "".join(lines).encode("ascii", "backslashreplace"))
 
 
 def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
@@ -238,13 +247,15 @@ def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
     files = safe_names([sw.name for sw in weights])
     try:
         os.makedirs(folder, exist_ok=True)
-        _clean_previous(folder, set(files.values()))
+        owner = os.path.basename(cfg.output_file)
+        rows = _read_index(folder)
+        _clean_previous(folder, rows, set(files.values()), owner)
         paths = []
         for sw in weights:
             path = os.path.join(folder, files[sw.name])
             draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw, cfg))
             paths.append(path)
-        _write_index(folder, files)
+        _write_index(folder, rows, files, owner)
     except OSError as exc:
         raise OutputError(folder, f"cannot write histograms ({exc.strerror or exc})",
                           "a writable folder next to OUTPUT_FILE") from None

@@ -97,10 +97,36 @@ def _io_name(graph: Graph, name: str, pool: list[str]) -> str | None:
 
 
 # -- errors ---------------------------------------------------------------------------------------
+_KERAS_VARIABLES = ("kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta")
+
+
+def _module_nodes(name: str, pool: list[str]) -> list[str]:
+    """Names under the layer a framework variable name points at: PyTorch `conv1.weight` ->
+    nodes `/conv1/...` (the exporter renames a weight it folded BatchNorm into, `onnx::Conv_25`);
+    Keras `conv1/kernel` -> `model_1/conv1_1/...` (frozen graphs name weights by their reader)."""
+    stem = name.rpartition(".")[0]
+    found = [c for c in pool if stem and c.startswith("/") and _torch_scope(c) == stem]
+    layer, _, var = name.partition("/")
+    if var.split(":")[0] in _KERAS_VARIABLES:
+        found += [c for c in pool if c not in found and {layer, layer + "_1"} & set(c.split("/")[:-1])]
+    return found
+
+
+def _torch_scope(node: str) -> str:
+    """`/layer1/layer1.0/conv1/Conv` -> `layer1.0.conv1`, the module a PyTorch node came from."""
+    scope = ""
+    for part in node.strip("/").split("/")[:-1]:
+        scope = part if not scope or part.startswith(scope + ".") else f"{scope}.{part}"
+    return scope
+
+
 def close_matches(name: str, candidates, n: int = 5) -> list[str]:
-    """Similar names first (difflib), then names containing what the user typed."""
+    """Near-typos, the nodes of the PyTorch module a `module.weight` name points at, similar
+    names (difflib), then names containing what the user typed."""
     pool = list(dict.fromkeys(c for c in candidates if c))
-    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.85)
+    found += [c for c in _module_nodes(name, pool) if c not in found]
+    found += [c for c in difflib.get_close_matches(name, pool, n=n, cutoff=0.5) if c not in found]
     low = name.lower()
     found += [c for c in pool if low in c.lower() and c not in found]
     return found[:n]
@@ -113,7 +139,11 @@ def unknown(key: str, name: str, candidates, what: str = "is not in the model",
     The error carries .key and .name so that `locate()` can add the config file and line.
     """
     close = close_matches(name, candidates)
-    accepted = ("close matches: " + ", ".join(close)) if close else (hint or "see `gxnpuc -w` and `gxnpuc -v`")
+    if close and set(close) <= set(hint.split(": ", 1)[-1].split(", ")):
+        hint = ""  # the hint ("model outputs: a, b") would only repeat the close matches
+    # otherwise both: near misses among inner nodes are often not what the user meant
+    parts = [("close matches: " + ", ".join(close)) if close else "", hint]
+    accepted = "; ".join(p for p in parts if p) or "see `gxnpuc -w` and `gxnpuc -v`"
     err = ConfigError(key, f"{name!r} {what}", accepted)
     err.key, err.name = key, name
     return err
@@ -161,7 +191,8 @@ def _check_weight(cfg, graph: Graph, key: str, name: str, roles: dict, all_names
 def _check_io(cfg, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
     for name in names:
         if _io_name(graph, name, pool) is None:
-            raise locate(cfg, unknown(key, name, pool, what, "model: " + ", ".join(pool[:8])))
+            role = "inputs" if key == "INPUT_OPS" else "outputs"
+            raise locate(cfg, unknown(key, name, pool, what, f"model {role}: " + ", ".join(pool[:8])))
 
 
 def resolve(cfg, graph: Graph):

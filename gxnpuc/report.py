@@ -216,7 +216,8 @@ def _markdown(core: str, sections: list) -> str:
 def _text(core: str, sections: list) -> str:
     parts = [f"supported ops for {core}"]
     for title, col, framework, table in sections:
-        rows = [r[:2] for r in _lowering_rows(framework, table)]
+        # no NPU op: say why (not supported, a no-op, folded), as the markdown table does
+        rows = [[r[0], r[1] if r[1] != "-" else f"- {r[2]}"] for r in _lowering_rows(framework, table)]
         parts += ["", f"{title} ({len(rows)} op types):", _table([col, "npu op"], rows)]
     parts += ["", "NPU ops:", _table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
     return "\n".join(parts)

@@ -106,6 +106,12 @@ def test_usage_errors_exit_2(argv, capsys):
     assert code == 2 and "usage: gxnpuc" in err and "Traceback" not in err
 
 
+def test_eval_without_data_says_how_to_write_it(capsys):
+    """`gxnpuc -e config.yaml` took the config as the data: say so, not "config required"."""
+    code, out, err = run(["-e", "config.yaml"], capsys)
+    assert code == 2 and "gxnpuc -e inputs.npz config.yaml" in err
+
+
 def test_help_is_quick_and_complete(capsys):
     code, out, _ = run(["--help"], capsys)
     assert code == 0

@@ -296,6 +296,17 @@ def test_resolve_spells_aliases_as_weight_names(proj, graph):
     assert out.weight_min_max["fc.weight"] == (-1.0, 1.0)
 
 
+def test_close_matches_lead_from_framework_variable_names_to_their_layer():
+    """torch.onnx folds BatchNorm into `conv.weight` and renames it `onnx::Conv_25`; a frozen
+    Keras graph names `probs/kernel` by its reader. Both users get the layer's names first."""
+    pool = ["fc.weight", "pw.weight", "onnx::Conv_25", "/conv/Conv", "/1/1.0/conv1/Conv", "/fc/Gemm"]
+    assert names.close_matches("conv.weight", pool)[0] == "/conv/Conv"
+    assert names.close_matches("1.0.conv1.weight", pool)[0] == "/1/1.0/conv1/Conv"
+    assert names.close_matches("fc.wieght", pool)[0] == "fc.weight"
+    keras = ["cnn_1/conv1_1/convolution/ReadVariableOp", "cnn_1/probs_1/Cast/ReadVariableOp"]
+    assert names.close_matches("probs/kernel:0", keras) == ["cnn_1/probs_1/Cast/ReadVariableOp"]
+
+
 @pytest.mark.parametrize("body, where, what", [
     ("OUTPUT_OPS: [yy]\n", "config.yaml:2: OUTPUT_OPS", "'yy' is not a tensor of the model (close matches: y"),
     ("OUTPUT_OPS: [/fc/Gemm]\n", "config.yaml:2: OUTPUT_OPS", "close matches: /fc/Gemm_output_0"),

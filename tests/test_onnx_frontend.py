@@ -128,3 +128,16 @@ def test_tensor_written_twice_is_refused(tmp_path):
     onnx.save_model(model, tmp_path / "m.onnx")
     with pytest.raises(ModelError, match=r"second_writer.*writes 'y'.*'/fc/MatMul' already"):
         to_ir(str(tmp_path / "m.onnx"))
+
+
+def test_unsupported_ops_behind_an_unsupported_op_are_listed_too(tmp_path):
+    model = _fc_model(batch=1)
+    model.graph.node.extend([helper.make_node("Unique", ["y"], ["u"], name="first"),
+                             helper.make_node("ArgMax", ["u"], ["a"], name="behind", axis=1)])
+    model.graph.output.append(helper.make_tensor_value_info("a", TensorProto.INT64, None))
+    path = str(tmp_path / "m.onnx")
+    onnx.save_model(model, path)
+    with pytest.raises(UnsupportedOpError) as err:
+        to_ir(path)
+    assert [i[:2] for i in err.value.items] == [("first", "Unique"), ("behind", "ArgMax")]
+    assert err.value.where == path

@@ -121,6 +121,24 @@ def test_histograms_default_folder_and_stale_pictures(tmp_path):
     assert sorted(os.listdir(folder)) == sorted(["w1.jpg", "mine.jpg", hist.INDEX])
 
 
+def test_two_models_sharing_a_folder_keep_each_others_pictures(tmp_path):
+    import dataclasses
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    model_a, cfg_a = _compile(_mlp(["a0", "a1"], [8, 6, 4]), tmp_path / "a", compress=True)
+    model_b, cfg_b = _compile(_mlp(["m0"], [8, 6]), tmp_path / "b", compress=True)
+    cfg_b = dataclasses.replace(cfg_b, output_file=str(tmp_path / "b" / "other.h"))
+    folder = str(tmp_path / "npu_jpgs")
+    report.save_histograms(model_a, cfg_a, folder)
+    report.save_histograms(model_b, cfg_b, folder)
+    assert sorted(os.listdir(folder)) == sorted(["a0.jpg", "a1.jpg", "m0.jpg", hist.INDEX])
+    model_a, cfg_a = _compile(_mlp(["a0", "a1"], [8, 6, 4]), tmp_path / "a", compress=True,
+                              exclude_compress_ops=("a0",))
+    report.save_histograms(model_a, cfg_a, folder)  # a0 is gone, m0 (another model's) stays
+    assert sorted(os.listdir(folder)) == sorted(["a1.jpg", "m0.jpg", hist.INDEX])
+
+
 def test_histograms_never_write_through_symlinks(tmp_path):
     model, cfg = _compile(_mlp(["w0"], [8, 6]), tmp_path, compress=True)
     folder, outside = tmp_path / "jpgs", tmp_path / "precious.txt"
@@ -217,7 +235,8 @@ def test_list_ops_covers_the_registry():
         assert re.search(rf"^{re.escape(name)}\s", text, re.M), name
     rows = dict(re.findall(r"^(\w+) +(\S.*)$", text, re.M))
     assert "fc" in rows["Gemm"].split(", ") and rows["Conv"] == "conv"
-    assert rows["Dropout"] == "-" and rows["Reshape"] == "reshape"
+    assert rows["Dropout"].startswith("- ") and rows["Reshape"] == "reshape"
+    assert rows["LSTM"] == "- not supported"
 
 
 def test_list_ops_rejects_unknown_core():

@@ -186,6 +186,26 @@ def test_unknown_time_dimension_needs_input_ops(tmp_path):
         lower("KERAS_FILE", path, input_ops={"frames": (1, 9, 6)})  # the model says 5 channels
 
 
+def test_input_ops_name_colon_0_is_that_input(built, tmp_path):
+    """`Placeholder:0` in INPUT_OPS (as TF users write it) is that input, not a second one,
+    and its shape is the one used (a dimension the model leaves unknown)."""
+    import tensorflow as tf
+
+    for key, path in (built["tdnn_kws"][1]["pb"], built["tdnn_kws"][1]["keras"]):
+        plain = lower(key, path)
+        name = plain.inputs[0]
+        spelt = lower(key, path, input_ops={name + ":0": tuple(plain.tensors[name].shape)})
+        assert spelt.inputs == plain.inputs
+    g = tf.Graph()
+    with g.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, None, 4])  # node "Placeholder"
+        tf.nn.relu(x, name="out")
+    pb = tmp_path / "tf1.pb"
+    pb.write_bytes(g.as_graph_def().SerializeToString())
+    graph = lower("PB_FILE", str(pb), input_ops={"Placeholder:0": (1, 3, 4)}, output_ops=("out:0",))
+    assert graph.inputs == ["Placeholder"] and graph.tensors["Placeholder"].shape == (1, 3, 4)
+
+
 @pytest.fixture(scope="module")
 def lambda_model(tmp_path_factory):
     import keras

@@ -147,8 +147,9 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
         ctx.fnode = fn
         before = len(ctx.unsupported)
         low = table.get(fn.op_type)
-        if low is None:
-            ctx.reject("no lowering for this op type")
+        never = _never_supported(ctx, fn.op_type)
+        if low is None or never:
+            ctx.reject(never or "no lowering for this op type")
         elif _inputs_ready(ctx, fn, rejected):
             _lower_one(ctx, low, fn)
         else:
@@ -157,8 +158,19 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
             rejected.update(fn.outputs)
     ctx.fnode = None
     if ctx.unsupported:
-        raise UnsupportedOpError(f"{ctx.framework} model", ctx.unsupported)
+        raise UnsupportedOpError(ctx.graph.meta.get("source") or f"{ctx.framework} model", ctx.unsupported)
     return finish(ctx, outputs)
+
+
+def _never_supported(ctx: LowerCtx, op_type: str) -> str:
+    """The reason an op type is always refused (its lowering declares `unsupported(...)`), so
+    it is listed even when it sits behind another refused node; "" otherwise."""
+    from gxnpuc.ops.base import LOWERING_EMITS, NoNpuOp
+
+    emits = LOWERING_EMITS.get(("onnx" if ctx.framework == "onnx" else "tf", op_type))
+    if isinstance(emits, NoNpuOp) and emits.summary == "not supported":
+        return emits.constraint
+    return ""
 
 
 def _inputs_ready(ctx: LowerCtx, fn: FNode, rejected: set[str]) -> bool:

@@ -20,13 +20,17 @@ def load_model(path: str):
     """Parse the file with onnx; every failure becomes one ModelError line."""
     import onnx
 
+    from gxnpuc.config_files import display_path
+
+    shown = display_path(path)
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # protobuf raises several unrelated types on corrupt bytes
-        raise ModelError(path, f"not a readable ONNX model ({type(exc).__name__})",
+        raise ModelError(shown, f"not a readable ONNX model ({type(exc).__name__})",
                          "an .onnx file saved by torch.onnx.export, tf2onnx or onnx.save") from None
-    if not model.graph.node and not model.graph.output:
-        raise ModelError(path, "the ONNX model has an empty graph", "an .onnx file with nodes and outputs")
+    if not model.graph.node and not model.graph.output:  # other protobufs (a TF .pb) parse so too
+        raise ModelError(shown, "the ONNX model has an empty graph",
+                         "an .onnx file with nodes and outputs; a TensorFlow .pb goes in PB_FILE")
     _load_external(model, path)
     return model
 
@@ -66,11 +70,25 @@ def _attrs(node) -> dict:
     return out
 
 
+def _checked_override(vi, given: list[int]) -> tuple[int, ...]:
+    """An INPUT_OPS shape: same rank as the model's input, and its static dims unchanged."""
+    if not vi.type.tensor_type.HasField("shape"):
+        return tuple(given)  # the model does not say
+    model = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+             for d in vi.type.tensor_type.shape.dim]
+    if len(model) != len(given) or any(m is not None and m != g for m, g in zip(model, given)):
+        err = ConfigError("INPUT_OPS", f"shape {given} of {vi.name!r} does not fit the model's "
+                          f"input shape {model}", "same rank; None dims may be any positive size")
+        err.key, err.name = "INPUT_OPS", vi.name  # frontend.load() adds the config line
+        raise err
+    return tuple(given)
+
+
 def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
     name = vi.name
-    if name in overrides:
-        return tuple(int(d) for d in overrides[name])
     dims = vi.type.tensor_type.shape.dim
+    if name in overrides:
+        return _checked_override(vi, [int(d) for d in overrides[name]])
     shape = []
     for k, d in enumerate(dims):
         if d.HasField("dim_value") and d.dim_value > 0:

@@ -26,7 +26,7 @@ def to_ir(cfg) -> Graph:
     from gxnpuc.ops import TF_LOWERINGS
     from gxnpuc.ops.rejected import reject_tf_loops
 
-    overrides = {k: v for k, v in dict(cfg.input_ops or {}).items()}
+    overrides = {tensor_name(k): v for k, v in dict(cfg.input_ops or {}).items()}  # `x:0` is `x`
     frozen = load(cfg, overrides)
     fnodes = topological(graph_def_to_fnodes(frozen.graph_def))
     fnodes = fuse_dilated_convs(resolve_switches(fnodes))
@@ -156,8 +156,10 @@ def _checked_override(name: str, dims, given: list[int]) -> tuple[int, ...]:
         d is not None and d >= 0 and d != g for d, g in zip(dims, given)))
     if bad or any(g <= 0 for g in given):
         model = "?" if dims is None else [d if d is not None and d >= 0 else None for d in dims]
-        raise ConfigError(f"INPUT_OPS: {name}", f"shape {given} does not fit the model's input "
+        err = ConfigError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
                           f"shape {model}", "same rank; None dims may be any positive size")
+        err.key, err.name = "INPUT_OPS", name  # frontend.load() adds the config line
+        raise err
     return tuple(given)
 
 
@@ -183,8 +185,9 @@ def _find_tensor(name: str, keys: dict, by_node: dict, key: str) -> str:
         return tensor
     from gxnpuc import names
 
+    role = "inputs" if key == "INPUT_OPS" else "outputs"
     raise names.unknown(key, name, list(keys) + list(by_node), "is not a tensor of the model",
-                        "model: " + ", ".join(list(keys)[:8]))
+                        f"model {role}: " + ", ".join(list(keys)[:8]))
 
 
 def _cut_tensors(frozen: Frozen, overrides: dict, by_node: dict) -> set[str]:

@@ -68,7 +68,8 @@ def load_pb(path: str, cfg) -> Frozen:
                          "a frozen GraphDef .pb") from None
     except Exception as exc:  # protobuf raises DecodeError and friends on other bytes
         raise ModelError(display_path(path), f"not a frozen GraphDef ({type(exc).__name__})",
-                         "a .pb written by tf.io.write_graph(..., as_text=False)") from None
+                         "a .pb written by tf.io.write_graph(..., as_text=False); an .onnx file "
+                         "goes in ONNX_FILE") from None
     _check_frozen(gd, path)
     placeholders = [n for n in gd.node if n.op == "Placeholder"]
     inputs = {n.name: n.name for n in placeholders}
