@@ -12,12 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from gxnpuc.errors import ConfigError, ModelError
+from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range  # noqa: F401 (API)
 
 FP16_MAX = 65504.0
 LEVELS = 255  # codes 0..255
-CHUNK = 1 << 16  # values per quantisation block: the float32 scratch stays in L2 cache
+CHUNK = 1 << 17  # values per quantisation block: its float32 scratch (512 KB) stays in the L2 cache
 CLIP_METHODS = ("minmax", "mse", "percentile")
-PERCENTILE_KEEP = 99.99  # "percentile" clip keeps this share of values inside the range
+# t + 1.5 * 2^23 rounds t in [0, 2^22) to the nearest integer, ties to even (as np.rint does),
+# and leaves that integer in the low mantissa bits: the code is the low byte of the float32.
+ROUND_MAGIC = np.float32(1.5 * 2 ** 23)
 
 
 @dataclass
@@ -51,17 +54,18 @@ class StoredWeight:
         """[C, 256] float16: what each code decodes to, per channel."""
         return decode_table(self.lo_f16, self.step_f16)
 
-    def decode(self) -> np.ndarray:
-        """The values the device sees, in the weight's shape (fp16; int32 for integers)."""
+    def decode(self, dtype=None) -> np.ndarray:
+        """The values the device sees, in the weight's shape (fp16; int32 for integers).
+        dtype (e.g. float32) converts float values exactly, faster than decode().astype()."""
         if self.packing == "int32":
             return self.data_i32
         if not self.compressed:
-            return self.data_f16
-        return dequantize(self.codes, self.lo_f16, self.step_f16, self.axis)
+            return self.data_f16 if dtype is None else self.data_f16.astype(dtype)
+        return dequantize(self.codes, self.lo_f16, self.step_f16, self.axis, dtype or np.float16)
 
     def zero_codes(self) -> np.ndarray | None:
         """Per channel, the code that decodes to exactly 0.0; None if a channel has none."""
-        return zero_codes(self.table())
+        return table_facts(self.lo_f16, self.step_f16)[1]
 
     @property
     def nbytes_fp32(self) -> int:
@@ -90,11 +94,27 @@ def fp16_params(lo, hi) -> tuple[np.ndarray, np.ndarray]:
 
 def decode_table(lo_f16: np.ndarray, step_f16: np.ndarray) -> np.ndarray:
     """[C, 256] float16 = fp16(lo16 + q*step16), exact in float64 then rounded once."""
+    with np.errstate(over="ignore"):
+        return exact_table(lo_f16, step_f16).astype(np.float16)
+
+
+def exact_table(lo_f16: np.ndarray, step_f16: np.ndarray) -> np.ndarray:
+    """[C, 256] float64 lo16 + q*step16 before the rounding to fp16 (exact: multiples of
+    2^-24 below 2^26). It rounds to fp16 zero only where it is 0, to inf where |v| >= 65520."""
     q = np.arange(LEVELS + 1, dtype=np.float64)
     lo = np.asarray(lo_f16, np.float16).astype(np.float64).reshape(-1, 1)
     step = np.asarray(step_f16, np.float16).astype(np.float64).reshape(-1, 1)
-    with np.errstate(over="ignore"):
-        return (lo + q * step).astype(np.float16)
+    with np.errstate(invalid="ignore"):
+        return lo + q * step
+
+
+def table_facts(lo_f16, step_f16) -> tuple[bool, np.ndarray | None]:
+    """(every code decodes to a finite fp16, zero_codes(decode_table(...))) without rounding
+    the whole table to fp16."""
+    v = exact_table(lo_f16, step_f16)
+    with np.errstate(invalid="ignore"):
+        finite = bool(np.all(np.abs(v) < FP16_MAX + 16))  # 65520 is where fp16 rounds to inf
+    return finite, zero_codes(v)
 
 
 def channel_view(shape: tuple, axis: int | None, channels: int) -> tuple[int, int, int]:
@@ -109,53 +129,81 @@ def channel_view(shape: tuple, axis: int | None, channels: int) -> tuple[int, in
     return pre, channels, n // max(pre * channels, 1)
 
 
-def _blocks(pre: int, c: int, post: int):
-    """Index tuples into the [pre, C, post] view, each ~CHUNK values, and the lo/step slice."""
-    if pre > 1 or c == 1:
-        rows = max(1, CHUNK // max(c * post, 1))
-        for a in range(0, pre, rows):
-            yield (slice(a, a + rows), slice(None)), slice(None)
-    else:  # one row: split along the channels
-        rows = max(1, CHUNK // max(post, 1))
-        for a in range(0, c, rows):
-            yield (slice(None), slice(a, a + rows)), slice(a, a + rows)
+def _rows_view(x3: np.ndarray, a: np.ndarray, b: np.ndarray):
+    """x3 [pre, C, post] with the fewest dims (numpy's loops are much faster on 1-D / 2-D
+    arrays than with unit dims), two per-channel [C] vectors shaped to broadcast against it,
+    and whether those follow its first axis (then slice them with it)."""
+    pre, c, post = x3.shape
+    if c == 1:
+        return x3.reshape(-1), a.reshape(()), b.reshape(()), False
+    if post == 1:
+        return x3.reshape(pre, c), a.reshape(1, c), b.reshape(1, c), False
+    if pre == 1:
+        return x3.reshape(c, post), a.reshape(c, 1), b.reshape(c, 1), True
+    return x3, a.reshape(1, c, 1), b.reshape(1, c, 1), False
 
 
-def quantize(w: np.ndarray, lo, hi, axis: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def quantize(w: np.ndarray, lo, hi, axis: int | None = None,
+             inside: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(codes uint8 in w's shape, lo_f16, step_f16): q = clip(round((w - lo16) / step16), 0, 255).
 
     lo/hi are scalars (per tensor) or arrays of C values (per channel along `axis`). Values
     outside [lo16, lo16 + 255*step16] saturate to code 0 / 255. step16 == 0 (constant
     weight, or a range too narrow for fp16) gives code 0, which decodes to lo16.
+    inside: every value lies in [lo, hi] (they are its min/max); the clip is then skipped
+    where no value can round outside 0..255.
     """
     w = np.asarray(w, np.float32)
     lo16, step16 = fp16_params(lo, hi)
     pre, c, post = channel_view(w.shape, axis, lo16.size)
-    w3 = w.reshape(pre, c, post)
     codes = np.empty(w.shape, np.uint8)
-    c3 = codes.reshape(pre, c, post)
-    lo32 = lo16.astype(np.float32).reshape(1, c, 1)
     flat = step16 == 0
-    st32 = np.where(flat, np.float16(1), step16).astype(np.float32).reshape(1, c, 1)
-    for idx, ch in _blocks(pre, c, post):
-        t = np.subtract(w3[idx], lo32[:, ch], dtype=np.float32)
-        np.divide(t, st32[:, ch], out=t)
-        np.rint(t, out=t)
-        np.clip(t, 0, LEVELS, out=t)
-        c3[idx] = t
+    st32 = np.where(flat, np.float16(1), step16).astype(np.float32)
+    src, lo_b, st_b, by_row = _rows_view(w.reshape(pre, c, post), lo16.astype(np.float32), st32)
+    dst = codes.reshape(src.shape)
+    rows = max(1, CHUNK // max(src[0].size, 1)) if src.ndim > 1 else CHUNK
+    scratch = np.empty(min(rows * (src[0].size if src.ndim > 1 else 1), src.size), np.float32)
+    clip = not (inside and _rounds_inside(lo, hi, lo16.astype(np.float32), st32, flat))
+    for a in range(0, src.shape[0], rows):
+        part = src[a:a + rows]
+        lo_p, st_p = (lo_b[a:a + rows], st_b[a:a + rows]) if by_row else (lo_b, st_b)
+        t = np.subtract(part, lo_p, out=scratch[:part.size].reshape(part.shape), dtype=np.float32)
+        np.divide(t, st_p, out=t)
+        if clip:
+            np.clip(t, 0, LEVELS, out=t)  # clip, then round: the same as round, then clip
+        np.add(t, ROUND_MAGIC, out=t)
+        dst[a:a + rows] = t.view(np.uint32)  # the integer cast keeps the low byte: the code
     if flat.any():
-        c3[:, flat, :] = 0
+        codes.reshape(pre, c, post)[:, flat, :] = 0
     return codes, lo16, step16
 
 
-def dequantize(codes: np.ndarray, lo_f16, step_f16, axis: int | None = None) -> np.ndarray:
-    """fp16(lo16 + q*step16) in the codes' shape, bit-exact (see the module docstring)."""
-    table = decode_table(lo_f16, step_f16)
+def _rounds_inside(lo, hi, lo32: np.ndarray, st32: np.ndarray, flat: np.ndarray) -> bool:
+    """Whether every w in [lo, hi] (per channel) gives t = (w - lo16) / step16 in
+    [-0.5, 255.5), so that round(t) is already a code. t is monotonic in w (float32 subtract
+    and divide by a positive step), so its ends are enough; flat channels are zeroed anyway."""
+    ends = np.stack([np.broadcast_to(np.asarray(v, np.float64), lo32.shape) for v in (lo, hi)]).astype(np.float32)
+    t = np.subtract(ends, lo32, dtype=np.float32)
+    np.divide(t, st32, out=t)
+    ok = (t[0] >= -0.5) & (t[1] < LEVELS + 0.5)
+    return bool(np.all(ok | flat))
+
+
+def dequantize(codes: np.ndarray, lo_f16, step_f16, axis: int | None = None, dtype=np.float16) -> np.ndarray:
+    """fp16(lo16 + q*step16) in the codes' shape, bit-exact (see the module docstring);
+    dtype float32 gives the same values converted exactly, without an fp16 array between."""
+    table = decode_table(lo_f16, step_f16).astype(dtype, copy=False)
     if table.shape[0] == 1:
-        return table[0][codes]
+        return np.take(table[0], codes)
     pre, c, post = channel_view(codes.shape, axis, table.shape[0])
-    ch = np.arange(c).reshape(1, c, 1)
-    return table[ch, codes.reshape(pre, c, post)].reshape(codes.shape)
+    offsets = np.arange(c, dtype=np.int32) * (LEVELS + 1)  # code q of channel k: table entry k*256 + q
+    src, offsets, _, by_row = _rows_view(codes.reshape(pre, c, post), offsets, offsets)
+    out = np.empty(src.shape, table.dtype)
+    rows = max(1, CHUNK // max(src[0].size, 1))
+    for a in range(0, src.shape[0], rows):
+        idx = np.add(src[a:a + rows], offsets[a:a + rows] if by_row else offsets, dtype=np.int32)
+        np.take(table.reshape(-1), idx, out=out[a:a + rows])
+    return out.reshape(codes.shape)
 
 
 # -- zero-skip bitmap -------------------------------------------------------------------------
@@ -196,63 +244,17 @@ def bitmap_unpack(bitmap: bytes, kept: bytes, shape: tuple, zero: np.ndarray, ax
 
 def choose_packing(codes: np.ndarray, lo_f16, step_f16, axis) -> tuple[str, int | None]:
     """("bitmap", nnz) where the bitmap is smaller than dense codes, else ("dense", nnz or None)."""
-    zero = zero_codes(decode_table(lo_f16, step_f16))
+    return packing_for(codes, table_facts(lo_f16, step_f16)[1], axis)
+
+
+def packing_for(codes: np.ndarray, zero: np.ndarray | None, axis) -> tuple[str, int | None]:
+    """choose_packing, given the zero code of each channel (None: some channel has none)."""
     if zero is None or codes.size == 0:
         return "dense", None
     pre, c, post = channel_view(codes.shape, axis, zero.size)
     z = _zero_per_value(codes.shape, axis, zero)
     nnz = int(codes.size - np.count_nonzero(codes.reshape(pre, c, post) == z))
     return ("bitmap" if bitmap_nbytes(codes.size, nnz) < codes.size else "dense"), nnz
-
-
-# -- ranges -----------------------------------------------------------------------------------
-def min_max(w3: np.ndarray, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per tensor ([1] each) or per channel ([C] each) min and max of a [pre, C, post] view."""
-    if not per_channel:
-        return np.array([w3.min()], np.float64), np.array([w3.max()], np.float64)
-    return w3.min(axis=(0, 2)).astype(np.float64), w3.max(axis=(0, 2)).astype(np.float64)
-
-
-def mse_range(x: np.ndarray, bins: int = 512, max_samples: int = 1 << 20) -> tuple[float, float]:
-    """The clip range [lo, hi] minimising the weight's squared quantisation error.
-
-    A histogram gives, for every pair of bin edges (lo below the median, hi above), the
-    exact clipping error of the values outside plus N_inside * step^2 / 12 of rounding noise.
-    Very large tensors are subsampled with a fixed stride (their min/max are kept exactly).
-    """
-    x = np.asarray(x, np.float32).reshape(-1)
-    mn, mx = float(x.min()), float(x.max())
-    if not mx > mn:
-        return mn, mx
-    x = x[::max(1, x.size // max_samples)]
-    edges = np.linspace(mn, mx, bins + 1)
-    idx = np.minimum(((x - mn) * (bins / (mx - mn))).astype(np.int64), bins - 1)
-    x64 = x.astype(np.float64)
-    s0, s1, s2 = (np.bincount(idx, weights=v, minlength=bins) for v in (None, x64, x64 * x64))
-    cum = [np.concatenate([[0.0], np.cumsum(s)]) for s in (s0, s1, s2)]  # sums over bins < k
-    half = bins // 2
-    lo_e, hi_e = edges[:half + 1], edges[half:]
-    below = cum[2][:half + 1] - 2 * lo_e * cum[1][:half + 1] + lo_e ** 2 * cum[0][:half + 1]
-    tot = [c[-1] for c in cum]
-    above_s = [t - c[half:] for t, c in zip(tot, cum)]  # sums over bins >= k
-    above = above_s[2] - 2 * hi_e * above_s[1] + hi_e ** 2 * above_s[0]
-    inside = cum[0][half:][None, :] - cum[0][:half + 1][:, None]
-    noise = inside * ((hi_e[None, :] - lo_e[:, None]) / LEVELS) ** 2 / 12
-    err = below[:, None] + above[None, :] + noise
-    i, j = np.unravel_index(int(np.argmin(err)), err.shape)
-    return float(lo_e[i]), float(hi_e[j])
-
-
-def auto_range(w3: np.ndarray, method: str, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """[C]-shaped (lo, hi) for weight_clip "mse" or "percentile" on a [pre, C, post] view."""
-    q = (100 - PERCENTILE_KEEP) / 200
-    parts = [w3] if not per_channel else [w3[:, k, :] for k in range(w3.shape[1])]
-    if method == "percentile":
-        pairs = [tuple(np.quantile(p, [q, 1 - q])) for p in parts]
-    else:
-        pairs = [mse_range(p, bins=512 if not per_channel else 128) for p in parts]
-    lo, hi = (np.array(v, np.float64) for v in zip(*pairs))
-    return lo, hi
 
 
 # -- whole graphs -----------------------------------------------------------------------------
@@ -265,15 +267,23 @@ def check_finite(name: str, lo: np.ndarray, hi: np.ndarray) -> None:
 
 def store_plain(name: str, value: np.ndarray, family: str) -> StoredWeight:
     """An uncompressed constant: fp16 (saturated to +-65504), or int32 for integers/bools."""
+    return _store_plain(name, value, family)[0]
+
+
+def _store_plain(name: str, value, family: str) -> tuple[StoredWeight, float]:
+    """store_plain, and the largest magnitude of a float constant (0.0 otherwise)."""
     arr = np.asarray(value)
     base = dict(name=name, shape=tuple(int(d) for d in arr.shape), family=family, dtype=arr.dtype.name)
     if not np.issubdtype(arr.dtype, np.floating):
-        return StoredWeight(**{**base, "family": "param"}, packing="int32", data_i32=arr.astype(np.int32))
-    if arr.size:
-        check_finite(name, np.array([arr.min()]), np.array([arr.max()]))
-    with np.errstate(over="ignore"):
-        f16 = np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16)
-    return StoredWeight(**base, packing="fp16", data_f16=f16)
+        return StoredWeight(**{**base, "family": "param"}, packing="int32", data_i32=arr.astype(np.int32)), 0.0
+    mn, mx = (arr.min(), arr.max()) if arr.size else (0.0, 0.0)
+    check_finite(name, np.array([mn]), np.array([mx]))
+    if arr.ndim and -FP16_MAX <= mn and mx <= FP16_MAX:  # nothing to saturate: skip the clip pass
+        f16 = arr.astype(np.float16)
+    else:
+        with np.errstate(over="ignore"):
+            f16 = np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16)
+    return StoredWeight(**base, packing="fp16", data_f16=f16), max(-float(mn), float(mx))
 
 
 def compress_weight(name: str, value: np.ndarray, family: str, axis: int | None = None,
@@ -294,13 +304,14 @@ def compress_weight(name: str, value: np.ndarray, family: str, axis: int | None 
             (np.clip(lo, c_lo, c_hi), np.clip(hi, c_lo, c_hi))
         source = "weight_min_max"
     elif method != "minmax" and w.size:
-        lo, hi = auto_range(w3, method, per_channel)
+        lo, hi = auto_range(w3, method, per_channel, (lo, hi))
         source = method
-    codes, lo16, step16 = quantize(w, lo, hi, axis)
-    if not np.all(np.isfinite(decode_table(lo16, step16))):
+    codes, lo16, step16 = quantize(w, lo, hi, axis, inside=source == "minmax")
+    finite, zero = table_facts(lo16, step16)
+    if not finite:
         raise ModelError(f"weight {name!r}", f"range [{lo.min():g}, {hi.max():g}] exceeds fp16",
                          "compressed values must lie within +-65504: exclude it or set WEIGHT_MIN_MAX")
-    packing, nnz = choose_packing(codes, lo16, step16, axis)
+    packing, nnz = packing_for(codes, zero, axis)
     asked = None if source == "minmax" else (float(lo.min()), float(hi.max()))  # widest if per channel
     if clip is not None:
         asked = (float(clip[0]), float(clip[1]))
@@ -348,15 +359,12 @@ def _slots(graph) -> dict[str, tuple[str, object, list[str]]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-def _note_fp16_overflow(graph, name: str, value) -> None:
+def _note_fp16_overflow(graph, name: str, peak: float) -> None:
     """fp16 holds magnitudes up to 65504; tell the user when a stored weight saturates."""
-    arr = np.asarray(value)
-    if arr.size and np.issubdtype(arr.dtype, np.floating):
-        peak = float(np.max(np.abs(arr)))
-        if peak > FP16_MAX:
-            graph.meta.setdefault("notes", []).append(
-                f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
-                f"to +-{FP16_MAX:g} on the NPU")
+    if peak > FP16_MAX:
+        graph.meta.setdefault("notes", []).append(
+            f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
+            f"to +-{FP16_MAX:g} on the NPU")
 
 
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
@@ -373,8 +381,8 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         keys = [name, *consumers]
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
         if not (floating and value.size and _wants_compression(family, set(keys), cfg)):
-            out[name] = store_plain(name, value, family)
-            _note_fp16_overflow(graph, name, value)
+            out[name], peak = _store_plain(name, value, family)
+            _note_fp16_overflow(graph, name, peak)
             continue
         clip = _lookup(cfg.weight_min_max, keys)
         if clip is not None and not float(clip[0]) <= float(clip[1]):

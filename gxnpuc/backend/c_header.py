@@ -16,6 +16,8 @@ from gxnpuc.backend.sections import FORMAT_VERSION, Sections
 
 ROWS_PER_CHUNK = 1 << 14  # 16 bytes a row: 256 KiB of content per generated text chunk
 _HEX = np.array([f"0x{i:02x},".encode() for i in range(256)], dtype="S5")
+ROW = b"0x00," * 16 + b"\n"  # one row of the array body; the writer fills in the digits
+_DIGITS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), "<u2")  # byte -> 2 hex digits
 SIZE_CONSTS = {"cmd": "cmd_size", "weight": "weight_size", "ops": "ops_size", "data": "data_size",
                "tmp": "tmp_size", "io": "io_size", "npu_size": "npu_size", "total_size": "total_size",
                "limit": "memory_limit"}
@@ -112,34 +114,39 @@ def preamble(sec: Sections, model) -> str:
     return "\n".join(lines) + "\n\n" + io_structs(model) + "\n"
 
 
-def hex_rows(blob: bytes) -> Iterator[str]:
-    """The bytes as `0x..,` text, 16 a line, generated in large numpy chunks."""
+def hex_rows(blob: bytes) -> Iterator[bytes]:
+    """The bytes as `0x..,` ASCII text, 16 a line, in chunks of ROWS_PER_CHUNK lines: a
+    template of lines whose two digits per byte come from one table lookup (a strided
+    uint16 store), so each byte costs a few numpy element operations."""
     arr = np.frombuffer(blob, np.uint8)
-    step = ROWS_PER_CHUNK * 16
-    for start in range(0, len(arr), step):
-        part = arr[start:start + step]
-        full = len(part) // 16 * 16
-        rows = _HEX[part[:full]].view(np.uint8).reshape(-1, 80)
-        text = np.hstack([rows, np.full((len(rows), 1), 10, np.uint8)]).tobytes()
-        tail = _HEX[part[full:]].tobytes() + b"\n" if full < len(part) else b""
-        yield (text + tail).decode("ascii")
+    full = len(arr) // 16
+    rows = min(ROWS_PER_CHUNK, full)
+    if rows:
+        text = np.frombuffer(ROW * rows, np.uint8).copy().reshape(rows, len(ROW))
+        digits = np.ndarray((rows, 16), "<u2", buffer=text, offset=2, strides=(len(ROW), 5))
+        for r in range(0, full, rows):
+            part = arr[16 * r:16 * min(r + rows, full)].reshape(-1, 16)
+            digits[:len(part)] = np.take(_DIGITS, part)
+            yield text[:len(part)].tobytes()
+    if len(arr) > 16 * full:
+        yield _HEX[arr[16 * full:]].tobytes() + b"\n"
 
 
-def const_array(name: str, blob: bytes) -> Iterator[str]:
-    yield f"\nconst unsigned char {name}[{max(len(blob), 1)}] {ALIGNED} = {{\n"
+def const_array(name: str, blob: bytes) -> Iterator[bytes]:
+    yield f"\nconst unsigned char {name}[{max(len(blob), 1)}] {ALIGNED} = {{\n".encode("ascii")
     yield from hex_rows(blob if blob else b"\0")
-    yield "};\n"
+    yield b"};\n"
 
 
-def chunks(sec: Sections, model) -> Iterator[str]:
-    """The header text, piece by piece (the writer streams it to a temporary file)."""
-    yield preamble(sec, model)
+def chunks(sec: Sections, model) -> Iterator[bytes]:
+    """The header's ASCII bytes, piece by piece (the writer streams them to a temporary file)."""
+    yield preamble(sec, model).encode("ascii")
     for name, blob in zip(ARRAYS, (sec.cmd, sec.weight, sec.ops)):
         yield from const_array(name, blob)
-    yield "\n// NPU working memory (zero-initialised): activations, and the decompressor's tile\n"
-    yield f"unsigned char data_content[{max(sec.data_size, 1)}] {ALIGNED};\n"
-    yield f"unsigned char tmp_content[{max(sec.tmp_size, 1)}] {ALIGNED};\n"
-    yield "\n#endif  // GXNPUC_MODEL_H\n"
+    yield ("\n// NPU working memory (zero-initialised): activations, and the decompressor's tile\n"
+           f"unsigned char data_content[{max(sec.data_size, 1)}] {ALIGNED};\n"
+           f"unsigned char tmp_content[{max(sec.tmp_size, 1)}] {ALIGNED};\n"
+           "\n#endif  // GXNPUC_MODEL_H\n").encode("ascii")
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -149,55 +156,104 @@ _STR = re.compile(r'^const char \*(\w+) = "((?:[^"\\]|\\.)*)";$', re.M)
 _ARR_HEAD = re.compile(r"const unsigned char (\w+)\[(\d+)\][^=\n]*= \{\n")
 
 
-def is_header(text: str) -> bool:
-    return "const unsigned char cmd_content[" in text
+def is_header(data) -> bool:
+    """Whether data (the file's bytes, or its latin-1 text) looks like a header we wrote."""
+    needle = "const unsigned char cmd_content["
+    return (needle if isinstance(data, str) else needle.encode()) in data
 
 
 _HEXVAL = np.full(256, 255, np.uint8)
 _HEXVAL[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16)
 _HEXVAL[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
+# two hex digit characters, read as one little-endian uint16 -> their byte value (>255: not hex)
+_PAIRVAL = ((_HEXVAL[:, None].astype(np.uint16) << 4) | _HEXVAL[None, :]).T.reshape(-1)
+_PAIRVAL[((_HEXVAL[None, :] > 15) | (_HEXVAL[:, None] > 15)).T.reshape(-1)] = 0xFFFF
+_ZERO_X = int.from_bytes(b"0x", "little")
 
 
-def array_bytes(body: str) -> bytes:
-    """The bytes of a `0x..,` array body: fast path for the writer's fixed layout."""
-    raw = np.frombuffer(body.replace("\n", "").encode("latin-1"), np.uint8)
+def array_bytes(body) -> bytes:
+    """The bytes of a `0x..,` array body (bytes, or latin-1 text): fast path for cells of
+    exactly `0x..,`, then a plain scan for anything else a C compiler would take."""
+    body = body.encode("latin-1") if isinstance(body, str) else bytes(body)
+    raw = np.frombuffer(body.replace(b"\n", b""), np.uint8)
     if raw.size % 5 == 0:
         cells = raw.reshape(-1, 5)
         hi, lo = _HEXVAL[cells[:, 2]], _HEXVAL[cells[:, 3]]
         if (np.all(cells[:, 0] == ord("0")) and np.all(cells[:, 1] == ord("x"))
                 and np.all(cells[:, 4] == ord(",")) and np.all((hi | lo) < 16)):
             return ((hi << 4) | lo).tobytes()
-    return bytes(int(h, 16) for h in re.findall(r"0[xX]([0-9a-fA-F]{1,2})", body))
+    return bytes(int(h, 16) for h in re.findall(rb"0[xX]([0-9a-fA-F]{1,2})", body))
 
 
-def arrays(text: str) -> dict[str, str]:
-    """name -> the text between `= {` and `};` of every const byte array (skipping bodies)."""
-    out, pos = {}, 0
-    while (i := text.find("const unsigned char ", pos)) >= 0:
-        m = _ARR_HEAD.match(text, i)
-        end = text.find("};", m.end()) if m else -1
-        if end < 0:
-            pos = i + 1
-            continue
-        out[m.group(1)] = text[m.end():end]
-        pos = end
+def _cells(blob: bytes, start: int, rows: int, cols: int) -> np.ndarray | None:
+    """The byte values of `rows` lines of `cols` cells `0x..,` then a newline, from
+    blob[start:]; None if any character is not the writer's. Strided views of the text,
+    ROWS_PER_CHUNK lines at a time."""
+    line = 5 * cols + 1
+    out = np.empty((rows, cols), np.uint8)
+    for r in range(0, rows, ROWS_PER_CHUNK):
+        n, at = min(ROWS_PER_CHUNK, rows - r), start + r * line
+        cell = dict(buffer=blob, strides=(line, 5), shape=(n, cols))
+        values = _PAIRVAL[np.ndarray(dtype="<u2", offset=at + 2, **cell).copy()]
+        if ((np.ndarray(dtype="<u2", offset=at, **cell) != _ZERO_X).any()
+                or (np.ndarray(dtype=np.uint8, offset=at + 4, **cell) != ord(",")).any()
+                or (np.ndarray((n,), np.uint8, blob, at + line - 1, (line,)) != ord("\n")).any()
+                or values.max() > 255):
+            return None
+        out[r:r + n] = values
     return out
 
 
-def parse(text: str) -> Sections:
-    """Sections from a header written by chunks(); ValueError when something is missing."""
-    cut = text.find("const unsigned char cmd_content[")
-    head = text[:cut] if cut >= 0 else text
+def _writer_body(blob: bytes, start: int, n: int) -> tuple[bytes, int] | None:
+    """(the n bytes, where `};` starts) when the body at blob[start:] has exactly the
+    writer's layout (16 cells a line, the last line shorter), else None. Then it holds no
+    `};`, so the one right after it is the first one, as a plain search would find."""
+    full, tail = divmod(n, 16)
+    end = start + 81 * full + (5 * tail + 1 if tail else 0)
+    if n < 1 or blob[end:end + 2] != b"};":
+        return None
+    parts = [_cells(blob, start, full, 16)] if full else []
+    if tail:
+        parts.append(_cells(blob, start + 81 * full, 1, tail))
+    if any(p is None for p in parts):
+        return None
+    return b"".join(p.tobytes() for p in parts), end
+
+
+def arrays(data) -> dict[str, bytes]:
+    """name -> the bytes of every `const unsigned char name[n] ... = {...};` array."""
+    blob = data.encode("latin-1") if isinstance(data, str) else data
+    out, pos = {}, 0
+    while (i := blob.find(b"const unsigned char ", pos)) >= 0:
+        nl = blob.find(b"\n", i)
+        m = _ARR_HEAD.match(blob[i:nl + 1].decode("latin-1")) if nl >= 0 else None
+        found = _writer_body(blob, i + m.end(), int(m.group(2))) if m else None
+        if m and found is None:
+            end = blob.find(b"};", i + m.end())
+            found = (array_bytes(blob[i + m.end():end]), end) if end >= 0 else None
+        if found is None:
+            pos = i + 1
+            continue
+        out[m.group(1)], pos = found
+    return out
+
+
+def parse(data) -> Sections:
+    """Sections from a header written by chunks() (the file's bytes, or its latin-1 text);
+    ValueError when something is missing."""
+    blob = data.encode("latin-1") if isinstance(data, str) else data
+    cut = blob.find(b"const unsigned char cmd_content[")
+    head = (blob[:cut] if cut >= 0 else blob).decode("latin-1")
     uints = {m.group(1): int(m.group(2)) for m in _UINT.finditer(head)}
     strings = {m.group(1): c_unstring(m.group(2)) for m in _STR.finditer(head)}
     longs = {m.group(1): int(m.group(2)) for m in _LL.finditer(head)}
-    bodies = arrays(text)
+    bodies = arrays(blob)
     missing = [n for n in (*ARRAYS, "data_size", "tmp_size", "format_version") if n not in {**uints, **bodies}]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     blobs = []
     for name, key in zip(ARRAYS, ("cmd_size", "weight_size", "ops_size")):
-        raw = array_bytes(bodies[name])
+        raw = bodies[name]
         blobs.append(raw[:uints.get(key, len(raw))])
     info = {"format": uints["format_version"], "build_time": longs.get("build_time", 0),
             **{k: strings.get(c, "") for k, c in STRINGS.items()},

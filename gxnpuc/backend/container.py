@@ -21,24 +21,27 @@ CRC_AT = 16  # offset of the crc32 field
 ALIGN = 16
 
 
-def pack(sec: Sections) -> bytes:
-    """The whole file as bytes (the CRC covers every byte, with its own field as zero)."""
+def pack(sec: Sections) -> bytearray:
+    """The whole file (the CRC covers every byte, with its own field as zero), assembled in
+    one buffer of its final size."""
     info = tlv.encode(sec.info)
     table_end = HEADER.size + ENTRY.size * len(TAGS)
     header_size = align(table_end + len(info), ALIGN)
     stored = [sec.cmd, sec.weight, sec.ops]
-    entries, body, off = [], [], header_size
+    entries, offsets, off = [], [], header_size
     for tag, blob in zip(TAGS[:3], stored):
         entries.append(ENTRY.pack(tag, off, len(blob), 1))
-        padded = blob + b"\0" * (align(len(blob), ALIGN) - len(blob))
-        body.append(padded)
-        off += len(padded)
+        offsets.append(off)
+        off += align(len(blob), ALIGN)
     entries += [ENTRY.pack(TAGS[3], 0, sec.data_size, 0), ENTRY.pack(TAGS[4], 0, sec.tmp_size, 0)]
     head = HEADER.pack(MAGIC, FORMAT_VERSION, header_size, 0, len(TAGS), table_end, len(info))
     pre = head + b"".join(entries) + info
-    blob = bytearray(pre + b"\0" * (header_size - len(pre)) + b"".join(body))
-    struct.pack_into("<I", blob, CRC_AT, zlib.crc32(blob))
-    return bytes(blob)
+    out = bytearray(off)  # zero-filled: the padding after the header and after each section
+    out[:len(pre)] = pre
+    for at, blob in zip(offsets, stored):
+        out[at:at + len(blob)] = blob
+    struct.pack_into("<I", out, CRC_AT, zlib.crc32(out))
+    return out
 
 
 def is_raw(head: bytes) -> bool:
@@ -52,9 +55,9 @@ def unpack(blob: bytes) -> Sections:
     _, version, header_size, crc, n, info_off, info_size = HEADER.unpack_from(blob)
     if version != FORMAT_VERSION:
         raise ValueError(f"container version {version} (this gxnpuc reads {FORMAT_VERSION})")
-    check = bytearray(blob)
-    struct.pack_into("<I", check, CRC_AT, 0)
-    if zlib.crc32(check) != crc:
+    view = memoryview(blob)
+    check = zlib.crc32(view[CRC_AT + 4:], zlib.crc32(b"\0\0\0\0", zlib.crc32(view[:CRC_AT])))
+    if check != crc:  # the CRC of the file with its own field as zero, without copying it
         raise ValueError("checksum mismatch: the file is truncated or corrupt")
     sections = {}
     for k in range(n):

@@ -9,7 +9,7 @@ import numpy as np
 
 from gxnpuc.backend import sections as S
 from gxnpuc.backend import tlv
-from gxnpuc.compress import StoredWeight, bitmap_unpack, choose_packing, zero_codes, decode_table
+from gxnpuc.compress import StoredWeight, bitmap_unpack, choose_packing, table_facts
 from gxnpuc.errors import ModelError
 from gxnpuc.ir import Graph, Node, Tensor
 from gxnpuc.model import CompiledModel
@@ -35,7 +35,7 @@ def _codes(rest: memoryview, shape: tuple, n: int, rec, lo16, step16, axis) -> n
     nbm = -(-n // 8)
     if len(rest) != nbm + rec[9]:
         raise Bad("bitmap size does not match its header")
-    zero = zero_codes(decode_table(lo16, step16))
+    zero = table_facts(lo16, step16)[1]
     if zero is None:
         raise Bad("bitmap packing for a range with no zero code")
     return bitmap_unpack(bytes(rest[:nbm]), bytes(rest[nbm:]), shape, zero, axis)
@@ -86,8 +86,11 @@ def _graph(cmd: dict, weights: dict) -> Graph:
     g = Graph(meta=dict(cmd.get("meta", {})))
     for name, shape, dtype, _ in tensors:
         data = None
-        if name in weights:
-            data = np.asarray(weights[name].decode()).astype(dtype)
+        sw = weights.get(name)
+        if sw is not None and sw.compressed and np.issubdtype(np.dtype(dtype), np.floating):
+            data = sw.decode(dtype)  # straight from the codes: no fp16 array in between
+        elif sw is not None:
+            data = np.asarray(sw.decode()).astype(dtype)
         g.tensors[name] = Tensor(name, tuple(shape), dtype, data)
     for op, name, source, attrs, ins, outs in cmd["nodes"]:
         g.nodes.append(Node(name, op, [names[i] if i >= 0 else "" for i in ins],

@@ -35,31 +35,42 @@ class Sections:
     weight_layout: dict = field(default_factory=dict)  # weight -> (offset, nbytes) in `weight`
 
 
-def weight_payload(sw) -> list[bytes]:
-    """The bytes of one stored weight, in file order (little-endian)."""
+def weight_payload(sw) -> list[memoryview]:
+    """The bytes of one stored weight, in file order (little-endian), as byte views (the
+    arrays' own memory where it is contiguous: no copy until the section is assembled)."""
     from gxnpuc.compress import bitmap_pack
 
     if sw.packing == "int32":
-        return [np.asarray(sw.data_i32, "<i4").tobytes()]
-    if sw.packing == "fp16":
-        return [np.asarray(sw.data_f16, "<f2").tobytes()]
-    head = [np.asarray(sw.lo_f16, "<f2").tobytes(), np.asarray(sw.step_f16, "<f2").tobytes()]
-    if sw.packing == "bitmap":
-        return head + list(bitmap_pack(sw.codes, sw.zero_codes(), sw.axis))
-    return head + [np.ascontiguousarray(sw.codes, np.uint8).tobytes()]
+        parts = [np.ascontiguousarray(sw.data_i32, "<i4")]
+    elif sw.packing == "fp16":
+        parts = [np.ascontiguousarray(sw.data_f16, "<f2")]
+    else:
+        parts = [np.ascontiguousarray(sw.lo_f16, "<f2"), np.ascontiguousarray(sw.step_f16, "<f2")]
+        if sw.packing == "bitmap":
+            parts += bitmap_pack(sw.codes, sw.zero_codes(), sw.axis)
+        else:
+            parts.append(np.ascontiguousarray(sw.codes, np.uint8))
+    return [memoryview(np.ascontiguousarray(p).reshape(-1)).cast("B") if isinstance(p, np.ndarray)
+            else memoryview(p) for p in parts]
 
 
-def pack_weights(names: list[str], weights: dict, alignment: int) -> tuple[bytes, dict]:
-    """The weight section (each weight starts aligned) and name -> (offset, nbytes)."""
-    parts, layout, off = [], {}, 0
+def pack_weights(names: list[str], weights: dict, alignment: int) -> tuple[bytearray, dict]:
+    """The weight section (each weight starts aligned, zero padding) and name -> (offset,
+    nbytes), copied once into a buffer of the final size."""
+    payloads, layout, off = [], {}, 0
     for name in names:
-        payload = weight_payload(weights[name])
-        nbytes = sum(len(p) for p in payload)
+        payloads.append(weight_payload(weights[name]))
+        nbytes = sum(p.nbytes for p in payloads[-1])
         layout[name] = (off, nbytes)
-        pad = align(nbytes, alignment) - nbytes
-        parts += payload + [b"\0" * pad]
-        off += nbytes + pad
-    return b"".join(parts), layout
+        off += align(nbytes, alignment)
+    section = bytearray(off)
+    view = memoryview(section)
+    for name, payload in zip(names, payloads):
+        pos = layout[name][0]
+        for part in payload:
+            view[pos:pos + part.nbytes] = part
+            pos += part.nbytes
+    return section, layout
 
 
 def _plain(v):
