@@ -251,6 +251,19 @@ def test_header_compiles_with_gcc_and_struct_sizes_match(tmp_path, which):
         assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.skipif(GCC is None, reason="gcc not installed")
+def test_header_included_by_two_files_links_with_one_working_memory(tmp_path):
+    backend.write(build(), str(tmp_path / "model.h"), "c_code")
+    (tmp_path / "a.c").write_text('#include "model.h"\nunsigned char *other(void);\n'
+                                  "int main(void) { return other() == data_content ? 0 : 3; }\n")
+    (tmp_path / "b.c").write_text('#include "model.h"\n'
+                                  "unsigned char *other(void) { return data_content; }\n")
+    res = subprocess.run([GCC, "-std=gnu99", "-Wall", "-Wextra", "-Werror", "-Wpedantic", "a.c", "b.c",
+                          "-o", "app"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert subprocess.run([str(tmp_path / "app")], timeout=30).returncode == 0  # one data_content
+
+
 def test_fp16_outputs_by_tensor_node_or_colon0_name():
     g = conv_fc_graph()
     assert backend.fp16_outputs(g, ["int"]) == ("int",)

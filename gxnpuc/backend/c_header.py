@@ -146,7 +146,19 @@ def chunks(sec: Sections, model) -> Iterator[bytes]:
     yield ("\n// NPU working memory (zero-initialised): activations, and the decompressor's tile\n"
            f"unsigned char data_content[{max(sec.data_size, 1)}] {ALIGNED};\n"
            f"unsigned char tmp_content[{max(sec.tmp_size, 1)}] {ALIGNED};\n"
+           f"{weak_pragmas(sec.info['sizes'])}"
            "\n#endif  // GXNPUC_MODEL_H\n").encode("ascii")
+
+
+def weak_pragmas(sizes: dict) -> str:
+    """Every symbol is weak, so the header may be included by several .c files of one firmware
+    and the linker keeps one copy (one NPU working memory), not a multiple-definition error."""
+    names = ["total_size", "npu_size", *[c for k, c in SIZE_CONSTS.items()
+                                         if k not in ("npu_size", "total_size") and k in sizes],
+             "format_version", "build_time", *STRINGS.values(), "input_names", "output_names",
+             *ARRAYS, "data_content", "tmp_content"]
+    return ("\n// Included by several .c files, the linker keeps one copy of each symbol.\n"
+            + "".join(f"#pragma weak {n}\n" for n in names))
 
 
 # -- parsing ------------------------------------------------------------------------------------
