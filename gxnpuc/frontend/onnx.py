@@ -117,6 +117,7 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     for t in g.initializer:
         try:
             ctx.add_const(t.name, numpy_helper.to_array(t))
+            t.ClearField("raw_data")  # the array owns a copy: keep one, not two (peak memory)
         except Exception as exc:
             raise ModelError(f"{path}: initializer {t.name!r}", f"cannot be read ({exc})",
                              "weights stored inside the .onnx file") from None
