@@ -130,33 +130,54 @@ def memory_rows(bench, workdir: str) -> list[Row]:
 def simulator_rows(bench, workdir: str, batches: tuple = (1, 64)) -> list[Row]:
     """Time per inference, float and npu modes, vs onnxruntime fp32 on 1 thread, same batch.
 
-    Batch 1 is how `--eval` runs (one sample a run, the device's constants decoded once per
-    model); batch N compiles the model with INPUT_OPS [N, ...], which amortises the numpy
-    per-op overhead. The one-time weight decode of npu mode is its own row.
+    Batch 1: one sample per sim.run, and the `--eval` path: sim.run_model_batch on N samples
+    of the batch-1 model (batched chunks, bit-identical to one sample a run); batch N compiles
+    the model with INPUT_OPS [N, ...]. The one-time weight decode of npu mode is its own row.
     """
     from dataclasses import replace
 
-    from gxnpuc import compiler, sim
+    from gxnpuc import compiler
 
     rows, sess = [], peers.ort_session(bench.onnx_path, threads=1)
     for n in batches:
         x = np.resize(bench.x_eval, (n, *bench.x_eval.shape[1:]))
-        cfg = base_config(bench, workdir)
-        model = compiler.compile(replace(cfg, input_ops={bench.input_name: x.shape}))
+        model = compiler.compile(replace(base_config(bench, workdir), input_ops={bench.input_name: x.shape}))
         t_ort = measure.per_call(lambda: sess.run(None, {bench.input_name: x})) / n
-        base = f"onnxruntime fp32, 1 thread, batch {n}"
-        rows.append(Row("simulator", bench.key, f"onnxruntime fp32 (batch {n})", "time per inference", 1e3 * t_ort, "ms"))
+        rows.append(Row("simulator", bench.key, f"onnxruntime fp32 (batch {n})", "time per inference",
+                        1e3 * t_ort, "ms"))
         for mode in ("float", "npu"):
-            t_dec, consts = measure.timed(lambda: sim.model_consts(model, mode), 1)
-            cast, g = sim.model_cast(mode), model.graph
-            t = measure.per_call(lambda: sim.finish_outputs(model, sim.run(g, {g.inputs[0]: x}, consts, cast=cast), mode)) / n
-            rows.append(Row("simulator", bench.key, f"gxnpuc sim {mode} (batch {n})", "time per inference", 1e3 * t,
-                            "ms", base, t / t_ort))
+            t_dec, t = _sim_seconds(model, x, mode)
+            rows.append(Row("simulator", bench.key, f"gxnpuc sim {mode} (batch {n})", "time per inference",
+                            1e3 * t / n, "ms", f"onnxruntime fp32, 1 thread, batch {n}", t / n / t_ort,
+                            "one sample per sim.run" if n == 1 else ""))
+            if n == 1:
+                t_many = _sim_many_seconds(model, bench, mode, batches[-1])
+                rows.append(Row("simulator", bench.key, f"gxnpuc sim {mode} (batch 1, --eval path)",
+                                "time per inference", 1e3 * t_many, "ms", "onnxruntime fp32, 1 thread, batch 1",
+                                t_many / t_ort, f"sim.run_model_batch, {batches[-1]} samples"))
             if mode == "npu" and n == batches[0]:
                 rows.append(Row("simulator", bench.key, "gxnpuc sim npu: weight decode", "once per model",
-                                1e3 * t_dec, "ms", "sim npu time per inference (batch 1)", t_dec / t,
-                                "sim.model_consts; run_model repeats it every call, run_model_batch once"))
+                                1e3 * t_dec, "ms", f"sim npu time per inference (batch {n})", t_dec * n / t,
+                                "sim.model_consts: once per model (cached on it)"))
     return rows
+
+
+def _sim_seconds(model, x: np.ndarray, mode: str) -> tuple[float, float]:
+    """(seconds to decode the mode's constants, best seconds of one sim.run on x)."""
+    from gxnpuc import sim
+
+    t_dec, consts = measure.timed(lambda: sim.model_consts(model, mode), 1)
+    cast, g = sim.model_cast(mode), model.graph
+    feeds = {g.inputs[0]: x.reshape(g.tensors[g.inputs[0]].shape)}
+    return t_dec, measure.per_call(lambda: sim.finish_outputs(model, sim.run(g, feeds, consts, cast=cast), mode))
+
+
+def _sim_many_seconds(model, bench, mode: str, samples: int) -> float:
+    """Best seconds per inference of sim.run_model_batch (what --eval runs) on `samples` inputs."""
+    from gxnpuc import sim
+
+    xs = np.resize(bench.x_eval, (samples, *bench.x_eval.shape[1:]))
+    return measure.per_call(lambda: sim.run_model_batch(model, {model.graph.inputs[0]: xs}, mode)) / samples
 
 
 # -- scaling ---------------------------------------------------------------------------------
@@ -171,7 +192,7 @@ def scaling_rows(sizes, workdir: str) -> list[Row]:
         path = os.path.join(workdir, f"sweep_x{factor}.onnx")
         n = models.write_mlp_onnx(widths, path)
         cfg = replace(base_config(_PathOnly(path), workdir), output_file=os.path.join(workdir, "sweep.h"))
-        t, _ = measure.timed(lambda: gxnpuc_build(cfg), 1 if factor > 4 else 2)
+        t, _ = measure.timed(lambda: gxnpuc_build(cfg), 2 if factor > 4 else 3)
         per = t / n
         first = first or per
         rows.append(Row("scaling", f"sweep MLP x{factor}", "gxnpuc (ONNX)", "wall time", t, "s",

@@ -59,7 +59,9 @@ def load_inputs(data: str, graph, samples: int | None = None, seed: int = 0):
     if len(set(counts.values())) != 1:
         raise GxnpucError(data, f"inputs have different sample counts {counts}", "one count for all")
     n = next(iter(counts.values()))
+    _check_extra_arrays(data, arrays, graph)
     labels = _labels(data, arrays.get("labels"), n)
+    _check_label_range(data, labels, graph)
     if samples:
         feeds = {k: v[:samples] for k, v in feeds.items()}
         labels = None if labels is None else labels[:samples]
@@ -110,6 +112,26 @@ def _input_array(path: str, name: str, arr: np.ndarray, shape: tuple) -> np.ndar
     if not np.all(np.isfinite(arr)):
         raise GxnpucError(f"{path}: {name}", "holds NaN or Inf", "finite input values")
     return arr
+
+
+def _check_extra_arrays(path: str, arrays: dict, graph) -> None:
+    """An array that is neither an input nor `labels` is most likely a typo ('lables')."""
+    known = {"labels"} | {v for k in graph.inputs for v in (k, k + ":0", k[:-2] if k.endswith(":0") else k)}
+    extra = sorted(set(arrays) - known)
+    if extra:
+        raise GxnpucError(f"{path}: {extra[0]}", "is neither a model input nor `labels`",
+                          f"arrays named {', '.join(graph.inputs)} and optionally labels")
+
+
+def _check_label_range(path: str, labels, graph) -> None:
+    """Class indices must index the classifier output (its last axis)."""
+    if labels is None:
+        return
+    classes = int(graph.tensors[graph.outputs[0]].shape[-1])
+    bad = labels[(labels < 0) | (labels >= classes)]
+    if bad.size:
+        raise GxnpucError(f"{path}: labels", f"holds class {int(bad[0])}, outside the output's "
+                          f"{classes} classes", f"class indices 0..{classes - 1} (or one-hot rows)")
 
 
 def _labels(path: str, labels, n: int) -> np.ndarray | None:
@@ -165,12 +187,12 @@ def simulate(cfg, model, feeds: dict, bar, keep_all: bool = False) -> Runs:
 
     def envs(consts, mode, keep):
         out = []
-        for s in samples:
-            env = sim.finish_outputs(model, sim.run(g, s, consts, cast=sim.model_cast(mode), keep=True), mode)
+        cast = sim.model_cast(mode)
+        for env in sim.run_samples(g, samples, consts, cast=cast, keep=True, progress=bar.update):
+            env = sim.finish_outputs(model, env, mode)
             if mode == "float":
                 overflow.update(k for k, v in env.items() if numerics.overflows(v))
             out.append(env if keep is None else {k: v for k, v in env.items() if k in keep})
-            bar.update()
         return out
     runs = Runs(model, samples, ref, envs(sim.model_consts(model, "float"), "float", report_keep),
                 envs(sim.model_consts(model, "npu"), "npu", report_keep), base_c,
@@ -210,17 +232,13 @@ def outputs_with(runs: Runs, name: str, values: np.ndarray, bar=None) -> dict[st
     """Model outputs (npu, nothing else compressed) with weight `name` set to `values`.
 
     Work is reused: each sample resumes from the nothing-compressed run at the first node
-    that reads the weight.
+    that reads the weight (samples simulated in batches, sim.run_samples).
     """
     g, model = runs.model.graph, runs.model
     consts = {**runs.base_consts, name: values}
-    start = first_reader(g, name)
-    outs = []
-    for s, env in zip(runs.samples, runs.base_envs):
-        res = sim.run(g, s, consts, cast=numerics.round_f16, start=start, env=env)
-        outs.append(sim.finish_outputs(model, res, "npu"))
-        if bar is not None:
-            bar.update()
+    res = sim.run_samples(g, runs.samples, consts, cast=numerics.round_f16, start=first_reader(g, name),
+                          envs=runs.base_envs, progress=None if bar is None else bar.update)
+    outs = [sim.finish_outputs(model, r, "npu") for r in res]
     return {k: stacked(outs, k) for k in g.outputs}
 
 

@@ -14,6 +14,12 @@ def is_float(x) -> bool:
     return np.issubdtype(np.asarray(x).dtype, np.floating)
 
 
+F16_MIN_NORMAL = np.float32(2.0 ** -14)  # below it fp16 is subnormal (fixed step 2**-24)
+_F16_MAX_BITS = int(np.float32(F16_MAX).view(np.uint32))
+_F16_MIN_NORMAL_BITS = int(F16_MIN_NORMAL.view(np.uint32))
+_FAST_MIN_SIZE = 4096  # smaller tensors take the plain cast (its overhead is lower)
+
+
 def round_f16(x: np.ndarray) -> np.ndarray:
     """Round to the nearest fp16 value (IEEE round-to-nearest-even), kept as float32.
 
@@ -23,8 +29,68 @@ def round_f16(x: np.ndarray) -> np.ndarray:
     """
     if not is_float(x):
         return x
+    x = np.asarray(x)
+    if x.dtype == np.float32 and x.size >= _FAST_MIN_SIZE:
+        return _round_f16_bits(x)
     with np.errstate(over="ignore"):  # overflow to inf is what fp16 storage does
-        return np.asarray(x).astype(np.float16).astype(np.float32)
+        return x.astype(np.float16).astype(np.float32)
+
+
+def _round_f16_bits(x: np.ndarray) -> np.ndarray:
+    """round_f16 of float32 x, bit for bit, ~4x faster than numpy's software fp16 cast
+    (checked against it on all 2**32 float32 values).
+
+    In fp16's normal range, rounding to fp16 is rounding the float32 significand to 11 bits:
+    add half an fp16 unit minus one (plus one more when the kept part is odd: ties to even)
+    to the bits and clear the 13 low ones; a carry moves into the exponent correctly. Values
+    in fp16's subnormal range, beyond 65504 (-> inf), inf and NaN take the exact cast.
+    """
+    x = np.ascontiguousarray(x)  # y below comes out C-ordered; the fix-ups index both flat
+    b = x.view(np.uint32)
+    r = b >> 13
+    r &= 1
+    r += 0xFFF
+    r += b
+    r &= np.uint32(0xFFFFE000)
+    y = r.view(np.float32)
+    mag = b & np.uint32(0x7FFFFFFF)  # |x| as bits: ordered like the values, NaN above inf
+    big = mag.max() > _F16_MAX_BITS
+    mag -= 1  # zero wraps to the top: below the bound are the non-zero fp16 subnormals
+    low = _F16_MIN_NORMAL_BITS - 1
+    if big or mag.min() < low:  # usual: a few tiny values, found in one pass
+        odd = mag < low
+        if big:
+            odd |= (mag >= _F16_MAX_BITS) & (mag != np.uint32(0xFFFFFFFF))
+        idx = np.flatnonzero(odd)
+        with np.errstate(over="ignore"):
+            y.reshape(-1)[idx] = x.reshape(-1)[idx].astype(np.float16).astype(np.float32)
+    return y
+
+
+# ops whose outputs hold only values of their sample-data inputs (or zeros): on fp16 inputs
+# the rounding of their outputs changes nothing, so the simulator may skip it
+_MOVES = ("reshape", "transpose", "slice", "split", "concat", "identity", "upsample")
+_SELECTS = {"act": ("relu",), "pool": ("max",), "reduce": ("max", "min"), "binary": ("max", "min")}
+
+
+def _is_f16(value) -> bool:
+    v = np.float32(value)
+    with np.errstate(over="ignore"):
+        return bool(v == np.float16(v))
+
+
+def keeps_f16(node) -> bool:
+    """True when rounding node's outputs to fp16 is the identity, given fp16 inputs
+    (callers check that every input is an already-rounded activation, not a constant)."""
+    a = node.attrs
+    if node.op in _MOVES:
+        return True
+    if node.op == "pad":
+        return a.get("mode", "constant") != "constant" or _is_f16(a.get("value", 0))
+    if node.op == "act" and a.get("fn") == "clip":  # ReLU6 & co: x or a bound
+        return _is_f16(a.get("min", -np.inf)) and _is_f16(a.get("max", np.inf))
+    key = "kind" if node.op == "pool" else "fn"
+    return a.get(key) in _SELECTS.get(node.op, ())
 
 
 def stored_values(stored) -> np.ndarray:

@@ -5,6 +5,10 @@ framework to ~1e-5 relative). `npu` mode applies the device's numeric rules of
 gxnpuc.numerics around the same kernels: fp16 activations, weights as the device decodes
 them, float32 computation rounded to fp16 at every op output. The kernels are the same ones
 constant folding uses. A model decoded from model.h / raw runs exactly like the in-memory one.
+
+Many samples (run_batch, run_samples, run_model_batch) run in chunks of up to
+batching.CHUNK samples per pass when the graph allows it (gxnpuc/batching.py), with results
+bit-identical to one run per sample; otherwise one sample at a time.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from gxnpuc import numerics
+from gxnpuc import batching, numerics
 from gxnpuc.errors import GxnpucError
 from gxnpuc.ir import Graph
 
@@ -28,6 +32,8 @@ def run(graph: Graph, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray
     input and node output (e.g. rounding to fp16); keep=True returns every intermediate
     tensor too. To reuse work, pass env (a keep=True result of an earlier run) and start
     (the index of the first node to recompute): nodes before it are taken from env.
+    With cast=numerics.round_f16, ops that only move or select activations (reshape, relu,
+    max pool, ...; numerics.keeps_f16) skip the rounding, which would change nothing.
     """
     from gxnpuc.ops import REGISTRY
 
@@ -43,10 +49,14 @@ def run(graph: Graph, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray
             return overrides[name]
         return graph.tensors[name].data
 
+    exact_f16 = cast is numerics.round_f16  # rounding a moved/selected fp16 value is a no-op
     for node in graph.nodes[start:]:
         outs = REGISTRY[node.op].run(node, [value(i) for i in node.inputs])
+        c = cast
+        if exact_f16 and numerics.keeps_f16(node) and all(i in env for i in node.inputs if i):
+            c = None
         for name, y in zip(node.outputs, outs):
-            env[name] = cast(y) if cast else y
+            env[name] = c(y) if c else y
     if keep:
         return env
     return {name: value(name) for name in graph.outputs}
@@ -64,11 +74,91 @@ def _bind_inputs(graph: Graph, feeds: dict, cast) -> dict[str, np.ndarray]:
     return env
 
 
-def run_batch(graph: Graph, feeds: dict[str, np.ndarray], **kw) -> dict[str, np.ndarray]:
-    """Run sample by sample over the leading axis of every feed; stack the outputs."""
+# -- many samples ----------------------------------------------------------------------------
+def run_batch(graph: Graph, feeds: dict[str, np.ndarray], consts: dict | None = None, cast=None,
+              keep: bool = False, chunk: int = batching.CHUNK) -> dict[str, np.ndarray]:
+    """run() over the leading samples axis of every feed ([samples, *input shape]); each
+    result is [samples, *graph shape], exactly np.stack of one run() per sample."""
     n = len(next(iter(feeds.values())))
-    results = [run(graph, sample(graph, feeds, i), **kw) for i in range(n)]
-    return stack(results)
+    p = batching.plan(graph)
+    if not p.ok:
+        return stack([run(graph, sample(graph, feeds, i), consts, cast, keep) for i in range(n)])
+    parts = []
+    for idx in batching.chunks(n, chunk):
+        g = p.graph_for(len(idx))
+        fed = {k: _rows(graph, k, feeds[k], idx) for k in graph.inputs if k in feeds}
+        env = run(g, fed, consts, cast, keep)
+        parts.append({k: p.per_sample(k, v, len(idx)) for k, v in env.items()})
+    return {k: parts[0][k] if len(parts) == 1 else np.concatenate([q[k] for q in parts]) for k in parts[0]}
+
+
+def _rows(graph: Graph, name: str, v, idx: range) -> np.ndarray:
+    """Feeds idx of input `name` as one batched array [len(idx), *shape[1:]]."""
+    shape = graph.tensors[name].shape
+    return np.asarray(v[idx.start:idx.stop]).reshape(len(idx), *shape[1:])
+
+
+def run_samples(graph: Graph, samples: list[dict], consts: dict | None = None, cast=None,
+                keep: bool = False, start: int = 0, envs: list[dict] | None = None,
+                progress: Callable[[int], None] | None = None,
+                chunk: int = batching.CHUNK) -> list[dict]:
+    """[run(graph, s, consts, cast, keep, start, env) for s, env in zip(samples, envs)], computed
+    in batched chunks where the graph allows (same values, bit for bit; per-sample results are
+    views into the batched arrays). envs=None starts every sample from its inputs (start 0).
+    progress(k) is called after each k samples."""
+    p = batching.plan(graph)
+    out: list[dict] = []
+    for idx in batching.chunks(len(samples), chunk if p.ok else 1):
+        todo = [samples[i] for i in idx]
+        before = None if envs is None else [envs[i] for i in idx]
+        if len(idx) == 1:
+            out.append(run(graph, todo[0], consts, cast, keep, start if before else 0,
+                           before[0] if before else None))
+        else:
+            out += _run_chunk(p, todo, consts, cast, keep, start, before)
+        if progress:
+            progress(len(idx))
+    return out
+
+
+def _run_chunk(p, samples: list[dict], consts, cast, keep: bool, start: int, envs) -> list[dict]:
+    graph, n = p.graph, len(samples)
+    g = p.graph_for(n)
+    if envs is None:
+        fed = {k: np.concatenate([_one(graph, k, s) for s in samples]) for k in graph.inputs}
+        env = run(g, fed, consts, cast, keep)
+    else:
+        env = run(g, {}, consts, cast, keep, start, _merged(p, envs, start))
+    fresh = set(env) if envs is None else {o for node in graph.nodes[start:] for o in node.outputs}
+    if not keep:
+        fresh = set(graph.outputs)
+    parts = {k: p.split(k, env[k], n) for k in fresh if k in env}
+    res = []
+    for i in range(n):
+        r = dict(envs[i]) if keep and envs is not None else {}
+        r.update({k: v[i] for k, v in parts.items()})
+        if not keep:
+            r = {k: r[k] for k in graph.outputs}
+        res.append(r)
+    return res
+
+
+def _one(graph: Graph, name: str, s: dict) -> np.ndarray:
+    if name not in s:
+        raise GxnpucError("simulator", f"no value for input {name!r}", f"inputs: {graph.inputs}")
+    t = graph.tensors[name]
+    return np.asarray(s[name], dtype=t.dtype).reshape(t.shape)
+
+
+def _merged(p, envs: list[dict], start: int) -> dict:
+    """One batched env from per-sample envs: the tensors that nodes from `start` on read."""
+    graph = p.graph
+    need = {i for node in graph.nodes[start:] for i in node.inputs if i} | set(graph.outputs)
+    merged = {}
+    for k in need:
+        if k in envs[0]:
+            merged[k] = np.concatenate([e[k] for e in envs]) if k in p.batched else envs[0][k]
+    return merged
 
 
 def sample(graph: Graph, feeds: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
@@ -81,13 +171,36 @@ def stack(results: list[dict]) -> dict[str, np.ndarray]:
     return {k: np.stack([r[k] for r in results]) for k in results[0]}
 
 
-# -- whole compiled models --------------------------------------------------------------
+# -- whole compiled models --------------------------------------------------------------------
 def model_consts(model, mode: str) -> dict[str, np.ndarray]:
-    """The constant values mode `mode` reads: float weights, or what the device decodes."""
+    """The constant values mode `mode` reads: float weights, or what the device decodes.
+
+    Decoded once per model and mode (a 25M-weight model takes ~15 float inferences to
+    decode) and kept on the model while its weights and constants stay the same objects;
+    each call returns a new dict over the same arrays.
+    """
     _check_mode(mode)
-    if mode == "float":
-        return numerics.float_consts(model.graph, model.weights)
-    return numerics.device_consts(model.graph, model.weights)
+    cache = getattr(model, "__dict__", {}).setdefault("_sim_consts", {})  # none: no caching
+    key = _consts_key(model)
+    hit = cache.get(mode)
+    if hit is None or not _same_objects(hit[0], key):
+        decode = numerics.float_consts if mode == "float" else numerics.device_consts
+        hit = cache[mode] = (key, decode(model.graph, model.weights))
+    return dict(hit[1])
+
+
+def _consts_key(model) -> tuple:
+    """Every object the decoded constants depend on (compared by identity)."""
+    g = model.graph
+    consts = tuple((k, t, t.data) for k, t in g.tensors.items() if t.is_const)
+    return g, tuple(model.weights.items()), consts
+
+
+def _same_objects(a: tuple, b: tuple) -> bool:
+    if a[0] is not b[0] or len(a[1]) != len(b[1]) or len(a[2]) != len(b[2]):
+        return False
+    return all(x[0] == y[0] and all(u is v for u, v in zip(x[1:], y[1:]))
+               for part in (1, 2) for x, y in zip(a[part], b[part]))
 
 
 def model_cast(mode: str):
@@ -122,17 +235,23 @@ def finish_outputs(model, env: dict, mode: str) -> dict:
     return out
 
 
-def run_model_batch(model, feeds: dict[str, np.ndarray], mode: str = "float", **kw) -> dict:
-    """run_model over the leading samples axis of every feed; outputs stacked.
+def run_model_batch(model, feeds: dict[str, np.ndarray], mode: str = "float",
+                    consts: dict | None = None, keep: bool = False, chunk: int = batching.CHUNK) -> dict:
+    """run_model over the leading samples axis of every feed ([samples, *input shape]);
+    results [samples, *graph shape], bit-identical to stacking one run_model per sample.
 
-    The mode's constants are decoded once for the batch (decoding a 25M-weight model costs
-    ~15x one float inference), then each sample runs as run_model would run it.
+    The mode's constants are decoded once per model; samples run in batched chunks where
+    the graph allows (gxnpuc/batching.py), else one at a time.
     """
-    n = len(next(iter(feeds.values())))
-    consts = {**model_consts(model, mode), **(kw.pop("consts", None) or {})}
-    cast = model_cast(mode)
-    outs = [run(model.graph, sample(model.graph, feeds, i), consts, cast=cast, **kw) for i in range(n)]
-    return stack([finish_outputs(model, out, mode) for out in outs])
+    values = {**model_consts(model, mode), **(consts or {})}
+    env = run_batch(model.graph, feeds, values, model_cast(mode), keep, chunk)
+    return finish_outputs(model, env, mode)
+
+
+def run_model_samples(model, samples: list[dict], mode: str = "float") -> list[dict]:
+    """[run_model(model, s, mode) for s in samples], batched as run_samples does."""
+    envs = run_samples(model.graph, samples, model_consts(model, mode), model_cast(mode))
+    return [finish_outputs(model, env, mode) for env in envs]
 
 
 def run_file(path: str, feeds: dict[str, np.ndarray], mode: str = "npu", **kw) -> dict:

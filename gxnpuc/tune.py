@@ -358,7 +358,7 @@ def verify(result: Result, runs) -> None:
         if not _stored_alike(model.weights.get(name), opt):
             raise CompileError("--tune", f"internal error: the tuned config stores {name!r} differently "
                                "from what was measured", "please report this bug")
-    outs = [sim.run_model(model, s, "npu") for s in runs.samples]
+    outs = sim.run_model_samples(model, runs.samples, "npu")
     result.verified = ev.output_snrs(runs, {k: ev.stacked(outs, k) for k in model.graph.outputs})
     result.verified_bytes = int(report.weight_stats(model)["stored"])
     drift = max(_db_apart(v, result.chosen.snrs[k]) for k, v in result.verified.items())

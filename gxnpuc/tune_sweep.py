@@ -281,11 +281,8 @@ class Measurer:
         as the one to resume from."""
         consts = {**self.runs.base_consts, **{n: o.values for n, o in choice.items()}}
         start = self._start(choice)
-        envs = []
-        for i, s in enumerate(self.runs.samples):
-            env = None if self.envs is None else self.envs[i]
-            envs.append(sim.run(self.graph, s, consts, cast=numerics.round_f16, keep=commit,
-                                start=start if env is not None else 0, env=env))
+        envs = sim.run_samples(self.graph, self.runs.samples, consts, cast=numerics.round_f16, keep=commit,
+                               start=start if self.envs is not None else 0, envs=self.envs)
         if commit:
             self.last, self.envs = dict(choice), envs
         outs = [sim.finish_outputs(self.runs.model, e, "npu") for e in envs]

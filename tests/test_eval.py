@@ -147,6 +147,10 @@ BAD_INPUTS = {
     "wrong shape": ({"x": np.zeros((2, 31), np.float32)}, r"has shape \[2, 31\].*\[samples, 1, 32\]"),
     "labels length": ({"x": np.zeros((2, 32), np.float32), "labels": np.zeros(3)}, "labels: has shape"),
     "nan": ({"x": np.full((2, 32), np.nan, np.float32)}, "NaN"),
+    "label out of range": ({"x": np.zeros((2, 32), np.float32), "labels": np.array([0, 30])},
+                           r"labels: holds class 30, outside the output's 10 classes"),
+    "misspelt labels": ({"x": np.zeros((2, 32), np.float32), "lables": np.zeros(2)},
+                        r"lables: is neither a model input nor `labels`"),
 }
 
 
