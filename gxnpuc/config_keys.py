@@ -306,7 +306,7 @@ def _md_default(k: Key) -> str:
         return "`null` (off)"
     if k.default in ((), {}):
         return "`[]`" if k.default == () else "`{}`"
-    return f'`""`' if k.default == "" else f"`{k.default}`"
+    return '`""`' if k.default == "" else f"`{k.default}`"
 
 
 def _md_rows(keys) -> list[str]:

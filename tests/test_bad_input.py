@@ -77,7 +77,7 @@ def test_catalogue_as_a_process(case, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("GXNPUC_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
     proc = subprocess.run([sys.executable, "-m", "gxnpuc", *case.args, case.target], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
-    line = check_failure(case, proc.returncode, proc.stdout, proc.stderr, before,
+    check_failure(case, proc.returncode, proc.stdout, proc.stderr, before,
                          snapshot(str(tmp_path)), str(tmp_path))
     assert proc.stderr.count("\n") == 1, proc.stderr
 

@@ -322,7 +322,7 @@ def test_depthwise_paths_agree_and_keep_inf_local(kernel, dil, pads):
     edge; channels-first or -last), which needs finite inputs; a sample holding inf sends the batch through the
     per-region path. Both give the other samples the same values, and the inf sample its
     zero-padded result (inf spreads only where the kernel reaches it)."""
-    from gxnpuc.ops.conv import depthwise_channels_last, depthwise_flat
+    from gxnpuc.ops.conv_kernels import depthwise_channels_last, depthwise_flat
 
     rng = np.random.default_rng(6)
     sizes, c = (7, 5)[:len(kernel)], 4

@@ -39,7 +39,7 @@ def _divisor(a: dict, x_shape, axes, out, dil, ndim) -> np.ndarray:
 
 def pool_kernel(x: np.ndarray, a: dict) -> np.ndarray:
     axes, out, dil = _geometry(a, x.shape)
-    k, s, p, r = a["kernel"], a["strides"], a["pads"], len(axes)
+    k, s, p = a["kernel"], a["strides"], a["pads"]
     is_max = a["kind"] == "max"
     if not any(p) and all(o == 1 for o in out) and all(ki == x.shape[ax] for ki, ax in zip(k, axes)):
         y = x.max(tuple(axes), keepdims=True) if is_max else x.mean(tuple(axes), keepdims=True)
