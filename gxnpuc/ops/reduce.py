@@ -43,18 +43,29 @@ _ONNX_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "R
                 "ReduceProd": "prod"}
 
 
+NOOP = "noop"  # _onnx_axes: no axes and noop_with_empty_axes=1
+
+
+def _onnx_axes(ctx, fn, rank: int):
+    """Sorted non-negative axes of an ONNX Reduce* (attr or input; none = all), NOOP for the
+    no-op form, None after a rejection."""
+    axes = arg_ints(ctx, fn, "axes", 1)
+    if axes is NOT_CONST:
+        ctx.reject("axes must be constant")
+        return None
+    if not axes and fn.attrs.get("noop_with_empty_axes", 0):
+        return NOOP
+    return sorted({norm_axis(ctx, a, rank) for a in axes or range(rank)})
+
+
 @onnx_lowering(*_ONNX_REDUCE, emits=("reduce",))
 def _onnx_reduce(ctx, fn):
     x = fn.inputs[0]
-    rank = len(ctx.shape(x))
-    axes = arg_ints(ctx, fn, "axes", 1)
-    if axes is NOT_CONST:
-        return ctx.reject("axes must be constant")
-    if not axes:
-        if fn.attrs.get("noop_with_empty_axes", 0):
-            return ctx.set_alias(fn.outputs[0], x)
-        axes = list(range(rank))
-    axes = sorted({norm_axis(ctx, a, rank) for a in axes})
+    axes = _onnx_axes(ctx, fn, len(ctx.shape(x)))
+    if axes is None:
+        return None
+    if axes == NOOP:
+        return ctx.set_alias(fn.outputs[0], x)
     ctx.emit("reduce", [x], fn.outputs, {"fn": _ONNX_REDUCE[fn.op_type], "axes": axes,
                                          "keepdims": int(fn.attrs.get("keepdims", 1))})
 
@@ -68,13 +79,11 @@ _ONNX_COMPOSITE = {"ReduceL2": ("square", "sqrt"), "ReduceL1": ("abs", None),
 def _onnx_reduce_norm(ctx, fn):
     """ReduceL2 (F.normalize, torch.norm), ReduceL1, ReduceSumSquare, ReduceLogSum."""
     x = fn.inputs[0]
-    rank = len(ctx.shape(x))
-    axes = arg_ints(ctx, fn, "axes", 1)
-    if axes is NOT_CONST:
-        return ctx.reject("axes must be constant")
-    if not axes and fn.attrs.get("noop_with_empty_axes", 0):
+    axes = _onnx_axes(ctx, fn, len(ctx.shape(x)))
+    if axes is None:
+        return None
+    if axes == NOOP:
         return ctx.reject("noop_with_empty_axes=1 with no axes")
-    axes = sorted({norm_axis(ctx, a, rank) for a in axes or range(rank)})
     pre, post = _ONNX_COMPOSITE[fn.op_type]
     y = ctx.emit("act", [x], None, {"fn": pre})[0] if pre else x
     attrs = {"fn": "sum", "axes": axes, "keepdims": int(fn.attrs.get("keepdims", 1))}
