@@ -5,8 +5,6 @@ summary says so; any other unknown dimension must be given in INPUT_OPS.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.ir import Graph
@@ -117,7 +115,7 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     for t in g.initializer:
         try:
             ctx.add_const(t.name, numpy_helper.to_array(t))
-            t.ClearField("raw_data")  # the array owns a copy: keep one, not two (peak memory)
+            t.ClearField("raw_data")  # the array owns a copy; later stages hold one, not two
         except Exception as exc:
             raise ModelError(f"{path}: initializer {t.name!r}", f"cannot be read ({exc})",
                              "weights stored inside the .onnx file") from None
@@ -151,7 +149,3 @@ def _check_single_writer(fnodes: list[FNode], path: str) -> None:
                                  f"writes {out!r}, which node {seen[out]!r} already writes",
                                  "a valid ONNX graph: every tensor has one producer")
             seen[out] = fn.name
-
-
-def np_dtype(elem_type: int):
-    return np.dtype(_ELEM_TYPES.get(elem_type, "float32"))
