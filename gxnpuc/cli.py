@@ -192,13 +192,40 @@ def run(args: argparse.Namespace, out=print) -> int:
 
         out(report.list_ops(args.core or "GRUS", args.framework, args.markdown))
         return 0
-    cfg = load_config(args)
+    from gxnpuc import outputs
+
+    reads = [p for p in (args.config, args.eval) if p and p not in ("-", "random")]
+    with outputs.transaction(reads) as tx:  # every output is committed here, or none
+        cfg = load_config(args)
+        plan_outputs(tx, cfg, args)
+        if args.tune:
+            return _optional("gxnpuc.tune", "-t/--tune").main(cfg, args) or 0
+        model = compile_and_write(cfg, args, out)
+        if args.eval:
+            return _optional("gxnpuc.eval", "-e/--eval").main(cfg, args, model) or 0
+        return 0
+
+
+def plan_outputs(tx, cfg, args: argparse.Namespace) -> None:
+    """Before any work: every input recorded, every output path that this run names checked."""
+    tx.add_input(cfg.model_path)
+    tx.add_input(cfg.path)
     if args.tune:
-        return _optional("gxnpuc.tune", "-t/--tune").main(cfg, args) or 0
-    model = compile_and_write(cfg, args, out)
+        from gxnpuc.tune import tuned_path
+        from gxnpuc.tune_report import plot_path
+
+        tuned = tuned_path(cfg.path) if cfg.path else ""
+        if tuned and os.path.abspath(tuned) == cfg.path:
+            tx.may_replace.add(cfg.path)  # a tuned config is retuned in place, on purpose
+        for path in (tuned, plot_path(tuned)) if tuned else ():
+            tx.check(path)
+        return
+    tx.check(cfg.output_file)
     if args.eval:
-        return _optional("gxnpuc.eval", "-e/--eval").main(cfg, args, model) or 0
-    return 0
+        from gxnpuc.eval_report import report_paths
+
+        for path in report_paths(cfg.output_file):
+            tx.check(path)
 
 
 def load_config(args: argparse.Namespace):

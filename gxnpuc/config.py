@@ -8,6 +8,7 @@ output path checks in gxnpuc/config_files.py; this module is the API the others 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 from gxnpuc.config_files import display_path, resolve_files
@@ -74,6 +75,9 @@ def load(path: str) -> Config:
     if os.path.isdir(path):
         raise ConfigError(label, "is a folder, not a config file", "a config.yaml file")
     try:
+        kind = os.stat(path).st_mode
+        if not stat.S_ISREG(kind):  # a FIFO would block, a device never end
+            raise ConfigError(label, "is not a regular file", "a config.yaml file on disk, or `-` for stdin")
         with open(path, "rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:

@@ -74,6 +74,9 @@ def _check_model(c: Ctx, key: str, path: str) -> None:
 
 
 def _head(at: str, path: str) -> bytes:
+    from gxnpuc import inputs
+
+    inputs.check_file(path, at, inputs.MAX_MODEL_BYTES, "model file", ConfigError)  # no FIFO, no device
     try:
         with open(path, "rb") as f:
             head = f.read(8)

@@ -8,6 +8,7 @@ first, with the config line to paste. Text, JSON and CSV come from gxnpuc.eval_r
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -15,8 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc import eval_report, numerics, oracle, sim
-from gxnpuc.errors import ConfigError, GxnpucError, OutputError
+from gxnpuc import eval_report, inputs, numerics, oracle, outputs, sim
+from gxnpuc.errors import ConfigError, GxnpucError
 
 RANDOM_SAMPLES = 16
 NPZ_HINT = "np.savez(path, <input name>=array of shape [samples, *input shape], labels=...)"
@@ -69,10 +70,13 @@ def load_inputs(data: str, graph, samples: int | None = None, seed: int = 0):
 
 
 def _read_arrays(path: str, graph) -> dict[str, np.ndarray]:
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise ConfigError(path, "no such file", f"an .npz file ({NPZ_HINT}) or the word random")
+    outputs.add_input(path)
     try:
-        loaded = np.load(path, allow_pickle=False)
+        loaded = inputs.load_arrays(path)  # kind, size and every member's header checked first
+    except GxnpucError:
+        raise
     except Exception as exc:  # numpy raises several types for non-npz bytes
         raise GxnpucError(path, f"not a readable .npz file ({type(exc).__name__})", NPZ_HINT) from None
     if isinstance(loaded, np.ndarray):  # a bare .npy: fine for a one-input model
@@ -102,6 +106,9 @@ def _input_array(path: str, name: str, arr: np.ndarray, shape: tuple) -> np.ndar
     ok = arr.ndim == len(shape) + 1 and tuple(arr.shape[1:]) == tuple(shape)
     no_batch = (len(shape) >= 1 and shape[0] == 1 and arr.ndim == len(shape)
                 and tuple(arr.shape[1:]) == tuple(shape[1:]))
+    if np.iscomplexobj(arr):
+        raise GxnpucError(f"{path}: {name}", f"holds complex numbers ({arr.dtype})",
+                          "real numbers: the imaginary part would be dropped")
     if not (ok or no_batch) or len(arr) == 0 or not np.issubdtype(arr.dtype, np.number):
         accepted = f"[samples, {', '.join(map(str, shape))}]"
         if no_batch or (len(shape) >= 1 and shape[0] == 1):
@@ -318,17 +325,16 @@ def dump(runs: Runs, folder: str) -> str:
     g = runs.model.graph
     names = list(g.inputs) + [o for n in g.nodes for o in n.outputs]
     files = {k: v[:-4] + ".npy" for k, v in safe_names(names).items()}
-    try:
-        for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs)):
-            os.makedirs(os.path.join(folder, mode), exist_ok=True)
-            for k in names:
-                np.save(os.path.join(folder, mode, files[k]), stacked(envs, k))
-        os.makedirs(os.path.join(folder, "framework"), exist_ok=True)
-        for k in g.outputs:
-            np.save(os.path.join(folder, "framework", files[k]), runs.ref[k])
-        with open(os.path.join(folder, "index.json"), "w", encoding="utf-8") as fh:
-            json.dump({"files": files, "order": names}, fh, indent=1)
-    except OSError as exc:
-        raise OutputError(folder, f"cannot write the dump ({exc.strerror or exc})",
-                          "a writable folder for --dump-dir") from None
+
+    def save(sub: str, name: str, arr) -> None:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        outputs.write(os.path.join(folder, sub, files[name]), buf.getvalue(), own_folder=True)
+
+    for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs)):
+        for k in names:
+            save(mode, k, stacked(envs, k))
+    for k in g.outputs:
+        save("framework", k, runs.ref[k])
+    outputs.write(os.path.join(folder, "index.json"), json.dumps({"files": files, "order": names}, indent=1))
     return folder

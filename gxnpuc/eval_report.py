@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from gxnpuc.errors import OutputError
+from gxnpuc import outputs
 
 
 # -- metrics ------------------------------------------------------------------------------
@@ -209,12 +209,4 @@ def write(report: dict, output_file: str) -> tuple[str, str]:
 
 
 def _atomic_write(path: str, data: str) -> None:
-    tmp = path + ".tmp"
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(path, f"cannot write the eval report ({exc.strerror or exc})",
-                          "a writable folder next to OUTPUT_FILE") from None
+    outputs.write(path, data)  # staged; committed with the run's other outputs

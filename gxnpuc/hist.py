@@ -14,10 +14,12 @@ import re
 
 import numpy as np
 
+from gxnpuc import outputs
 from gxnpuc.errors import OutputError
 
 FOLDER = "npu_jpgs"
 INDEX = "index.txt"  # "file<TAB>weight name" per line: which picture is which weight
+MAX_INDEX_BYTES = 1 << 20  # the index is read up to this size
 MAX_STEM = 80  # characters of the weight name kept in a file name
 BINS = 128
 OUTER = 0.10  # the "outer 10% of the range" shown in the title
@@ -186,18 +188,7 @@ def draw(path: str, name: str, shape, values: np.ndarray, sw, clip) -> None:
     fig.subplots_adjust(left=0.075, right=0.985, bottom=0.15, top=0.80, wspace=0.22)
     buf = io.BytesIO()
     fig.savefig(buf, format="jpg", pil_kwargs={"quality": 85, "optimize": True})
-    write_atomic(path, buf.getvalue())
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write via a fresh temporary file and rename: never through a planted symlink."""
-    tmp = path + ".tmp"
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    outputs.write(path, buf.getvalue(), own_folder=True)
 
 
 # -- the -s entry point -------------------------------------------------------------------------
@@ -214,11 +205,11 @@ def compressed(model) -> list:
 
 def _read_index(folder: str) -> list[tuple[str, str, str]]:
     """(file, escaped weight name, owning output file) per line; the owner is "" in old indexes."""
-    index = os.path.join(folder, INDEX)
-    if not os.path.isfile(index):
+    raw = outputs.read_own(os.path.join(folder, INDEX), MAX_INDEX_BYTES)
+    if raw is None:
         return []
-    with open(index, encoding="utf-8", errors="replace") as fh:
-        rows = [line.rstrip("\n").split("\t") for line in fh if "\t" in line]
+    lines = raw.decode("utf-8", "replace").splitlines()
+    rows = [line.split("\t") for line in lines if "\t" in line]
     return [(r[0], r[1], r[2] if len(r) > 2 else "") for r in rows]
 
 
@@ -228,16 +219,15 @@ def _clean_previous(folder: str, rows: list, keep: set[str], owner: str) -> None
     for fname, _, who in rows:
         if who in (owner, "") and fname not in keep and fname == os.path.basename(fname) \
                 and fname.endswith(".jpg"):
-            path = os.path.join(folder, fname)
-            if os.path.isfile(path) and not os.path.islink(path):
-                os.remove(path)
+            outputs.remove(os.path.join(folder, fname))  # at commit, a regular file only
 
 
 def _write_index(folder: str, rows: list, files: dict[str, str], owner: str) -> None:
     others = [r for r in rows if r[2] not in (owner, "") and r[0] not in files.values()]
     mine = [(fname, name.encode("unicode_escape").decode("ascii"), owner) for name, fname in files.items()]
     lines = ["\t".join(r) + "\n" for r in others + mine]
-    write_atomic(os.path.join(folder, INDEX), "".join(lines).encode("ascii", "backslashreplace"))
+    outputs.write(os.path.join(folder, INDEX), "".join(lines).encode("ascii", "backslashreplace"),
+                  own_folder=True)
 
 
 def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
@@ -246,7 +236,6 @@ def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
     weights = compressed(model)
     files = safe_names([sw.name for sw in weights])
     try:
-        os.makedirs(folder, exist_ok=True)
         owner = os.path.basename(cfg.output_file)
         rows = _read_index(folder)
         _clean_previous(folder, rows, set(files.values()), owner)

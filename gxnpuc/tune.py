@@ -107,6 +107,10 @@ def main(cfg, args) -> int:
     print(f"tuned config written: {display_path(result.tuned_path)}"
           + (f"; trade-off plot: {display_path(plot)}" if plot else ""))
     if not result.met:
+        from gxnpuc import outputs
+
+        if outputs.current() is not None:
+            outputs.current().commit()  # the closest plan is written, then the run fails
         raise GxnpucError("--tune", f"target {result.target.text()} not met: the closest plan gives "
                           f"{eval_report.fmt_db(result.snr)} dB at {result.chosen.nbytes:,} weight bytes "
                           f"(written anyway)", _unmet_hint(result))

@@ -10,9 +10,8 @@ import os
 
 import yaml
 
-from gxnpuc import eval_report
+from gxnpuc import eval_report, outputs
 from gxnpuc.eval_advice import yaml_float
-from gxnpuc.errors import OutputError
 
 MARK = "# ==== gxnpuc --tune"  # first line of the appended block; a retune replaces the block
 OFF = "# [tune] "  # prefix of the user's lines the block replaces
@@ -212,17 +211,7 @@ def _rebuild(src: list[str], root, keys: set[str]) -> str:
 
 # -- files --------------------------------------------------------------------------------------
 def write_atomic(path: str, data: str | bytes) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    mode = "wb" if isinstance(data, bytes) else "w"
-    try:
-        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise OutputError(path, f"cannot be written ({exc.strerror or exc})",
-                          "a writable folder beside the config") from None
+    outputs.write(path, data)  # staged; committed with the run's other outputs
 
 
 def plot_path(tuned_path: str) -> str:

@@ -1,7 +1,7 @@
 """The backend: memory plan, output writers (C header, raw container) and the decoder.
 
     build(graph, weights, cfg) -> CompiledModel   plan + sizes, nothing written
-    write(model, path, output_type)               atomic, deterministic (SOURCE_DATE_EPOCH)
+    write(model, path, output_type)               via gxnpuc.outputs, deterministic (SOURCE_DATE_EPOCH)
     read(path) -> CompiledModel                    either format back, for gxnpuc.sim
 """
 from __future__ import annotations
@@ -13,11 +13,11 @@ import struct
 import time
 from typing import Iterable
 
-from gxnpuc import targets
+from gxnpuc import outputs, targets
 from gxnpuc.backend import c_header, container, plan, sections
 from gxnpuc.backend.decode import model_from_sections
 from gxnpuc.compress import store_plain
-from gxnpuc.errors import ConfigError, ModelError, OutputError
+from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.ir import Graph
 from gxnpuc.model import CompiledModel
 
@@ -120,37 +120,10 @@ def chunks(model: CompiledModel, output_type: str) -> Iterable[bytes]:
 
 
 def write(model: CompiledModel, path: str, output_type: str = "c_code") -> str:
-    """Write atomically: a temporary file beside `path`, renamed over it only when complete.
-    On any failure the previous file (if any) is untouched and no temporary file remains."""
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise OutputError(path, "is a folder", "OUTPUT_FILE must name a file")
+    """Write through gxnpuc.outputs: staged beside `path` and renamed over it only when the
+    whole run succeeded; on any failure the previous file (if any) is untouched."""
     data = chunks(model, output_type)  # bad output_type fails before touching the disk
-    folder = os.path.dirname(path)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            for piece in data:
-                fh.write(piece)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove(tmp)
-        raise OutputError(path, f"cannot write ({exc.strerror or exc})", "a writable file path") from None
-    except BaseException:
-        _remove(tmp)
-        raise
-    return path
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    return outputs.write(path, data)
 
 
 # -- read ----------------------------------------------------------------------------------------

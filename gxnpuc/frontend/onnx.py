@@ -5,7 +5,7 @@ summary says so; any other unknown dimension must be given in INPUT_OPS.
 """
 from __future__ import annotations
 
-from gxnpuc.errors import ConfigError, ModelError
+from gxnpuc.errors import ConfigError, GxnpucError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.ir import Graph
 from gxnpuc.names import unknown
@@ -20,9 +20,12 @@ def load_model(path: str):
 
     from gxnpuc.config_files import display_path
 
+    from gxnpuc import inputs
+
     shown = display_path(path)
+    data = inputs.read_bytes(path, shown, inputs.MAX_MODEL_BYTES, "ONNX model file")
     try:
-        model = onnx.load(path, load_external_data=False)
+        model = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises several unrelated types on corrupt bytes
         raise ModelError(shown, f"not a readable ONNX model ({type(exc).__name__})",
                          "an .onnx file saved by torch.onnx.export, tf2onnx or onnx.save") from None
@@ -34,22 +37,46 @@ def load_model(path: str):
 
 
 def _load_external(model, path: str) -> None:
-    """Read weights kept beside the model (torch's dynamo exporter writes `<model>.onnx.data`).
+    """Read weights kept beside the model (torch's dynamo exporter writes `<model>.onnx.data`),
+    for initializers and Constant nodes alike, always from the model's folder.
 
     onnx itself refuses locations that leave the model's folder, so a hostile model cannot
-    make us read arbitrary files.
+    make us read arbitrary files. Each file read is recorded as an input of the run, so no
+    output may replace it.
     """
     import os
 
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_tensor, uses_external_data
 
-    if not any(uses_external_data(t) for t in model.graph.initializer):
-        return
-    try:
-        load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
-    except Exception as exc:
-        raise ModelError(path, f"its external weight data cannot be read ({exc})",
-                         "keep the .onnx.data file the exporter wrote next to the .onnx file") from None
+    from gxnpuc import inputs, outputs
+
+    base = os.path.dirname(os.path.abspath(path))
+    for t in _all_tensors(model):
+        if not uses_external_data(t):
+            continue
+        try:
+            info = ExternalDataInfo(t)
+            where = os.path.join(base, info.location)
+            if not os.path.realpath(where).startswith(os.path.realpath(base) + os.sep):
+                raise ValueError(f"location {info.location!r} leaves the model's folder")
+            inputs.check_file(where, f"{path}: tensor {t.name!r}", inputs.MAX_MODEL_BYTES, "weight data file")
+            outputs.add_input(where)
+            load_external_data_for_tensor(t, base)  # the bytes now live inside the tensor
+        except GxnpucError:
+            raise
+        except Exception as exc:
+            raise ModelError(path, f"its external weight data cannot be read ({exc})",
+                             "keep the .onnx.data file the exporter wrote next to the .onnx file") from None
+
+
+def _all_tensors(model):
+    """Initializers and the tensors of Constant-like node attributes (top-level graph)."""
+    yield from model.graph.initializer
+    for node in model.graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
 
 
 def _attrs(node) -> dict:

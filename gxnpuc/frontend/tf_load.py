@@ -57,16 +57,30 @@ def node_of(name: str) -> str:
 
 
 # -- frozen .pb ------------------------------------------------------------------------
+def _refuse_saved_model_graph(tf, data: bytes, path: str) -> None:
+    """A SavedModel's saved_model.pb (renamed or not) is no GraphDef: say what it is."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    sm = saved_model_pb2.SavedModel()
+    try:
+        sm.ParseFromString(data)
+    except Exception:  # noqa: BLE001 - not a SavedModel either: the caller's line stands
+        return
+    if sm.meta_graphs:
+        raise ModelError(display_path(path), "this is the graph of a SavedModel, not a frozen GraphDef",
+                         "give its folder as SAVED_MODEL_DIR") from None
+
+
 def load_pb(path: str, cfg) -> Frozen:
     tf = import_tf()
     gd = tf.compat.v1.GraphDef()
+    from gxnpuc import inputs as bounded
+
+    data = bounded.read_bytes(path, display_path(path), bounded.MAX_MODEL_BYTES, "frozen GraphDef .pb")
     try:
-        with open(path, "rb") as fh:
-            gd.ParseFromString(fh.read())
-    except OSError as exc:
-        raise ModelError(display_path(path), f"cannot be read ({exc.strerror})",
-                         "a frozen GraphDef .pb") from None
+        gd.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError and friends on other bytes
+        _refuse_saved_model_graph(tf, data, path)
         raise ModelError(display_path(path), f"not a frozen GraphDef ({type(exc).__name__})",
                          "a .pb written by tf.io.write_graph(..., as_text=False); an .onnx file "
                          "goes in ONNX_FILE") from None
