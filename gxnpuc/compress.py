@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gxnpuc.errors import ConfigError, ModelError
+from gxnpuc.numerics import F16_MAX
 from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range  # noqa: F401 (API)
 
 FP16_MAX = 65504.0
@@ -84,6 +85,14 @@ class StoredWeight:
 
 
 # -- the SPEC 5 formula ----------------------------------------------------------------------
+def fit_fp16(lo16: np.ndarray, step16: np.ndarray) -> np.ndarray:
+    """hi whose fp16 step keeps lo16 + 255*step16 within +-65504: a range inside fp16 whose step
+    rounded up (w in [-65504, 65504]) loses one fp16 ulp of step; its top values saturate."""
+    top = lo16.astype(np.float64) + LEVELS * step16.astype(np.float64)
+    step = np.where(top > F16_MAX, np.nextafter(step16, np.float16(0)), step16)
+    return lo16.astype(np.float64) + LEVELS * step.astype(np.float64)
+
+
 def fp16_params(lo, hi) -> tuple[np.ndarray, np.ndarray]:
     """(lo16, step16) as float16 arrays: step = (hi - lo) / 255 in float64, both rounded once."""
     lo = np.atleast_1d(np.asarray(lo, np.float64))
@@ -308,6 +317,10 @@ def compress_weight(name: str, value: np.ndarray, family: str, axis: int | None 
         source = method
     codes, lo16, step16 = quantize(w, lo, hi, axis, inside=source == "minmax")
     finite, zero = table_facts(lo16, step16)
+    if not finite and max(np.abs(lo).max(), np.abs(hi).max()) <= F16_MAX:  # e.g. exactly +-65504
+        hi = fit_fp16(lo16, step16)
+        codes, lo16, step16 = quantize(w, lo, hi, axis)
+        finite, zero = table_facts(lo16, step16)
     if not finite:
         raise ModelError(f"weight {name!r}", f"range [{lo.min():g}, {hi.max():g}] exceeds fp16",
                          "compressed values must lie within +-65504: exclude it or set WEIGHT_MIN_MAX")

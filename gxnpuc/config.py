@@ -23,6 +23,8 @@ __all__ = ["Config", "load", "loads", "where", "display_path", "MAX_CONFIG_BYTES
            "OTHER_CORE_KEYS", "VENDOR_CORES", "Key", "markdown", "update_docs"]
 
 MAX_CONFIG_BYTES = 1 << 20  # a flat config is a few hundred bytes; refuse anything huge
+MAX_YAML_DEPTH = 16  # a config nests 3 deep (KEY: {name: [numbers]})
+MAX_YAML_VALUES = 100_000  # values after expanding YAML aliases (an alias bomb has billions)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def _parse(text: str, label: str, base_dir: str):
     import yaml
 
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _bounded_loader()(text)
     except yaml.reader.ReaderError as exc:  # the reader refuses control characters up front
         pos = max(0, min(int(exc.position), len(text)))
         line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
@@ -129,11 +131,51 @@ def _parse(text: str, label: str, base_dir: str):
     except yaml.YAMLError as exc:
         loader.dispose()
         raise ConfigError(label, f"YAML error: {exc}", "flat YAML `KEY: value`") from None
+    except ConfigError as exc:
+        loader.dispose()
+        mark = loader.peek_event().start_mark if loader.check_event() else None
+        exc.where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
+        raise ConfigError(exc.where, exc.what, exc.accepted) from None
+    _check_expansion(root, label, loader)
     if root is None or type(root).__name__ != "MappingNode":
         loader.dispose()
         got = "empty" if root is None else f"a {type(root).__name__[:-4].lower()}, not a map"
         raise ConfigError(label, f"the config is {got}", "`KEY: value` lines, e.g. ONNX_FILE: model.onnx")
     return c, root
+
+
+def _bounded_loader():
+    """SafeLoader that refuses documents nested deeper than MAX_YAML_DEPTH while composing."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent, index):
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    raise ConfigError("", f"YAML nested more than {MAX_YAML_DEPTH} levels deep",
+                                      "flat YAML `KEY: value`; lists and maps nest 3 levels at most")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+    return Loader
+
+
+def _check_expansion(root, label: str, loader) -> None:
+    """Count values as constructing would see them (an alias counts each time it is used)."""
+    stack, seen = [root], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            loader.dispose()
+            raise ConfigError(label, f"expands to more than {MAX_YAML_VALUES:,} YAML values "
+                              "(aliases `*name` repeating anchors)", "a flat config without alias chains")
+        if isinstance(node.value, list):
+            for item in node.value:
+                stack.extend(item if isinstance(item, tuple) else (item,))
 
 
 if __name__ == "__main__":  # python -m gxnpuc.config docs/config.md

@@ -78,6 +78,9 @@ def _pairs(c: Ctx, key: str, node, example: str) -> list:
     out = []
     for k_node, v_node in node.value:
         name = _text(c, key, k_node)
+        if (key, name) in c.lines:
+            raise c.err(k_node, key, f"{name!r} is given twice (also on line {c.lines[(key, name)]})",
+                        "each name once")
         c.lines[(key, name)] = k_node.start_mark.line + 1
         out.append((name, v_node))
     return out
@@ -102,16 +105,40 @@ def _min_max(c: Ctx, key: str, node) -> dict:
     for name, v_node in _pairs(c, key, node, "weight_name: [-1.0, 1.0]"):
         pair = c.value(v_node) if type(v_node).__name__ == "SequenceNode" else None
         ok = (isinstance(pair, list) and len(pair) == 2
-              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-                      for x in pair))
+              and all(isinstance(x, (int, float)) and not isinstance(x, bool) and _finite(x) for x in pair))
         if not ok:
-            raise c.err(v_node, key, f"range of {name!r} must be [min, max], two finite numbers",
-                        f"e.g. {name}: [-0.5, 0.5]")
+            raise c.err(v_node, key, f"range of {name!r} must be [min, max], two finite numbers"
+                        + _as_text(pair), f"e.g. {name}: [-0.5, 0.5]")
         if not pair[0] < pair[1]:
             raise c.err(v_node, key, f"range of {name!r} has min {pair[0]} >= max {pair[1]}",
                         "min < max")
-        out[name] = (float(pair[0]), float(pair[1]))
+        lo, hi = float(pair[0]), float(pair[1])
+        if not (hi - lo) / 255 > 2.0 ** -25:  # fp16 rounds anything up to 2^-25 to 0
+            raise c.err(v_node, key, f"range of {name!r} is too narrow: its 8-bit step (max - min) / 255 "
+                        f"is 0 in fp16, which would zero the weight", "max - min >= 255 * 6e-8")
+        out[name] = (lo, hi)
     return out
+
+
+def _finite(x) -> bool:
+    """math.isfinite, false for integers too large for a float (a 400-digit number)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+def _as_text(pair) -> str:
+    """Why `[-1.0e3, 1.0e3]` fails: YAML 1.1 reads an exponent without a sign as text."""
+    texts = [x for x in pair if isinstance(x, str)] if isinstance(pair, list) else []
+    for t in texts:
+        try:
+            float(t)
+        except ValueError:
+            continue
+        return (f"; {t!r} was read as text (YAML needs a dot and a signed exponent: "
+                f"write 1.0e+3 or 1000.0)")
+    return ""
 
 
 def _bool(c: Ctx, key: str, node) -> bool:
@@ -143,7 +170,7 @@ def _core(c: Ctx, key: str, node) -> str:
 def _number(optional: bool) -> Callable:
     def parse(c: Ctx, key: str, node):
         v = c.value(node)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v):
             return float(v)
         raise c.err(node, key, f"expected a number, got {_shown(node)}",
                     "a finite number" + (" or null" if optional else ""))

@@ -209,10 +209,15 @@ def resolve(cfg, graph: Graph):
             out += [w for w in weight_for(graph, name) if w not in out]
         return tuple(out)
 
-    ranges = dict(cfg.weight_min_max)
+    ranges, given_by = dict(cfg.weight_min_max), {n: n for n in cfg.weight_min_max}
     for name, pair in cfg.weight_min_max.items():
         for w in weight_for(graph, name):
+            if ranges.get(w, pair) != pair:  # a weight and its consuming op, given different ranges
+                raise ConfigError(config.where(cfg, "WEIGHT_MIN_MAX", name),
+                                  f"range {list(pair)} of {name!r} and {list(ranges[w])} of "
+                                  f"{given_by[w]!r} both set weight {w!r}", "one range per weight")
             ranges.setdefault(w, pair)
+            given_by.setdefault(w, name)
     return dataclasses.replace(cfg, exclude_compress_ops=names_of("EXCLUDE_COMPRESS_OPS"),
                                exclude_conv2d_compress_ops=names_of("EXCLUDE_CONV2D_COMPRESS_OPS"),
                                weight_min_max=ranges)
