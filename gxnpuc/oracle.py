@@ -88,7 +88,11 @@ def _onnx_runner(path: str, graph):
 
     def fn(feeds):
         fed = {k: v.astype(types.get(k, np.float32)) for k, v in feeds.items() if k in types}
-        return dict(zip(outputs, sess.run(outputs, {**unused, **fed})))
+        try:
+            return dict(zip(outputs, sess.run(outputs, {**unused, **fed})))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(path, f"onnxruntime cannot run the model ({str(exc).splitlines()[0][:200]})",
+                             "a model onnxruntime can run, to compare against") from None
     return fn
 
 

@@ -112,8 +112,11 @@ class LowerCtx:
                     source if source is not None else (fn.op_type if fn else op))
         self._names.add(node.name)
         present = [i for i in ins if i]
+        shapes = [self.graph.tensors[i].shape if i else None for i in ins]
         if fold and present and all(self.graph.tensors[i].is_const for i in present):
-            vals = opdef.run(node, [self.graph.tensors[i].data if i else None for i in ins])
+            consts = [self.graph.tensors[i].data if i else None for i in ins]
+            self.check_size(node, outs, _folded_shapes(opdef, node, shapes, consts))
+            vals = opdef.run(node, consts)
             for old in present + ([fn.name] if fn else []):  # folded names live on in outs
                 for o in outs:
                     record_alias(self.graph, old, o)
@@ -121,18 +124,55 @@ class LowerCtx:
                 self.graph.tensors[o] = Tensor(o, tuple(np.shape(v)), np.asarray(v).dtype.name,
                                                np.asarray(v))
             return list(outs)
-        shapes = [self.graph.tensors[i].shape if i else None for i in ins]
-        for o, s in zip(outs, opdef.infer(node, shapes)):
+        out_shapes = opdef.infer(node, shapes)
+        self.check_size(node, outs, out_shapes)
+        for o, s in zip(outs, out_shapes):
             self.graph.tensors[o] = Tensor(o, tuple(int(d) for d in s))
         self.graph.nodes.append(node)
         if fn is not None:
             record_alias(self.graph, fn.name, node.name)
         return list(outs)
 
+    def check_size(self, node: Node | None, outs: list[str], shapes) -> None:
+        """Constants and intermediate tensors obey the same bound as inputs (MAX_INPUT_ELEMENTS):
+        checked from shapes, before a folded kernel allocates anything."""
+        from gxnpuc import targets
+        from gxnpuc.config import MAX_INPUT_ELEMENTS, display_path
+
+        for o, s in zip(outs, shapes or ()):
+            size = 1
+            for d in s:
+                size *= int(d)
+            if size > MAX_INPUT_ELEMENTS:
+                fn = self.fnode
+                at = f"node {fn.name!r} [{fn.op_type}]" if fn else f"node {node.name!r}"
+                src = self.graph.meta.get("source")
+                raise ModelError(f"{display_path(src)}: {at}" if src else at,
+                                 f"its output {o!r} would have shape {[int(d) for d in s]} ({size:,} elements)",
+                                 f"at most {MAX_INPUT_ELEMENTS:,} elements per tensor; the "
+                                 f"{targets.GRUS.chip} holds {targets.GRUS.sram_bytes // 1024} KB in all")
+
     def reject(self, reason: str) -> None:
         """Record that the current framework node cannot be lowered; lowering goes on."""
         fn = self.fnode
         self.unsupported.append((fn.name, fn.op_type, reason))
+
+
+def _folded_shapes(opdef, node: Node, shapes: list, consts: list):
+    """Output shapes of a node about to fold, without running it: its own infer() when it has
+    one, the shape a ConstantOfShape / Range asks for, else None (the kernel's output is
+    bounded by its inputs)."""
+    from gxnpuc.ops.base import OpDef
+
+    if node.op == "const_of_shape":
+        return [tuple(int(d) for d in np.ravel(consts[0]))]
+    if node.op == "range":
+        start, limit, delta = (float(np.asarray(x).reshape(())) for x in consts)
+        n = (limit - start) / delta if delta else float("inf")
+        return [(int(min(max(np.ceil(n), 0), 1 << 62)),)]
+    if type(opdef).infer is not OpDef.infer:
+        return opdef.infer(node, shapes)
+    return None
 
 
 def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -> Graph:
@@ -224,6 +264,13 @@ def finish(ctx: LowerCtx, outputs: list[str]) -> Graph:
         if real not in g.tensors:
             raise CompileError(f"output {out!r}", "is not produced by the model",
                                "check OUTPUT_OPS")
+        if g.tensors[real].is_const and real == out:
+            from gxnpuc.errors import ConfigError
+
+            err = ConfigError("OUTPUT_OPS", f"{out!r} is a constant (a weight), which no op computes",
+                              "name a tensor that an op of the model computes")
+            err.key, err.name = "OUTPUT_OPS", out  # frontend.load() adds the config line
+            raise err
         if real != out and (real in g.inputs or g.tensors[real].is_const or real in g.outputs):
             g.tensors[out] = Tensor(out, g.tensors[real].shape)
             g.nodes.append(Node(ctx.fresh(out + "/copy"), "identity", [real], [out], {}, "Identity"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from gxnpuc.errors import ConfigError, GxnpucError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
+from gxnpuc.frontend.onnx_check import validate
 from gxnpuc.ir import Graph
 from gxnpuc.names import unknown
 
@@ -32,6 +33,7 @@ def load_model(path: str):
     if not model.graph.node and not model.graph.output:  # other protobufs (a TF .pb) parse so too
         raise ModelError(shown, "the ONNX model has an empty graph",
                          "an .onnx file with nodes and outputs; a TensorFlow .pb goes in PB_FILE")
+    validate(model, shown)
     _load_external(model, path)
     return model
 
@@ -114,8 +116,14 @@ def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
     dims = vi.type.tensor_type.shape.dim
     if name in overrides:
         return _checked_override(vi, [int(d) for d in overrides[name]])
+    if not vi.type.tensor_type.HasField("shape"):
+        raise ConfigError(f"input {name!r}", "the model does not say its rank (no shape at all)",
+                          f"give the shape in INPUT_OPS, e.g. INPUT_OPS: {{{name}: [1, ...]}}")
     shape = []
     for k, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value == 0:
+            raise ModelError(f"input {name!r}", f"dimension {k} is declared 0 (a tensor with no values)",
+                             f"positive sizes; give the real shape in INPUT_OPS: {{{name}: [1, ...]}}")
         if d.HasField("dim_value") and d.dim_value > 0:
             shape.append(d.dim_value)
         elif k == 0:
@@ -163,7 +171,14 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
         if n.domain not in ("", "ai.onnx"):
             fn.op_type = f"{n.domain}.{n.op_type}"
     _check_single_writer(fnodes, path)
-    return lower(ctx, fnodes, outputs or [o.name for o in g.output], ONNX_LOWERINGS)
+    graph = lower(ctx, fnodes, outputs or [o.name for o in g.output], ONNX_LOWERINGS)
+    for name in graph.outputs:
+        if 0 in graph.tensors[name].shape:
+            from gxnpuc.config_files import display_path
+
+            raise ModelError(f"{display_path(path)}: output {name!r}", f"has shape {list(graph.tensors[name].shape)}, no values",
+                             "outputs with at least one value (a C array cannot have size 0)")
+    return graph
 
 
 def _check_single_writer(fnodes: list[FNode], path: str) -> None:

@@ -257,6 +257,7 @@ def _static_arg(ctx, fn, attr, idx, what):
 
 def _copies(ctx, fn, x: str, target: tuple) -> None:
     """Broadcast/tile a run-time tensor by concatenating copies along each grown axis."""
+    ctx.check_size(None, fn.outputs[:1], [target])  # before a list of millions of copies
     shape = tuple(ctx.shape(x))
     if len(shape) < len(target):
         shape = (1,) * (len(target) - len(shape)) + shape
