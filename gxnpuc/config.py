@@ -136,11 +136,11 @@ def _parse(text: str, label: str, base_dir: str):
         mark = loader.peek_event().start_mark if loader.check_event() else None
         exc.where = f"{label}:{mark.line + 1}:{mark.column + 1}" if mark else label
         raise ConfigError(exc.where, exc.what, exc.accepted) from None
-    _check_expansion(root, label, loader)
     if root is None or type(root).__name__ != "MappingNode":
         loader.dispose()
         got = "empty" if root is None else f"a {type(root).__name__[:-4].lower()}, not a map"
         raise ConfigError(label, f"the config is {got}", "`KEY: value` lines, e.g. ONNX_FILE: model.onnx")
+    _check_expansion(root, label, loader)
     return c, root
 
 

@@ -137,9 +137,9 @@ class Transaction:
         """(folder fd, name) of a target that may be replaced; an OutputError otherwise."""
         path = os.path.abspath(path)
         name = os.path.basename(path)
-        if len(os.fsencode(name)) > NAME_MAX - 24:  # room for the temporary name's suffix
+        if len(os.fsencode(name)) > NAME_MAX:
             raise OutputError(shown(path), f"the file name is {len(os.fsencode(name))} bytes long",
-                              f"at most {NAME_MAX - 24} bytes per file name")
+                              f"at most {NAME_MAX} bytes per file name")
         if any(s.path == path for s in self.staged):
             raise OutputError(shown(path), "is named twice as an output of this run",
                               "different output paths")
@@ -180,7 +180,8 @@ class Transaction:
 
     def _create(self, dir_fd: int, name: str, path: str) -> str:
         for _ in range(16):
-            tmp = f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            stem = os.fsdecode(os.fsencode(name)[:NAME_MAX - 40])  # room for the unique suffix
+            tmp = f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
             try:
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=dir_fd))
                 return tmp

@@ -31,6 +31,8 @@ class Case:
     target: str = "config.yaml"  # the CLI's config argument
     old_output: bool = False  # out/model.h exists before the run (must stay byte-identical)
     stdin: bytes | None = None
+    stdout_ok: bool = False  # the run fails after compiling: the summary may be printed, nothing written
+    bomb: bool = False  # unbounded work if a bound broke: run in a child under resource limits
 
 
 def _c(group, id, cause, fix, config, *expect, **kw) -> Case:
@@ -435,6 +437,14 @@ FILES = {
 TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5"}
 
 
+from bad_inputs_safety import FILES as _SAFETY_FILES, ROWS as _SAFETY_ROWS, TF_FILES as _SAFETY_TF  # noqa: E402
+
+CASES = (*CASES, *_SAFETY_ROWS)
+GROUPS = list(dict.fromkeys(c.group for c in CASES))
+FILES.update(_SAFETY_FILES)
+TF_FILES |= _SAFETY_TF
+
+
 def needs_tf(case: Case) -> bool:
     return bool(TF_FILES.intersection(case.files)) or "PB_FILE: model.onnx" in str(case.config)
 
@@ -442,12 +452,19 @@ def needs_tf(case: Case) -> bool:
 # -- staging and checking a run --------------------------------------------------------------------
 def stage(case: Case, folder: str) -> None:
     """Write the row's config, files, and out/ (with the previous model.h when old_output)."""
+    from bad_inputs_safety import _special
+
     os.makedirs(os.path.join(folder, "out"), exist_ok=True)
-    for name in case.files:
+    for entry in case.files:
+        name, _, special = entry.partition("=")
+        path = os.path.join(folder, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         if name == "a_folder":
-            os.makedirs(os.path.join(folder, name), exist_ok=True)
+            os.makedirs(path, exist_ok=True)
+        elif special:
+            _special(special, path, folder)
         elif name in FILES:
-            FILES[name](os.path.join(folder, name))
+            FILES[name](path)
     if case.old_output:
         with open(os.path.join(folder, "out", "model.h"), "wb") as fh:
             fh.write(OLD_OUTPUT)
@@ -459,13 +476,22 @@ def stage(case: Case, folder: str) -> None:
 
 def snapshot(folder: str) -> dict[str, str]:
     """Every file and folder under folder -> sha256 of its bytes ("dir" for folders)."""
+    import stat
+
     out = {}
-    for root, dirs, files in os.walk(folder):
-        for d in dirs:
-            out[os.path.relpath(os.path.join(root, d), folder) + "/"] = "dir"
-        for f in files:
-            with open(os.path.join(root, f), "rb") as fh:
-                out[os.path.relpath(os.path.join(root, f), folder)] = hashlib.sha256(fh.read()).hexdigest()
+    for root, dirs, files in os.walk(folder):  # never into a linked folder
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel, st = os.path.relpath(path, folder), os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                out[rel] = "link -> " + os.readlink(path)
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel + "/"] = "dir"
+            elif not stat.S_ISREG(st.st_mode):
+                out[rel] = f"node {stat.S_IFMT(st.st_mode):o} inode {st.st_ino}"
+            else:
+                with open(path, "rb") as fh:
+                    out[rel] = hashlib.sha256(fh.read()).hexdigest()
     return out
 
 
