@@ -56,6 +56,7 @@ def _check_model(c: Ctx, key: str, path: str) -> None:
                               "a .h5/.keras in KERAS_FILE")
         if not any(os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")):
             raise ConfigError(at, f"{shown} has no saved_model.pb", "a folder written by tf.saved_model.save")
+        _check_folder_files(at, path)
         return
     if os.path.isdir(path):
         saved = os.path.exists(os.path.join(path, "saved_model.pb"))
@@ -71,6 +72,20 @@ def _check_model(c: Ctx, key: str, path: str) -> None:
     if key == "PB_FILE" and os.path.basename(path) == "saved_model.pb":
         raise ConfigError(at, f"{shown} is the graph of a SavedModel",
                           f"SAVED_MODEL_DIR: {display_path(os.path.dirname(path)) or '.'}")
+
+
+def _check_folder_files(at: str, path: str) -> None:
+    """A SavedModel's files are all regular (no FIFO to block on), and bounded in total."""
+    from gxnpuc import inputs
+
+    total = 0
+    for folder, _, files in os.walk(path):
+        for f in files:
+            total += inputs.check_file(os.path.join(folder, f), at, inputs.MAX_MODEL_BYTES,
+                                       "SavedModel file", ConfigError).st_size
+    if total > inputs.MAX_MODEL_BYTES:
+        raise ConfigError(at, f"{display_path(path)} holds {total:,} bytes",
+                          f"a SavedModel of at most {inputs.MAX_MODEL_BYTES:,} bytes")
 
 
 def _head(at: str, path: str) -> bytes:

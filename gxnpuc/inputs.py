@@ -69,7 +69,7 @@ def load_arrays(path: str, limit: int = MAX_DATA_BYTES):
 
     import numpy as np
 
-    check_file(path, path, limit if not path.endswith(".npz") else 1 << 40, "an .npz file", GxnpucError)
+    check_file(path, "-e/--eval", limit, ".npz file", GxnpucError)
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as fh:
             _check_npy(path, "", fh, os.fstat(fh.fileno()).st_size)

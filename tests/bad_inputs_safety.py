@@ -86,6 +86,9 @@ ROWS = [
        "config.yaml:1: ONNX_FILE", "character device", files=()),
     _c(_B, "pb-dev-zero", "PB_FILE: /dev/zero", "the frozen .pb file",
        "PB_FILE: /dev/zero\nOUTPUT_FILE: out/model.h\n", "config.yaml:1: PB_FILE", "character device", files=()),
+    _c(_B, "saved-model-fifo", "a FIFO inside the SAVED_MODEL_DIR folder", "the files TensorFlow saved",
+       "SAVED_MODEL_DIR: sm\nOUTPUT_FILE: out/model.h\n", "config.yaml:1: SAVED_MODEL_DIR", "FIFO",
+       files=("sm/saved_model.pb", "sm/variables/variables.index=fifo")),
     _c(_B, "config-fifo", "the config is a FIFO", "a config file, or pipe it into `gxnpuc -`", None,
        "pipe.yaml", "not a regular file", files=("model.onnx", "pipe.yaml=fifo"), target="pipe.yaml"),
     _c(_B, "config-dev-zero", "the config is /dev/zero", "a config file", None, "/dev/zero",
@@ -113,6 +116,8 @@ ROWS = [
        "tile.onnx", "40,000,000 elements", files=("tile.onnx",), bomb=True),
     _c(_B, "pad-huge", "Pad by 10^9 (a tensor past 4 GiB)", "realistic pads", _onnx("pad.onnx"),
        "pad.onnx", "elements per tensor", files=("pad.onnx",), bomb=True),
+    _c(_B, "plan-past-4gib", "70 outputs of 2^24 values each (buffers past 4 GiB)", "realistic outputs",
+       _onnx("big.onnx"), "big.onnx", "4 GiB", files=("big.onnx",), bomb=True),
     # -- family 4: validation ---------------------------------------------------------------------
     _c(_V, "transpose-repeated-axis", "Transpose perm [0, 0]", "a permutation", _onnx("perm.onnx"),
        "perm.onnx", "not a permutation", files=("perm.onnx",)),
@@ -217,6 +222,11 @@ def _tile_const():
                                          _i64("s", [10 ** 7, 1])])
 
 
+def _many_outputs(n: int):
+    nodes = [helper.make_node("Relu" if i % 2 else "Sigmoid", ["x"], [f"y{i}"]) for i in range(n)]
+    return _graph_model(nodes, [_x(shape=(1, 1 << 24))], [_VI(f"y{i}", TensorProto.FLOAT, None) for i in range(n)])
+
+
 def _sparse():
     sp = helper.make_sparse_tensor(numpy_helper.from_array(np.ones(2, np.float32), "sw"), _i64("si", [0, 3]), [4])
     return _graph_model([helper.make_node("Add", ["x", "sw"], ["y"])], [_x()], [_y()], sparse=[sp])
@@ -318,7 +328,9 @@ FILES = {
     "ir99.onnx": _bytes(lambda: _graph_model([helper.make_node("Relu", ["x"], ["y"])], [_x()], [_y()],
                                              ir=99).SerializeToString()),
     "zero.onnx": _bytes(lambda: _one("Slice", [_i64("a", [2]), _i64("b", [2]), _i64("c", [1])]).SerializeToString()),
+    "sm/saved_model.pb": _bytes(lambda: b"\x08\x01"),  # the folder check runs before any parsing
     "sparse.onnx": _bytes(lambda: _sparse().SerializeToString()),
+    "big.onnx": _bytes(lambda: _many_outputs(70).SerializeToString()),
     "ext.onnx": _bytes(lambda: _external("ext", "ext.onnx.data", False)[0]),
     "ext.onnx.data": _bytes(lambda: _external("ext", "ext.onnx.data", False)[1]),
     "sub/const.onnx": _bytes(lambda: _external("const", "w.bin", True)[0]),

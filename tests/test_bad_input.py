@@ -414,8 +414,9 @@ Every problem with a config or a model is **one line** on stderr and exit status
 `<where>` is `config.yaml:<line>: <KEY>` for the config, or the model file, weight, input or
 op. Other exit statuses: 2 bad command line (usage), 3 internal error (a bug in gxnpuc: one
 line too; `GXNPUC_DEBUG=1` shows the traceback), 130 interrupted (Ctrl-C or SIGTERM). A failed
-or interrupted run leaves no new, changed or partial output file: everything that can fail
-runs first, and the output is written to a temporary file that is renamed into place.
+or interrupted run leaves no new, changed or partial output file: every output is staged in
+a temporary file and all are renamed into place only when the whole run succeeded
+([files.md](files.md) says what gxnpuc reads, writes and never touches).
 """
 
 

@@ -34,6 +34,7 @@ def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
     model = CompiledModel(graph, weights, fp16_outputs(graph, cfg.fp16_out_ops), cfg.model_info,
                           cfg.npu_unit, cfg.corename, source_hash(cfg.model_path), build_time())
     model.plan = plan.make(graph, weights, model.fp16_outputs, target)
+    _check_offsets(model.plan, target, cfg.model_path)
     sec = sections.encode(model, target.alignment)
     for name, place in sec.weight_layout.items():
         model.plan["tensors"][name] = place
@@ -41,6 +42,18 @@ def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
     model.sizes = plan.sizes(model.plan, len(sec.cmd), len(sec.weight), len(sec.ops), target)
     model.plan["fits_target"] = model.sizes["total_size"] <= target.memory_bytes
     return model
+
+
+def _check_offsets(p: dict, target, model_path: str) -> None:
+    """Every offset and size the sections store is a 32-bit field: a plan past 4 GiB is refused."""
+    end = max([p["data_size"], p["tmp_size"], p["io_size"]]
+              + [off + n for off, n in p["tensors"].values()])
+    if end > 0xFFFFFFFF:
+        from gxnpuc.config_files import display_path
+
+        raise ModelError(display_path(model_path) or "model", f"its buffers need {end:,} bytes, more than the 4 GiB that 32-bit "
+                         f"offsets address", f"a model whose tensors fit the target: the {target.chip} "
+                         f"holds {target.sram_bytes // 1024} KB")
 
 
 def complete_weights(graph: Graph, weights: dict) -> dict:
