@@ -346,31 +346,34 @@ LIMIT_SECONDS = 60  # CPU seconds; a bound that holds needs 1-3
 PEAK_BYTES = 500 << 20  # what a row may really use (peak resident memory of the child)
 
 
+# The child sets its own limits, then runs the CLI; at exit it writes its peak resident memory
+# (VmHWM, which starts afresh at exec, unlike ru_maxrss, which counts the forked test process).
+_CHILD = """
+import atexit, os, resource, sys
+for res, n in ((resource.RLIMIT_AS, {as_}), (resource.RLIMIT_CPU, {cpu})):
+    resource.setrlimit(res, (n, n))
+def peak():
+    with open("/proc/self/status") as fh, open(os.environ["GXNPUC_TEST_PEAK"], "w") as out:
+        out.write(next(line.split()[1] for line in fh if line.startswith("VmHWM:")))
+atexit.register(peak)
+from gxnpuc.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run_limited(case: Case, folder: str) -> tuple[int, str, str, int]:
-    """(exit status, stdout, stderr, peak resident bytes) of `python -m gxnpuc` for a staged row,
-    run in `folder` with RLIMIT_AS and RLIMIT_CPU set in the child, killed after 4 minutes of
-    waiting (a blocked read uses no CPU): a broken bound fails the row, not the machine."""
-    import resource
+    """(exit status, stdout, stderr, peak resident bytes) of the CLI for a staged row, run in
+    `folder` in a child that sets RLIMIT_AS and RLIMIT_CPU on itself, killed after 4 minutes
+    of waiting (a blocked read uses no CPU): a broken bound fails the row, not the machine."""
     import subprocess
     import sys
-    import threading
-
-    def limits():
-        resource.setrlimit(resource.RLIMIT_AS, (LIMIT_BYTES, LIMIT_BYTES))
-        resource.setrlimit(resource.RLIMIT_CPU, (LIMIT_SECONDS, LIMIT_SECONDS))
 
     env = {k: v for k, v in os.environ.items() if k not in ("GXNPUC_DEBUG", "TF_CPP_MIN_LOG_LEVEL")}
-    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "gxnpuc", *case.args, case.target], cwd=folder, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, preexec_fn=limits)
-        timer = threading.Timer(4 * LIMIT_SECONDS, proc.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
-        finally:
-            timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return proc.returncode, out.read(), err.read(), usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", GXNPUC_TEST_PEAK=os.path.join(tmp, "peak"))
+        code = _CHILD.format(as_=LIMIT_BYTES, cpu=LIMIT_SECONDS)
+        proc = subprocess.run([sys.executable, "-c", code, *case.args, case.target], cwd=folder, env=env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=4 * LIMIT_SECONDS)
+        with open(env["GXNPUC_TEST_PEAK"]) as fh:
+            peak_kb = int(fh.read())
+    return proc.returncode, proc.stdout, proc.stderr, peak_kb * 1024

@@ -183,7 +183,7 @@ def test_failure_mid_write_keeps_previous_file_and_leaves_no_temp(tmp_path, monk
 
 
 def test_os_error_becomes_output_error_without_temp(tmp_path, monkeypatch):
-    def no_rename(a, b):
+    def no_rename(a, b, **dir_fds):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "replace", no_rename)
     with pytest.raises(OutputError, match="No space left"):
