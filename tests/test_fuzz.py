@@ -67,8 +67,8 @@ OPTIONAL = {  # a valid value for every key but the model keys (a test checks no
     "COMPRESS": st.booleans(), "CONV2D_COMPRESS": st.booleans(), "FUSE_BN": st.booleans(),
     "FUSE_BIASADD": st.booleans(), "EXCLUDE_COMPRESS_OPS": st.lists(st.sampled_from(WEIGHTS), max_size=3),
     "EXCLUDE_CONV2D_COMPRESS_OPS": st.sampled_from([[], ["conv.weight"], ["/conv/Conv"]]),
-    "WEIGHT_MIN_MAX": st.dictionaries(st.sampled_from(["fc.weight", "conv.weight", "/fc/Gemm"]),
-                                      _RANGE, max_size=2),
+    "WEIGHT_MIN_MAX": st.sampled_from([["fc.weight", "conv.weight"], ["/fc/Gemm", "conv.weight"]]).flatmap(
+        lambda names: st.dictionaries(st.sampled_from(names), _RANGE, max_size=2)),  # one range per weight
     "MODEL_INFO": _TEXT, "COMPRESS_PER_CHANNEL": st.booleans(),
     "WEIGHT_CLIP": st.sampled_from(["minmax", "mse", "percentile"]), "KERAS_ALLOW_LAMBDA": st.just(False),
     "EVAL_SNR_THRESHOLD_DB": st.floats(-50, 100), "TUNE_TARGET_SNR_DB": st.none() | st.floats(0, 80),

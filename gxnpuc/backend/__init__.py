@@ -30,6 +30,7 @@ HASH_WINDOW = 1 << 24  # a multiple of mmap.ALLOCATIONGRANULARITY
 def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
     """Plan memory and compute every section size; the model is then ready to write."""
     target = targets.get(cfg.corename)
+    _check_outputs(graph, cfg.model_path)
     weights = complete_weights(graph, weights)
     model = CompiledModel(graph, weights, fp16_outputs(graph, cfg.fp16_out_ops), cfg.model_info,
                           cfg.npu_unit, cfg.corename, source_hash(cfg.model_path), build_time())
@@ -42,6 +43,17 @@ def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
     model.sizes = plan.sizes(model.plan, len(sec.cmd), len(sec.weight), len(sec.ops), target)
     model.plan["fits_target"] = model.sizes["total_size"] <= target.memory_bytes
     return model
+
+
+def _check_outputs(graph: Graph, model_path: str) -> None:
+    """An output with no values would be a zero-length C array (refused by -pedantic-errors)."""
+    from gxnpuc.config_files import display_path
+
+    for name in graph.outputs:
+        if 0 in graph.tensors[name].shape:
+            raise ModelError(f"{display_path(model_path) or 'model'}: output {name!r}",
+                             f"has shape {list(graph.tensors[name].shape)}, no values",
+                             "outputs with at least one value (a C array cannot have size 0)")
 
 
 def _check_offsets(p: dict, target, model_path: str) -> None:
