@@ -255,10 +255,11 @@ def load_config(args: argparse.Namespace):
 
 
 def compile_and_write(cfg, args: argparse.Namespace, out):
-    """Compile; print -w, -v, -m; save -s pictures; write the output file last; then the summary.
+    """Compile; print -w, -v, -m; stage -s pictures and the output file; then the summary.
 
-    Everything that can fail runs before the output file is written, and the backend writes
-    atomically, so a failed build never leaves a partial or stale-but-new output file.
+    Files are staged in the run's gxnpuc.outputs transaction (run() opens it) and committed
+    only when the whole run succeeded, so a failed build (also a failed -e after compiling)
+    never leaves a partial or stale-but-new output file.
     """
     from gxnpuc import backend, compiler, report
 
