@@ -1,0 +1,166 @@
+"""The C runtime (runtime/gxnpu.c) against the simulator's npu mode, op by op and on whole
+models: every output and every intermediate tensor, compared as fp16 bits. The runtime is
+built with gcc -std=c99 -O2 -Wall -Wextra -Werror -ffp-contract=off (and under ASan/UBSan);
+the fuzz test feeds it hundreds of truncated, bit-flipped and foreign models.
+"""
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import zlib
+
+import numpy as np
+import pytest
+
+import runtime_models as RM
+from gxnpuc import runtime_host as rh
+from gxnpuc.backend import container
+
+pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on PATH")
+SAN = ("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
+
+# op variants whose simulator results still differ from the device numerics (NUMERICS.md):
+# the simulator sums conv in BLAS order and computes gelu with float64 erf. Bound: fp16 ulp.
+AWAITING_NUMERICS = {"conv1d": 1, "act_gelu": 2, "act_gelu_tanh": 2}
+CASES = RM.op_models()
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    return rh.build_driver(out_dir=str(tmp_path_factory.mktemp("rt")))
+
+
+def test_every_npu_op_has_a_case_and_an_opcode():
+    from gxnpuc.backend.cmd import OPCODES
+
+    covered = {n.op for _, g, _ in CASES for n in g.nodes}
+    assert covered == RM.npu_ops() and RM.npu_ops() <= set(OPCODES)
+
+
+def check_bits(model, feeds, driver, bound=0):
+    c, res = rh.compare(model, feeds, driver=driver)
+    assert c.per_node and len(c.per_node) == len(model.graph.nodes)
+    worst = max(u for *_, u in c.per_node)
+    assert worst <= bound, c.per_node
+    if bound == 0:
+        assert c.first_diff is None and all(ok for ok, _ in c.outputs.values()), c
+    return c, res
+
+
+@pytest.mark.parametrize("name,graph,kw", CASES, ids=[c[0] for c in CASES])
+def test_op_bit_identical_to_simulator(name, graph, kw, driver):
+    model = RM.build(graph, **kw)
+    check_bits(model, RM.feeds(model, 5), driver, AWAITING_NUMERICS.get(name, 0))
+
+
+def test_compressed_packings_are_exercised():
+    packings = {sw.packing for _, g, kw in CASES for sw in RM.build(g, **kw).weights.values()}
+    assert {"dense", "bitmap", "fp16"} <= packings
+
+
+def test_chain_with_fp16_and_fp32_outputs(driver):
+    model = RM.build(RM.chain_model(), fp16_out_ops=("t1_0",))
+    assert model.fp16_outputs == ("t1_0",)
+    _, res = check_bits(model, RM.feeds(model, 9, samples=4), driver)
+    assert res.outputs["t1_0"].dtype == np.float16 and res.outputs["t5_0"].dtype == np.float32
+    assert np.allclose(res.outputs["t5_0"].sum(axis=-1), 1, atol=1e-2)  # softmax rows
+
+
+def test_bundled_onnx_example_bit_identical(tmp_path, driver):
+    from npu_util import compile_onnx, load_kws
+
+    kws = load_kws()
+    model, _ = compile_onnx(kws.build_model(), str(tmp_path), compress=True, conv2d_compress=True, fuse_bn=True)
+    feeds = {model.graph.inputs[0]: RM.rand((4, *model.graph.tensors[model.graph.inputs[0]].shape), 3)}
+    c, _ = rh.compare(model, feeds, driver=driver)
+    assert all(ok for ok, _ in c.outputs.values()), c  # whole-model outputs
+    assert max(u for *_, u in c.per_node) <= 64, c.per_node  # conv: simulator BLAS order
+
+
+def test_sanitized_build_gives_the_same_bits(tmp_path):
+    san = rh.build_driver(flags=SAN, out_dir=str(tmp_path))
+    for name, graph, kw in CASES[::4] + [("chain", RM.chain_model(), {})]:
+        model = RM.build(graph, **kw)
+        feeds = RM.feeds(model, 2)
+        a = rh.run(model, feeds, dump=True, driver=san)
+        b = rh.run(model, feeds, dump=True)
+        assert a.status == 0 and a.tensors.keys() == b.tensors.keys(), name
+        for k in a.tensors:
+            assert np.array_equal(rh.f16_bits(a.tensors[k]), rh.f16_bits(b.tensors[k])), (name, k)
+
+
+def test_refused_models_status_codes(driver):
+    model = RM.build(RM.chain_model())
+    raw = bytearray(rh.raw_bytes(model))
+    feeds = RM.feeds(model, 1, samples=1)
+    assert rh.run(model, feeds, raw=bytes(raw[:-7]), driver=driver).status == -8  # truncated: CRC
+    old = bytearray(raw)
+    struct.pack_into("<I", old, 8, 1)
+    assert rh.run(model, feeds, raw=bytes(old), driver=driver).status == -3  # format 1
+    assert rh.run(model, feeds, raw=b"\x7fELF" + bytes(200), driver=driver).status == -2  # foreign
+    bad = bytearray(raw)  # a dim of the first tensor made huge, CRC fixed: the record check fails
+    cmd_off = struct.unpack_from("<I", bad, 32 + 4)[0]
+    n_t = struct.unpack_from("<H", bad, cmd_off + 6)[0]
+    dims_at = cmd_off + 16 + (-(-n_t // 4) * 4)
+    struct.pack_into("<I", bad, dims_at, 0xFFFFFFF0)
+    assert rh.run(model, feeds, raw=bytes(fix_crc(bad)), driver=driver).status == -5
+
+
+def fix_crc(blob: bytearray) -> bytearray:
+    blob[16:20] = b"\0\0\0\0"
+    struct.pack_into("<I", blob, 16, zlib.crc32(blob))
+    return blob
+
+
+def mutants(raw: bytes, count: int, seed: int) -> list[bytes]:
+    """Truncations, bit flips and random words in cmd/ops (CRC recomputed so the runtime's
+    own checks see them), flips anywhere (CRC left stale), foreign and empty files."""
+    rng = np.random.default_rng(seed)
+    secs = [struct.unpack_from("<4sIII", raw, 32 + 16 * k) for k in range(6)]
+    spans = [(off, off + size) for tag, off, size, fl in secs if tag in (b"CMD\0", b"OPS\0") and size]
+    out = []
+    for i in range(count):
+        kind = i % 6
+        b = bytearray(raw)
+        if kind == 0:
+            out.append(bytes(b[:int(rng.integers(0, len(b)))]))
+            continue
+        if kind == 5:
+            out.append(bytes(rng.integers(0, 256, int(rng.integers(0, 400)), dtype=np.uint8)) if i % 12 else b"")
+            continue
+        lo, hi = spans[int(rng.integers(len(spans)))] if kind < 4 else (0, len(b))
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(lo, hi))
+            if kind == 3 and at + 4 <= hi:
+                struct.pack_into("<I", b, at, int(rng.choice([0, 1, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF,
+                                                              int(rng.integers(0, 2**32))])))
+            else:
+                b[at] ^= 1 << int(rng.integers(8))
+        out.append(bytes(fix_crc(b) if kind < 4 else b))
+    return out
+
+
+def test_fuzz_mutated_models_never_crash(tmp_path):
+    src = rh.runtime_dir()
+    exe = tmp_path / "gxfuzz"
+    subprocess.run(["gcc", *rh.CFLAGS, *SAN, str(src / "host/gxfuzz.c"), str(src / "gxnpu.c"), "-o", str(exe)],
+                   check=True)
+    models = [RM.build(RM.chain_model(), fp16_out_ops=("t1_0",))]
+    models += [RM.build(g, **kw) for name, g, kw in CASES if name in ("conv2d_bitmap_perchannel", "matmul_batched_bcast",
+                                                                      "pad_reflect", "split", "avgpool2d_count_pad_dil")]
+    statuses: dict[int, int] = {}
+    for k, model in enumerate(models):
+        raw = rh.raw_bytes(model)
+        blobs = [raw] + mutants(raw, 100, seed=k)
+        path = tmp_path / f"m{k}.bin"
+        path.write_bytes(b"".join(struct.pack("<I", len(x)) + x for x in blobs))
+        proc = subprocess.run([str(exe), str(path), str(model.plan["io_size"])], capture_output=True, text=True)
+        assert proc.returncode == 0 and "runtime error" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr[-2000:]
+        lines = proc.stdout.split("\n")[:-1]
+        assert len(lines) == len(blobs) and lines[0] == "0"  # the unmutated model runs
+        assert not [x for x in lines if "touched" in x or x == "99"]
+        for x in lines:
+            statuses[int(x)] = statuses.get(int(x), 0) + 1
+    assert sum(statuses.values()) >= 600
+    assert {-2, -4, -8} <= set(statuses) and 0 in statuses, statuses  # refused and accepted ones
