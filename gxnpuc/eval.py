@@ -30,7 +30,8 @@ def main(cfg, args, model=None) -> int:
     data = getattr(args, "eval", None) or "random"
     feeds, labels, source = load_inputs(data, model.graph, getattr(args, "eval_samples", None),
                                         getattr(args, "seed", None) or 0)
-    report = evaluate(cfg, model, feeds, labels, source, getattr(args, "dump_dir", None))
+    report = evaluate(cfg, model, feeds, labels, source, getattr(args, "dump_dir", None),
+                      runtime=bool(getattr(args, "runtime", False)))
     print(eval_report.text(report))
     json_path, csv_path = eval_report.write(report, cfg.output_file)
     print(f"report written: {_shown(json_path)}, {_shown(csv_path)}")
@@ -247,7 +248,8 @@ def output_snrs(runs: Runs, outs: dict) -> dict[str, float]:
 
 
 # -- the report -------------------------------------------------------------------------------
-def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None = None) -> dict:
+def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None = None,
+             runtime: bool = False) -> dict:
     """Run everything and return the report dict (see docs/numerics.md for its fields)."""
     n, weights = len(next(iter(feeds.values()))), compressed_weights(model)
     with _progress(n * (4 + len(weights)), "eval") as bar:
@@ -263,6 +265,10 @@ def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None 
     report["verdict"] = eval_advice.verdict(cfg, runs, report, _progress)
     if dump_dir:
         report["notes"].append(f"intermediate tensors written to {dump(runs, dump_dir)}")
+    if runtime:  # the C runtime's rows (gxnpuc/eval_runtime.py)
+        from gxnpuc import eval_runtime
+
+        eval_runtime.add_rows(report, runs, feeds, labels, dump_dir, stacked)
     return report
 
 

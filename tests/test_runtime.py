@@ -164,3 +164,53 @@ def test_fuzz_mutated_models_never_crash(tmp_path):
             statuses[int(x)] = statuses.get(int(x), 0) + 1
     assert sum(statuses.values()) >= 600
     assert {-2, -4, -8} <= set(statuses) and 0 in statuses, statuses  # refused and accepted ones
+
+
+def _onnx_project(tmp_path):
+    import onnx
+    from onnx import helper
+
+    from onnx_util import make_model, rand
+
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Flatten", ["r"], ["f"]), helper.make_node("Gemm", ["f", "fw"], ["y"], transB=1)]
+    m = make_model(nodes, [("x", [1, 3, 10])], [("y", [1, 5])],
+                   {"w": rand((4, 3, 3), 1), "b": rand((4,), 2), "fw": rand((5, 40), 3)})
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    (tmp_path / "c.yaml").write_text("ONNX_FILE: m.onnx\nOUTPUT_FILE: m.h\nCOMPRESS: true\nCONV2D_COMPRESS: true\n")
+    return tmp_path / "c.yaml"
+
+
+def test_cli_eval_runtime_rows_and_dump(tmp_path):
+    import json
+    import sys
+
+    cfg = _onnx_project(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "gxnpuc", "-e", "random", "--runtime", "--dump-dir",
+                           str(tmp_path / "d"), str(cfg)], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "\nruntime " in proc.stdout
+    report = json.loads((tmp_path / "m.eval.json").read_text())
+    rows = [r for r in report["outputs"] if r["mode"] == "runtime"]
+    npu = [r for r in report["outputs"] if r["mode"] == "npu"]
+    assert len(rows) == 1 and rows[0]["output"] == "y"
+    assert isinstance(rows[0]["bit_identical_to_npu"], bool) and isinstance(rows[0]["max_ulp_to_npu"], int)
+    assert rows[0]["max_ulp_to_npu"] <= 2 and abs(rows[0]["snr_db"] - npu[0]["snr_db"]) < 1.0
+    ops = report["runtime"]["ops"]
+    assert [o["type"] for o in ops] == ["conv", "act", "reshape", "fc"]
+    first = report["runtime"]["first_diff_op"]
+    assert first is None or first == next(o["op"] for o in ops if not o["bit_identical_to_npu"])
+    index = json.loads((tmp_path / "d" / "index.json").read_text())
+    for name, f in index["files"].items():
+        if name != "x":
+            got, want = np.load(tmp_path / "d" / "runtime" / f), np.load(tmp_path / "d" / "npu" / f)
+            assert got.shape == want.shape
+
+
+def test_cli_runtime_needs_eval(tmp_path):
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "gxnpuc", "--runtime", str(_onnx_project(tmp_path))],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "--runtime only goes with -e/--eval" in proc.stderr
+    assert not (tmp_path / "m.h").exists()
