@@ -192,3 +192,60 @@ def compare(model, feeds: dict, dump: bool = True, driver: str | None = None) ->
             if worst and first is None:
                 first = node.name
     return Comparison(outs, first, per_node), res
+
+
+# -- stack depth ----------------------------------------------------------------------------
+def worst_stack(ci_text: str) -> tuple[int, list[str]]:
+    """The deepest stack path of a gcc -fcallgraph-info=su call graph (.ci file): bytes and the
+    functions on it. External callees (string.h) count 0. Raises ValueError on recursion or on
+    a frame whose size is not static (both would make the depth grow with the model)."""
+    import re
+
+    size, calls = {}, {}
+    for m in re.finditer(r'node: \{ title: "([^"]+)" label: "[^"]*?(?:\\n(\d+) bytes \((\w+)\))?" ', ci_text):
+        if m.group(3) and m.group(3) != "static":
+            raise ValueError(f"{m.group(1)}: stack frame is {m.group(3)}")
+        size[m.group(1)] = int(m.group(2) or 0)
+    for m in re.finditer(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', ci_text):
+        calls.setdefault(m.group(1), set()).add(m.group(2))
+    memo: dict[str, tuple[int, list[str]]] = {}
+
+    def depth(f: str, path: tuple) -> tuple[int, list[str]]:
+        if f in path:
+            raise ValueError(f"recursion through {f}")
+        if f not in memo:
+            best = max((depth(g, path + (f,)) for g in calls.get(f, ())), default=(0, []))
+            memo[f] = (size.get(f, 0) + best[0], [f.split(":")[-1]] + best[1])
+        return memo[f]
+    return max(depth(f, ()) for f in size)
+
+
+def measure_stack(cc: str = "gcc", flags: tuple = ("-O2",), workdir: str | None = None) -> tuple[int, list[str]]:
+    """Compile runtime/gxnpu.c with -fstack-usage -fcallgraph-info=su; the deepest path."""
+    src = runtime_dir() / "gxnpu.c"
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        obj = os.path.join(tmp, "gxnpu.o")
+        subprocess.run([cc, "-std=c99", "-ffp-contract=off", *flags, "-fstack-usage", "-fcallgraph-info=su",
+                        "-c", str(src), "-o", obj], check=True, cwd=tmp)
+        return worst_stack(Path(os.path.join(tmp, "gxnpu.ci")).read_text())
+
+
+M4_FLAGS = ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-mthumb", "-Os")
+
+
+def m4_sizes(model_h: str | None = None, workdir: str | None = None) -> dict:
+    """arm-none-eabi-size of runtime/gxnpu.c for Cortex-M4F -Os: {"text", "data", "bss"},
+    and with model_h the same for the runtime plus that model.h compiled in one object more."""
+    src = runtime_dir() / "gxnpu.c"
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        objs = [os.path.join(tmp, "gxnpu.o")]
+        cc = ["arm-none-eabi-gcc", "-std=c99", *M4_FLAGS, "-ffp-contract=off"]
+        subprocess.run([*cc, "-c", str(src), "-o", objs[0]], check=True)
+        if model_h:
+            c_file = os.path.join(tmp, "model.c")
+            Path(c_file).write_text(f'#include "{os.path.abspath(model_h)}"\n')
+            objs.append(os.path.join(tmp, "model.o"))
+            subprocess.run([*cc, "-c", c_file, "-o", objs[1]], check=True)
+        out = subprocess.run(["arm-none-eabi-size", "-t", *objs], capture_output=True, text=True, check=True)
+    text, data, bss = (int(v) for v in out.stdout.strip().splitlines()[-1].split()[:3])
+    return {"text": text, "data": data, "bss": bss}
