@@ -121,6 +121,7 @@ static uint16_t units_to_h(int64_t v, int neg_zero)
     uint64_t a = (uint64_t)(v < 0 ? -v : v), q, rem, half;
     if (v == 0) return (uint16_t)(neg_zero ? 0x8000u : 0u);
     if (a < 2048u) return (uint16_t)(sign | (uint32_t)a);
+    while ((a >> s) >= 32768u) s += 4u;
     while ((a >> s) >= 2048u) s++;
     q = a >> s; rem = a & (((uint64_t)1 << s) - 1u); half = (uint64_t)1 << (s - 1u);
     if (rem > half || (rem == half && (q & 1u))) q++;
@@ -161,6 +162,35 @@ static uint32_t count_bits(const uint8_t *bits, uint32_t from, uint32_t to)
     return r;
 }
 
+static uint32_t prod(const shape_t *s, uint32_t from, uint32_t to)
+{
+    uint32_t p = 1;
+    for (; from < to; from++) p *= s->d[from];
+    return p;
+}
+
+/* the whole weight decoded to fp16 in tmp, in C order (what the NPU's decompressor stages);
+ * a value whose bitmap bit is 0 takes its channel's zero code: +0, or code 0 when lo is +-0 */
+static void decode_to_tmp(const gx_task *t, const uint8_t *r, wcur_t *c)
+{
+    uint32_t C = c->C, n = c->v.n, axis = rd32(r + 16), pre = 1, post, p, ch, j, i = 0, rank = 0;
+    shape_t s;
+    if (C > 1u) { shape_of(t, rd32(r), &s); pre = prod(&s, 0, axis); }
+    post = n / pre / C;
+    for (p = 0; p < pre; p++)
+        for (ch = 0; ch < C; ch++) {
+            uint32_t lo = rd16(c->lo + 2u * ch), step = rd16(c->lo + 2u * (C + ch));
+            uint16_t zero = (lo & 0x7FFFu) == 0 ? decode_code(lo, step, 0) : 0;
+            for (j = 0; j < post; j++, i++) {
+                uint16_t h = zero;
+                if (c->packing == P_DENSE) h = decode_code(lo, step, c->codes[i]);
+                else if ((c->bits[i >> 3] >> (i & 7u)) & 1u) h = decode_code(lo, step, c->codes[rank++]);
+                wr16(t->tmp + 2u * i, h);
+            }
+        }
+    c->v.p = t->tmp; c->v.kind = V_F16;
+}
+
 static void wcur_init(const gx_task *t, uint32_t ti, wcur_t *c)
 {
     const uint8_t *r = rec(t, ti);
@@ -170,8 +200,10 @@ static void wcur_init(const gx_task *t, uint32_t ti, wcur_t *c)
     c->cur_i = 0; c->cur_r = 0; c->spacing = 0; c->zero = 0;
     if (c->v.kind != V_CODES) return;
     c->lo = c->v.p; c->codes = c->v.p + 4u * c->C; c->bits = 0;
+    if (c->packing == P_BITMAP) { c->bits = c->codes; c->codes = c->bits + (c->v.n + 7u) / 8u; }
+    if ((uint64_t)c->v.n * 2u <= t->tmp_size) { decode_to_tmp(t, r, c); return; }
     if (c->packing != P_BITMAP) return;
-    c->bits = c->codes; nb = (c->v.n + 7u) / 8u; c->codes = c->bits + nb;
+    (void)nb;
     for (c->spacing = 256u; c->spacing < 0x80000000u; c->spacing *= 2u)
         if ((uint64_t)(c->v.n / c->spacing + 1u) * 4u <= t->tmp_size) break;
     if ((uint64_t)(c->v.n / c->spacing + 1u) * 4u > t->tmp_size) return;  /* no room: scans */
@@ -183,17 +215,20 @@ static void wcur_init(const gx_task *t, uint32_t ti, wcur_t *c)
     }
 }
 
-/* select output channel `ch` (ignored for per-tensor ranges): builds the decode table */
+/* select output channel `ch` (ignored for per-tensor ranges): builds the decode table,
+ * lo + q*step stepped exactly in units of 2^-24 (decode_code's arithmetic, q ascending) */
 static void wcur_chan(wcur_t *c, uint32_t ch)
 {
     uint32_t q, lo, step;
+    int64_t pl, ps, v;
     if (c->v.kind != V_CODES) return;
     if (c->C == 1u) ch = 0;
     if (ch == c->chan) return;
     c->chan = ch; lo = rd16(c->lo + 2u * ch); step = rd16(c->lo + 2u * (c->C + ch));
     c->zero = 256u;
-    for (q = 0; q < 256u; q++) {
-        uint16_t h = decode_code(lo, step, q);
+    pl = h_units(lo); ps = h_units(step); v = pl;
+    for (q = 0; q < 256u; q++, v += ps) {
+        uint16_t h = q == 0u || ps == 0 ? decode_code(lo, step, q) : units_to_h(v, 0);
         c->table[q] = gx_f16_to_f32(h);
         if (c->zero == 256u && (h & 0x7FFFu) == 0) c->zero = q;
     }
@@ -249,12 +284,6 @@ static void step_idx(uint32_t *idx, const shape_t *s, const uint32_t *sa, uint32
 typedef struct { view_t v; shape_t s; } ten_t;
 
 static void ten(const gx_task *t, uint32_t ti, ten_t *x) { view_of(t, ti, &x->v); shape_of(t, ti, &x->s); }
-static uint32_t prod(const shape_t *s, uint32_t from, uint32_t to)
-{
-    uint32_t p = 1;
-    for (; from < to; from++) p *= s->d[from];
-    return p;
-}
 static void copy_vals(const view_t *x, const view_t *y, uint32_t xi, uint32_t yi, uint32_t n)
 {
     uint32_t k;
@@ -286,10 +315,33 @@ static uint32_t at4(const geo_t *g, uint32_t n, uint32_t c, uint32_t h, uint32_t
     return g->cl ? ((n * H + h) * W + w) * C + c : ((n * C + c) * H + h) * W + w;
 }
 
+/* fast reads of the two common cases: fp16 activations, fp16 or dense-coded weights */
+static float xat(const view_t *x, uint32_t i)
+{
+    return x->kind == V_F16 ? gx_f16_to_f32((uint16_t)rd16(x->p + 2u * i)) : ld(x, i);
+}
+static float wfast(wcur_t *c, uint32_t i)
+{
+    if (c->v.kind == V_CODES && c->packing == P_DENSE) return c->table[c->codes[i]];
+    if (c->v.kind == V_F16) return gx_f16_to_f32((uint16_t)rd16(c->v.p + 2u * i));
+    return wat(c, i);
+}
+
+/* the first k in [0, K) with lo <= base + k*d, and the end of those with base + k*d < hi */
+static void tap_range(int32_t base, uint32_t d, int32_t hi, uint32_t K, uint32_t *k0, uint32_t *k1)
+{
+    int32_t a = 0, e = (int32_t)K;
+    if (base < 0) a = (int32_t)((uint32_t)(-base) + d - 1u) / (int32_t)d;
+    if (base + (e - 1) * (int32_t)d >= hi) e = hi - base <= 0 ? 0 : (hi - base + (int32_t)d - 1) / (int32_t)d;
+    if (a > e) a = e;
+    *k0 = (uint32_t)a; *k1 = (uint32_t)e;
+}
+
 static void k_conv(const gx_task *t, const node_t *nd)
 {
     ten_t x, y; shape_t ws; view_t b; wcur_t w; geo_t g;
     uint32_t wf = (word(nd, 0) >> 4) & 15u, group = word(nd, 1), r, cg, og, o, n, oh, ow, ci, kh, kw;
+    uint32_t wci, wkh, wkw, xci, xh, xw, kh0, kh1, kw0, kw1;
     int has_b = nd->nin > 2 && ref(nd, 2) != 0xFFFFu;
     ten(t, ref(nd, 0), &x); ten(t, ref(nd, nd->nin), &y); shape_of(t, ref(nd, 1), &ws);
     wcur_init(t, ref(nd, 1), &w);
@@ -299,46 +351,54 @@ static void k_conv(const gx_task *t, const node_t *nd)
     g.sh = r == 2u ? word(nd, 2) : 1u; g.dh = r == 2u ? word(nd, 3) : 1u; g.ph = r == 2u ? iword(nd, 4) : 0;
     g.sw = word(nd, 3u * r - 1u); g.dw = word(nd, 3u * r); g.pw = iword(nd, 3u * r + 1u);
     cg = g.C / group; og = g.O / group;
+    /* strides of ci, kh, kw in the weight and in x */
+    wci = wf ? g.O : g.KH * g.KW; wkh = wf ? g.KW * cg * g.O : g.KW; wkw = wf ? cg * g.O : 1u;
+    xci = g.cl ? 1u : g.H * g.W; xh = g.cl ? g.W * g.C : g.W; xw = g.cl ? g.C : 1u;
     for (o = 0; o < g.O; o++) {
-        uint32_t c0 = o / og * cg;
+        uint32_t c0 = o / og * cg, wbase = wf ? o : o * cg * g.KH * g.KW;
         wcur_chan(&w, o);
         for (n = 0; n < g.N; n++)
-            for (oh = 0; oh < g.OH; oh++)
+            for (oh = 0; oh < g.OH; oh++) {
+                int32_t ih0 = (int32_t)(oh * g.sh) - g.ph;
+                tap_range(ih0, g.dh, (int32_t)g.H, g.KH, &kh0, &kh1);
                 for (ow = 0; ow < g.OW; ow++) {
+                    int32_t iw0 = (int32_t)(ow * g.sw) - g.pw;
+                    uint32_t xb;
                     float acc = 0.0f;
+                    tap_range(iw0, g.dw, (int32_t)g.W, g.KW, &kw0, &kw1);
+                    /* x index of (c0, ih0 + kh0*dh, iw0 + kw0*dw), as unsigned offsets */
+                    xb = at4(&g, n, c0, 0, 0, g.C, g.H, g.W);
                     for (ci = 0; ci < cg; ci++)
-                        for (kh = 0; kh < g.KH; kh++) {
-                            int32_t ih = (int32_t)(oh * g.sh + kh * g.dh) - g.ph;
-                            if (ih < 0 || ih >= (int32_t)g.H) continue;
-                            for (kw = 0; kw < g.KW; kw++) {
-                                int32_t iw = (int32_t)(ow * g.sw + kw * g.dw) - g.pw;
-                                uint32_t wi = wf ? ((kh * g.KW + kw) * cg + ci) * g.O + o
-                                                 : ((o * cg + ci) * g.KH + kh) * g.KW + kw;
-                                if (iw < 0 || iw >= (int32_t)g.W) continue;
-                                acc = acc + ld(&x.v, at4(&g, n, c0 + ci, (uint32_t)ih, (uint32_t)iw, g.C, g.H, g.W))
-                                          * wat(&w, wi);
-                            }
+                        for (kh = kh0; kh < kh1; kh++) {
+                            uint32_t xr = xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g.dh)) * xh;
+                            uint32_t wr = wbase + ci * wci + kh * wkh;
+                            for (kw = kw0; kw < kw1; kw++)
+                                acc = acc + xat(&x.v, xr + (uint32_t)(iw0 + (int32_t)(kw * g.dw)) * xw)
+                                          * wfast(&w, wr + kw * wkw);
                         }
                     if (has_b) acc = acc + ld(&b, o);
                     st(&y.v, at4(&g, n, o, oh, ow, g.O, g.OH, g.OW), acc);
                 }
+            }
     }
 }
 
 static void k_fc(const gx_task *t, const node_t *nd)
 {
     ten_t x, y; view_t b; wcur_t w;
-    uint32_t K, N, rows, n, r, k, tw = nd->sub;
+    uint32_t K, N, rows, n, r, k, tw = nd->sub, wk;
     int has_b = nd->nin > 2 && ref(nd, 2) != 0xFFFFu;
     ten(t, ref(nd, 0), &x); ten(t, ref(nd, nd->nin), &y); wcur_init(t, ref(nd, 1), &w);
     if (has_b) view_of(t, ref(nd, 2), &b);
     K = x.s.d[x.s.rank - 1u]; N = y.s.d[y.s.rank - 1u]; rows = x.s.n / K;
+    wk = tw ? 1u : N;
     for (n = 0; n < N; n++) {
+        uint32_t wb = tw ? n * K : n;
         wcur_chan(&w, n);
         for (r = 0; r < rows; r++) {
             float acc = 0.0f;
             for (k = 0; k < K; k++)
-                acc = acc + ld(&x.v, r * K + k) * wat(&w, tw ? n * K + k : k * N + n);
+                acc = acc + xat(&x.v, r * K + k) * wfast(&w, wb + k * wk);
             if (has_b) acc = acc + ld(&b, n);
             st(&y.v, r * N + n, acc);
         }
