@@ -226,3 +226,24 @@ def test_cli_runtime_needs_eval(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "--runtime only goes with -e/--eval" in proc.stderr
     assert not (tmp_path / "m.h").exists()
+
+
+def test_format_1_files_are_refused_with_a_clear_error(tmp_path):
+    import sys
+
+    from gxnpuc import backend
+
+    model = RM.build(RM.chain_model())
+    raw = bytearray(rh.raw_bytes(model))
+    struct.pack_into("<I", raw, 8, 1)
+    (tmp_path / "old.bin").write_bytes(bytes(fix_crc(raw)))
+    header = backend.write(model, str(tmp_path / "old.h"), "c_code")
+    text = open(header).read().replace("format_version = 2;", "format_version = 1;")
+    (tmp_path / "old.h").write_text(text)
+    for name in ("old.bin", "old.h"):
+        with pytest.raises(Exception) as exc:
+            backend.read(str(tmp_path / name))
+        assert "(this gxnpuc reads 2; recompile the model with this gxnpuc)" in str(exc.value)
+    code = "from gxnpuc import sim; sim.run_file(%r, {})" % str(tmp_path / "old.h")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode and "recompile the model" in proc.stderr
