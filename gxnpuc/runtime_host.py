@@ -235,7 +235,8 @@ M4_FLAGS = ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-mthumb
 
 def m4_sizes(model_h: str | None = None, workdir: str | None = None) -> dict:
     """arm-none-eabi-size of runtime/gxnpu.c for Cortex-M4F -Os: {"text", "data", "bss"},
-    and with model_h the same for the runtime plus that model.h compiled in one object more."""
+    and with model_h the same for the runtime plus that model.h compiled in one object more
+    (with GXNPUC_NO_DEBUG, as a firmware links it: no names)."""
     src = runtime_dir() / "gxnpu.c"
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         objs = [os.path.join(tmp, "gxnpu.o")]
@@ -245,7 +246,7 @@ def m4_sizes(model_h: str | None = None, workdir: str | None = None) -> dict:
             c_file = os.path.join(tmp, "model.c")
             Path(c_file).write_text(f'#include "{os.path.abspath(model_h)}"\n')
             objs.append(os.path.join(tmp, "model.o"))
-            subprocess.run([*cc, "-c", c_file, "-o", objs[1]], check=True)
+            subprocess.run([*cc, "-DGXNPUC_NO_DEBUG", "-c", c_file, "-o", objs[1]], check=True)
         out = subprocess.run(["arm-none-eabi-size", "-t", *objs], capture_output=True, text=True, check=True)
     text, data, bss = (int(v) for v in out.stdout.strip().splitlines()[-1].split()[:3])
     return {"text": text, "data": data, "bss": bss}
