@@ -337,6 +337,56 @@ static void tap_range(int32_t base, uint32_t d, int32_t hi, uint32_t K, uint32_t
     *k0 = (uint32_t)a; *k1 = (uint32_t)e;
 }
 
+/* BLK outputs at a time share one x read when the weight's output channel is innermost in
+ * memory ([K, N] fc, HWIO conv) and one decode table serves all (fp16, or one range): each
+ * output still accumulates in its own order, so the bits are those of the plain loops */
+#define BLK 16u
+static int shared_table(const wcur_t *w)
+{
+    return w->v.kind == V_F16 || (w->v.kind == V_CODES && w->packing == P_DENSE && w->C == 1u);
+}
+
+static void acc_block(float *acc, uint32_t nb, float xv, wcur_t *w, uint32_t wi)
+{
+    uint32_t j;
+    if (w->v.kind == V_F16)
+        for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * gx_f16_to_f32((uint16_t)rd16(w->v.p + 2u * (wi + j)));
+    else
+        for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * w->table[w->codes[wi + j]];
+}
+
+static void conv_blocked(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
+                         const geo_t *g)
+{
+    uint32_t n, oh, ow, o0, ci, kh, kw, kh0, kh1, kw0, kw1, j;
+    uint32_t xci = g->cl ? 1u : g->H * g->W, xh = g->cl ? g->W * g->C : g->W, xw = g->cl ? g->C : 1u;
+    float acc[BLK];
+    wcur_chan(w, 0);
+    for (n = 0; n < g->N; n++)
+        for (oh = 0; oh < g->OH; oh++) {
+            int32_t ih0 = (int32_t)(oh * g->sh) - g->ph;
+            tap_range(ih0, g->dh, (int32_t)g->H, g->KH, &kh0, &kh1);
+            for (ow = 0; ow < g->OW; ow++) {
+                int32_t iw0 = (int32_t)(ow * g->sw) - g->pw;
+                uint32_t xb = at4(g, n, 0, 0, 0, g->C, g->H, g->W);
+                tap_range(iw0, g->dw, (int32_t)g->W, g->KW, &kw0, &kw1);
+                for (o0 = 0; o0 < g->O; o0 += BLK) {
+                    uint32_t nb = g->O - o0 < BLK ? g->O - o0 : BLK;
+                    for (j = 0; j < nb; j++) acc[j] = 0.0f;
+                    for (ci = 0; ci < g->C; ci++)
+                        for (kh = kh0; kh < kh1; kh++) {
+                            uint32_t xr = xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g->dh)) * xh;
+                            for (kw = kw0; kw < kw1; kw++)
+                                acc_block(acc, nb, xat(&x->v, xr + (uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw),
+                                          w, ((kh * g->KW + kw) * g->C + ci) * g->O + o0);
+                        }
+                    for (j = 0; j < nb; j++)
+                        st(&y->v, at4(g, n, o0 + j, oh, ow, g->O, g->OH, g->OW), has_b ? acc[j] + ld(b, o0 + j) : acc[j]);
+                }
+            }
+        }
+}
+
 static void k_conv(const gx_task *t, const node_t *nd)
 {
     ten_t x, y; shape_t ws; view_t b; wcur_t w; geo_t g;
@@ -354,6 +404,7 @@ static void k_conv(const gx_task *t, const node_t *nd)
     /* strides of ci, kh, kw in the weight and in x */
     wci = wf ? g.O : g.KH * g.KW; wkh = wf ? g.KW * cg * g.O : g.KW; wkw = wf ? cg * g.O : 1u;
     xci = g.cl ? 1u : g.H * g.W; xh = g.cl ? g.W * g.C : g.W; xw = g.cl ? g.C : 1u;
+    if (wf == 1u && group == 1u && shared_table(&w)) { conv_blocked(&x, &y, &b, has_b, &w, &g); return; }
     for (o = 0; o < g.O; o++) {
         uint32_t c0 = o / og * cg, wbase = wf ? o : o * cg * g.KH * g.KW;
         wcur_chan(&w, o);
@@ -392,6 +443,18 @@ static void k_fc(const gx_task *t, const node_t *nd)
     if (has_b) view_of(t, ref(nd, 2), &b);
     K = x.s.d[x.s.rank - 1u]; N = y.s.d[y.s.rank - 1u]; rows = x.s.n / K;
     wk = tw ? 1u : N;
+    if (!tw && shared_table(&w)) {  /* [K, N]: BLK outputs per pass over x */
+        float acc[BLK];
+        wcur_chan(&w, 0);
+        for (r = 0; r < rows; r++)
+            for (n = 0; n < N; n += BLK) {
+                uint32_t nb = N - n < BLK ? N - n : BLK, j;
+                for (j = 0; j < nb; j++) acc[j] = 0.0f;
+                for (k = 0; k < K; k++) acc_block(acc, nb, xat(&x.v, r * K + k), &w, k * N + n);
+                for (j = 0; j < nb; j++) st(&y.v, r * N + n + j, has_b ? acc[j] + ld(&b, n + j) : acc[j]);
+            }
+        return;
+    }
     for (n = 0; n < N; n++) {
         uint32_t wb = tw ? n * K : n;
         wcur_chan(&w, n);

@@ -91,6 +91,9 @@ def conv_models():
         _conv("conv_uncompressed", (1, 3, 10), (2, 3, 2), _cf(1, _bias_n=2), compress=False),
         # weights beyond the decompress tile (tmp < their fp16 size): decoded while running
         _conv("conv_streamed_dense", (1, 16, 12), (32, 16, 5), _cf(1, pads=[2, 2], _bias_n=32), compress_per_channel=True),
+        _conv("conv_streamed_dense_nhwc", (1, 5, 6, 20), (3, 3, 20, 18),
+              {"data_format": "NHWC", "w_format": "HWIO", "strides": [1, 1], "dilations": [1, 2],
+               "pads": [1, 2, 1, 2], "group": 1, "_bias_n": 18}),
         _conv("conv_streamed_bitmap_nwc", (1, 9, 24), (5, 24, 24),
               {"data_format": "NWC", "w_format": "WIO", "strides": [1], "dilations": [1], "pads": [2, 2],
                "group": 1, "_bias_n": 24}, sparse=0.85, compress_per_channel=True),
@@ -117,6 +120,8 @@ def op_models():
              {"w": rand((10, 24), 3, 0.3, 0.8), "b": rand((10,), 4)}, compress_per_channel=True),
         _one("fc_streamed_bitmap", "fc", {"transpose_w": True}, {"x": (2, 64)},
              {"w": rand((80, 64), 8, 0.3, 0.85), "b": rand((80,), 9)}, compress_per_channel=True),
+        _one("fc_kn_streamed_dense", "fc", {"transpose_w": False}, {"x": (3, 64)},
+             {"w": rand((64, 48), 10, 0.3), "b": rand((48,), 11)}),
         _one("fc_kn_dense", "fc", {"transpose_w": False}, {"x": (1, 3, 16)}, {"w": rand((16, 7), 5, 0.3)}),
         _one("fc_kn_perchannel", "fc", {"transpose_w": False}, {"x": (1, 16)},
              {"w": rand((16, 9), 6, 0.3), "b": rand((9,), 1)}, compress_per_channel=True),
