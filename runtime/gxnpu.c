@@ -337,27 +337,28 @@ static void tap_range(int32_t base, uint32_t d, int32_t hi, uint32_t K, uint32_t
     *k0 = (uint32_t)a; *k1 = (uint32_t)e;
 }
 
-/* BLK outputs at a time share one x read when the weight's output channel is innermost in
- * memory ([K, N] fc, HWIO conv) and one decode table serves all (fp16, or one range): each
- * output still accumulates in its own order, so the bits are those of the plain loops */
+/* BLK outputs at a time share one x read ([K, N] fc, group-1 conv) when one decode table
+ * serves all of them (fp16 weights, or one range): each output still accumulates in its own
+ * order, so the bits are those of the plain loops */
 #define BLK 16u
 static int shared_table(const wcur_t *w)
 {
     return w->v.kind == V_F16 || (w->v.kind == V_CODES && w->packing == P_DENSE && w->C == 1u);
 }
 
-static void acc_block(float *acc, uint32_t nb, float xv, wcur_t *w, uint32_t wi)
+static void acc_block(float *acc, uint32_t nb, float xv, wcur_t *w, uint32_t wi, uint32_t ws)
 {
     uint32_t j;
     if (w->v.kind == V_F16)
-        for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * gx_f16_to_f32((uint16_t)rd16(w->v.p + 2u * (wi + j)));
+        for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * gx_f16_to_f32((uint16_t)rd16(w->v.p + 2u * (wi + j * ws)));
     else
-        for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * w->table[w->codes[wi + j]];
+        for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * w->table[w->codes[wi + j * ws]];
 }
 
 static void conv_blocked(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
-                         const geo_t *g)
+                         const geo_t *g, uint32_t wf)
 {
+    uint32_t ws = wf ? 1u : g->C * g->KH * g->KW;  /* from output o to o + 1 in the weight */
     uint32_t n, oh, ow, o0, ci, kh, kw, kh0, kh1, kw0, kw1, j;
     uint32_t xci = g->cl ? 1u : g->H * g->W, xh = g->cl ? g->W * g->C : g->W, xw = g->cl ? g->C : 1u;
     float acc[BLK];
@@ -377,8 +378,9 @@ static void conv_blocked(const ten_t *x, const ten_t *y, const view_t *b, int ha
                         for (kh = kh0; kh < kh1; kh++) {
                             uint32_t xr = xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g->dh)) * xh;
                             for (kw = kw0; kw < kw1; kw++)
-                                acc_block(acc, nb, xat(&x->v, xr + (uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw),
-                                          w, ((kh * g->KW + kw) * g->C + ci) * g->O + o0);
+                                acc_block(acc, nb, xat(&x->v, xr + (uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw), w,
+                                          wf ? ((kh * g->KW + kw) * g->C + ci) * g->O + o0
+                                             : ((o0 * g->C + ci) * g->KH + kh) * g->KW + kw, ws);
                         }
                     for (j = 0; j < nb; j++)
                         st(&y->v, at4(g, n, o0 + j, oh, ow, g->O, g->OH, g->OW), has_b ? acc[j] + ld(b, o0 + j) : acc[j]);
@@ -404,7 +406,7 @@ static void k_conv(const gx_task *t, const node_t *nd)
     /* strides of ci, kh, kw in the weight and in x */
     wci = wf ? g.O : g.KH * g.KW; wkh = wf ? g.KW * cg * g.O : g.KW; wkw = wf ? cg * g.O : 1u;
     xci = g.cl ? 1u : g.H * g.W; xh = g.cl ? g.W * g.C : g.W; xw = g.cl ? g.C : 1u;
-    if (wf == 1u && group == 1u && shared_table(&w)) { conv_blocked(&x, &y, &b, has_b, &w, &g); return; }
+    if (wf != 2u && group == 1u && shared_table(&w)) { conv_blocked(&x, &y, &b, has_b, &w, &g, wf); return; }
     for (o = 0; o < g.O; o++) {
         uint32_t c0 = o / og * cg, wbase = wf ? o : o * cg * g.KH * g.KW;
         wcur_chan(&w, o);
@@ -450,7 +452,7 @@ static void k_fc(const gx_task *t, const node_t *nd)
             for (n = 0; n < N; n += BLK) {
                 uint32_t nb = N - n < BLK ? N - n : BLK, j;
                 for (j = 0; j < nb; j++) acc[j] = 0.0f;
-                for (k = 0; k < K; k++) acc_block(acc, nb, xat(&x.v, r * K + k), &w, k * N + n);
+                for (k = 0; k < K; k++) acc_block(acc, nb, xat(&x.v, r * K + k), &w, k * N + n, 1u);
                 for (j = 0; j < nb; j++) st(&y.v, r * N + n + j, has_b ? acc[j] + ld(&b, n + j) : acc[j]);
             }
         return;
