@@ -56,8 +56,7 @@ def firmware(model, feeds, tmp_path, tag):
 
 CASES = [("chain", RM.chain_model, {"fp16_out_ops": ("t1_0",)}), ("acts", act_chain, {})]
 CASES += [(name, (lambda g=g: g), kw) for name, g, kw in RM.op_models()
-          if name in ("conv2d_bitmap_perchannel", "conv2d_nhwc_hwim", "fc_kn_perchannel", "avgpool2d_count_pad_dil",
-                      "batchnorm", "binary_pow")]
+          if name in ("conv2d_bitmap_perchannel", "conv2d_nhwc_hwim", "conv_streamed_dense", "binary_pow")]
 
 
 @pytest.mark.parametrize("tag,make,kw", CASES, ids=[c[0] for c in CASES])
