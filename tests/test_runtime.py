@@ -248,3 +248,60 @@ def test_format_1_files_are_refused_with_a_clear_error(tmp_path):
     code = "from gxnpuc import sim; sim.run_file(%r, {})" % str(tmp_path / "old.h")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode and "recompile the model" in proc.stderr
+
+
+TWO_MODELS_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "gxnpu.h"
+static unsigned char *slurp(const char *p, size_t *n) {
+    FILE *f = fopen(p, "rb"); unsigned char *b; fseek(f, 0, SEEK_END); *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET); b = malloc(*n); if (fread(b, 1, *n, f) != *n) exit(3); fclose(f); return b;
+}
+int main(int argc, char **argv) {   /* two models alive at once, runs interleaved: A, B, A */
+    if (argc < 5) return 2;
+    gx_task t[2]; unsigned char *raw[2], *io[2], *data[2], *tmp[2]; size_t n[2]; int k;
+    unsigned io_size[2] = {(unsigned)atoi(argv[3]), (unsigned)atoi(argv[4])};
+    for (k = 0; k < 2; k++) {
+        uint32_t ds, ts;
+        raw[k] = slurp(argv[1 + k], &n[k]);
+        if (gx_raw_sizes(raw[k], n[k], &ds, &ts)) return 4;
+        data[k] = calloc(ds + 1, 1); tmp[k] = calloc(ts + 1, 1); io[k] = calloc(io_size[k], 1);
+        memset(io[k], 0x3C, io_size[k]);  /* every input value 1.0 (fp16 0x3C3C ~ 1.06) */
+        if (gx_init_raw(&t[k], raw[k], n[k], data[k], ds, tmp[k], ts, io[k], io_size[k])) return 5;
+    }
+    if (gx_run(&t[0]) || gx_run(&t[1]) || gx_run(&t[0])) return 6;
+    for (k = 0; k < 2; k++) {
+        fwrite(io[k], 1, io_size[k], stdout);
+        free(raw[k]); free(io[k]); free(data[k]); free(tmp[k]);
+    }
+    return 0;
+}
+"""
+
+
+def test_two_models_in_one_program(tmp_path):
+    src = rh.runtime_dir()
+    (tmp_path / "two.c").write_text(TWO_MODELS_C)
+    exe = tmp_path / "two"
+    subprocess.run(["gcc", *rh.CFLAGS, *SAN, "-I", str(src), str(tmp_path / "two.c"), str(src / "gxnpu.c"),
+                    "-o", str(exe)], check=True)
+    models = [RM.build(RM.chain_model()), RM.build(dict((c[0], c) for c in CASES)["conv2d_bitmap_perchannel"][1],
+                                                   compress_per_channel=True)]
+    sizes = [m.plan["io_size"] for m in models]
+    for k, m in enumerate(models):
+        (tmp_path / f"m{k}.raw").write_bytes(rh.raw_bytes(m))
+    out = subprocess.run([str(exe), str(tmp_path / "m0.raw"), str(tmp_path / "m1.raw"), *map(str, sizes)],
+                         capture_output=True, check=True).stdout
+    for k, m in enumerate(models):
+        io = out[sum(sizes[:k]):sum(sizes[:k + 1])]
+        g = m.graph
+        in_bytes = sum(g.tensors[i].size * 2 for i in g.inputs)
+        feeds = {i: np.frombuffer(io[:in_bytes], "<f2").astype(np.float32).reshape(1, *g.tensors[i].shape)
+                 for i in g.inputs}  # one input per model here
+        alone = rh.run(m, feeds)
+        for name, value in alone.outputs.items():
+            off, nbytes = m.plan["tensors"][name]
+            assert io[off:off + nbytes] == np.ascontiguousarray(value[0]).astype(
+                np.float16 if name in m.fp16_outputs else "<f4").tobytes(), (k, name)
