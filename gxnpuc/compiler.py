@@ -4,7 +4,8 @@ One line a stage; the graph is verified after every stage so a broken stage is n
 """
 from __future__ import annotations
 
-from gxnpuc import backend, compress, frontend, names, passes
+from gxnpuc import backend, compress, frontend, passes
+from gxnpuc.config import names
 from gxnpuc.config import Config
 from gxnpuc.model import CompiledModel
 from gxnpuc.ops.fold import reject_leftovers

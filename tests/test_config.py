@@ -13,7 +13,8 @@ import onnx
 import pytest
 from onnx import helper
 
-from gxnpuc import config, names
+from gxnpuc import config
+from gxnpuc.config import names
 from gxnpuc.errors import ConfigError
 from gxnpuc.frontend import load as frontend_load
 from onnx_util import make_model, rand

@@ -15,7 +15,8 @@ pytest.importorskip("tensorflow")
 
 import tf_models as tm  # noqa: E402
 
-from gxnpuc import names, sim  # noqa: E402
+from gxnpuc import sim  # noqa: E402
+from gxnpuc.config import names  # noqa: E402
 from gxnpuc.config import Config  # noqa: E402
 from gxnpuc.errors import ConfigError, ModelError, UnsupportedOpError  # noqa: E402
 from gxnpuc.frontend import tf as tf_front  # noqa: E402

@@ -15,7 +15,7 @@ import numpy as np
 
 from gxnpuc.errors import CompileError, ModelError, UnsupportedOpError
 from gxnpuc.ir import Graph, Node, Tensor
-from gxnpuc.names import record_alias, unknown
+from gxnpuc.config.names import record_alias, unknown
 from gxnpuc.passes.rewrite import rename_tensor
 
 

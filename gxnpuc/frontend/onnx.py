@@ -8,7 +8,7 @@ from __future__ import annotations
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.ir import Graph
-from gxnpuc.names import unknown
+from gxnpuc.config.names import unknown
 
 _ELEM_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32", 7: "int64",
                9: "bool", 2: "uint8", 3: "int8"}
@@ -18,7 +18,7 @@ def load_model(path: str):
     """Parse the file with onnx; every failure becomes one ModelError line."""
     import onnx
 
-    from gxnpuc.config_files import display_path
+    from gxnpuc.config.files import display_path
 
     shown = display_path(path)
     try:

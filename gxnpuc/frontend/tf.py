@@ -16,7 +16,7 @@ from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.frontend.tf_load import Frozen, node_of, tensor_name
 from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs, resolve_switches, topological
 from gxnpuc.ir import Graph
-from gxnpuc.names import record_alias
+from gxnpuc.config.names import record_alias
 
 _LOADERS = {"PB_FILE": "pb", "SAVED_MODEL_DIR": "saved_model", "KERAS_FILE": "keras"}
 
@@ -183,7 +183,7 @@ def _find_tensor(name: str, keys: dict, by_node: dict, key: str) -> str:
     fn = by_node.get(node_of(tensor))
     if fn is not None and tensor in fn.outputs:
         return tensor
-    from gxnpuc import names
+    from gxnpuc.config import names
 
     role = "inputs" if key == "INPUT_OPS" else "outputs"
     raise names.unknown(key, name, list(keys) + list(by_node), "is not a tensor of the model",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.names import record_alias
+from gxnpuc.config.names import record_alias
 from gxnpuc.ops.base import ALIAS, CONSTANT, FRONT_END, tf_lowering
 from gxnpuc.ops.runtime_norm import tf_batch_stats_norm
 

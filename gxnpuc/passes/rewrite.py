@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.ir import Graph, Node, Tensor
-from gxnpuc.names import record_alias
+from gxnpuc.config.names import record_alias
 
 
 def fresh_name(graph: Graph, base: str) -> str:

@@ -313,7 +313,7 @@ def _md_rows(keys) -> list[str]:
     return [f"| `{k.name}` | {k.type} | {_md_default(k)} | {k.meaning} |" for k in keys]
 
 
-BEGIN, END = "<!-- BEGIN keys: generated from gxnpuc/config_keys.py -->", "<!-- END keys -->"
+BEGIN, END = "<!-- BEGIN keys: generated from gxnpuc/config/keys.py -->", "<!-- END keys -->"
 
 
 def markdown() -> str:
