@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc import costmodel, eval_report, sim, tune_report, tune_sweep
-from gxnpuc import eval as ev
+from gxnpuc import costmodel, sim, tune_report, tune_sweep
+from gxnpuc.evaluate import report as eval_report
+from gxnpuc.evaluate import runs as ev
 from gxnpuc.errors import CompileError, ConfigError, GxnpucError
 from gxnpuc.tune_sweep import Sweep, noise_ratio
 

@@ -10,8 +10,8 @@ import os
 
 import yaml
 
-from gxnpuc import eval_report
-from gxnpuc.eval_advice import yaml_float
+from gxnpuc.evaluate import report as eval_report
+from gxnpuc.evaluate.advice import yaml_float
 from gxnpuc.errors import OutputError
 
 MARK = "# ==== gxnpuc --tune"  # first line of the appended block; a retune replaces the block

@@ -19,8 +19,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gxnpuc import compress, eval_advice, eval_report, numerics, sim
-from gxnpuc import eval as ev
+from gxnpuc import compress, numerics, sim
+from gxnpuc.evaluate import advice as eval_advice
+from gxnpuc.evaluate import report as eval_report
+from gxnpuc.evaluate import runs as ev
 from gxnpuc.ir import Graph
 
 CLIP_SEARCHES = ("output", "weight", "percentile", "none")
@@ -71,7 +73,7 @@ class Candidate:
 @dataclass
 class Sweep:
     """What the sweep workers share (inherited by fork, never pickled)."""
-    runs: object  # gxnpuc.eval.Runs of the probe model (every candidate compressed)
+    runs: object  # gxnpuc.evaluate.Runs of the probe model (every candidate compressed)
     base_cfg: object  # Config: every candidate compressed, no user range or exclusion
     search: str  # one of CLIP_SEARCHES
 

@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-from gxnpuc import eval as ev
-from gxnpuc import eval_advice, eval_report, oracle, sim
+from gxnpuc import sim
+from gxnpuc.evaluate import advice as eval_advice
+from gxnpuc.evaluate import oracle
+from gxnpuc.evaluate import report as eval_report
+from gxnpuc.evaluate import runs as ev
 from gxnpuc.errors import GxnpucError
 from npu_util import backend_ready, compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
 
@@ -285,7 +288,7 @@ def test_clip_line_reads_back_exactly_in_yaml():
 
     import yaml
 
-    from gxnpuc.eval_advice import clip_line
+    from gxnpuc.evaluate.advice import clip_line
 
     cfg = types.SimpleNamespace(weight_min_max={"other/w:0": (-1e-05, 2.5e-07)})
     graph = types.SimpleNamespace(nodes=[], tensors={})

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gxnpuc import eval_report, numerics, oracle, sim
+from gxnpuc import numerics, sim
+from gxnpuc.evaluate import oracle
+from gxnpuc.evaluate import report as eval_report
 from npu_util import (backend_ready, cnn2d, compile_onnx, load_kws, mlp, rand_feeds, single_op,
                       two_outputs)
 from onnx_util import make_model, run_ort

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from gxnpuc import cli, compiler, config, costmodel, report, sim, targets, tune, tune_report, tune_sweep
-from gxnpuc import eval as ev
+from gxnpuc.evaluate import runs as ev
 from gxnpuc.errors import GxnpucError
 from npu_util import ROOT, load_kws
 from onnx_util import make_model

@@ -1,10 +1,10 @@
 """`gxnpuc --eval DATA`: how far the compiled model is from the source framework, and why.
 
-Runs the framework (gxnpuc.oracle), the float IR and the npu simulation on the same inputs;
+Runs the framework (gxnpuc.evaluate.oracle), the float IR and the npu simulation on the same inputs;
 compares each output; for every compressed weight measures its layer's accumulated error and
 the model output with only that weight compressed (one weight swapped into the constants,
 resuming from that layer: nothing is recompiled); then names the weight to exclude or clip
-first, with the config line to paste. Text, JSON and CSV come from gxnpuc.eval_report.
+first, with the config line to paste. Text, JSON and CSV come from gxnpuc.evaluate.report.
 """
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc import eval_report, numerics, oracle, sim
+from gxnpuc import numerics, sim
+from gxnpuc.evaluate import oracle
+from gxnpuc.evaluate import report as eval_report
 from gxnpuc.errors import ConfigError, GxnpucError, OutputError
 
 RANDOM_SAMPLES = 16
@@ -258,7 +260,7 @@ def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None 
               "data": source, "samples": n, "threshold_db": float(cfg.eval_snr_threshold_db),
               "output_names": list(model.graph.outputs), "outputs": output_rows(runs, labels),
               "layers": layers, "notes": overflow_notes(runs)}
-    from gxnpuc import eval_advice
+    from gxnpuc.evaluate import advice as eval_advice
 
     report["verdict"] = eval_advice.verdict(cfg, runs, report, _progress)
     if dump_dir:

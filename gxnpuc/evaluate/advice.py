@@ -14,7 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from gxnpuc import eval_report, numerics
+from gxnpuc import numerics
+from gxnpuc.evaluate import report as eval_report
 
 CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
 CLIP_MARGIN_DB = 6.0  # clipping is advised when its SNR clears the threshold by this much
@@ -109,7 +110,7 @@ def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
 def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
     """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate;
     (None, None, snr) when removing the user's own clip is best."""
-    from gxnpuc import eval as ev
+    from gxnpuc.evaluate import runs as ev
 
     graph = runs.model.graph
     candidates = clip_candidates(graph.tensors[name].data)

@@ -1,7 +1,7 @@
 """Numbers and text of the --eval report: SNR/cosine/error metrics, the printed tables, and
 the JSON and CSV files written beside the output file.
 
-gxnpuc/eval.py gathers the runs; everything here is pure (arrays in, numbers/text out).
+gxnpuc/evaluate/runs.py gathers the runs; everything here is pure (arrays in, numbers/text out).
 """
 from __future__ import annotations
 
