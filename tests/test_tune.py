@@ -23,7 +23,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from gxnpuc import cli, compiler, config, costmodel, report, sim, targets, tune, tune_report, tune_sweep
+from gxnpuc import cli, compiler, config, report, sim, targets, tune
+from gxnpuc.tune import costmodel
+from gxnpuc.tune import report as tune_report
+from gxnpuc.tune import sweep as tune_sweep
 from gxnpuc.evaluate import runs as ev
 from gxnpuc.errors import GxnpucError
 from npu_util import ROOT, load_kws

@@ -3,7 +3,7 @@ uncompressed, for a target output SNR or weight budget, and write `<config>.tune
 
 The loop of docs/tuning.md: compile once with every conv/fc weight compressed (the probe);
 simulate the inputs once (eval's runs); measure each weight's options with only that weight
-compressed (gxnpuc.tune_sweep); start from every weight at its best range; then leave
+compressed (gxnpuc.tune.sweep); start from every weight at its best range; then leave
 weights in fp16 one simulated step at a time (the cheapest that reaches the target, else
 the most output noise removed per byte) until the target is met; drop exclusions the
 target does not need. Per-channel ranges are
@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc import costmodel, sim, tune_report, tune_sweep
+from gxnpuc import sim
+from gxnpuc.tune import costmodel
+from gxnpuc.tune import report as tune_report
+from gxnpuc.tune import sweep as tune_sweep
 from gxnpuc.evaluate import report as eval_report
 from gxnpuc.evaluate import runs as ev
 from gxnpuc.errors import CompileError, ConfigError, GxnpucError
-from gxnpuc.tune_sweep import Sweep, noise_ratio
+from gxnpuc.tune.sweep import Sweep, noise_ratio
 
 PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
 VENDOR = "min/max per tensor (vendor)"
@@ -56,7 +59,7 @@ class Step:
     choice: dict  # weight name -> Option
     snrs: dict  # output -> SNR dB
     nbytes: int  # every stored weight, bias and parameter
-    latency_sram: float  # seconds per inference, weights in SRAM (gxnpuc.costmodel)
+    latency_sram: float  # seconds per inference, weights in SRAM (gxnpuc.tune.costmodel)
     latency_flash: float  # ... weights read from flash
     selectable: bool = True  # a plan the tuned config may choose (not an info row)
     parent: Step | None = None  # the step this one changed (greedy and prune steps)
