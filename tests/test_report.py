@@ -14,7 +14,8 @@ import onnx
 import pytest
 from onnx import helper
 
-from gxnpuc import hist, report
+from gxnpuc import report
+from gxnpuc.report import hist
 from gxnpuc.config import Config
 from onnx_util import make_model, rand
 

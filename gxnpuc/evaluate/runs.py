@@ -209,7 +209,7 @@ def _layer_output(graph, weight: str) -> str:
 
 def compressed_weights(model) -> list:
     """The compressed StoredWeights in graph order (the order `-w` prints)."""
-    from gxnpuc.hist import compressed
+    from gxnpuc.report.hist import compressed
 
     return compressed(model)
 
@@ -284,7 +284,7 @@ def output_rows(runs: Runs, labels) -> list[dict]:
 
 
 def layer_row(cfg, runs: Runs, sw, bar) -> dict:
-    from gxnpuc.hist import outer_share, quant_range
+    from gxnpuc.report.hist import outer_share, quant_range
 
     g = runs.model.graph
     node = g.nodes[first_reader(g, sw.name)]
@@ -315,7 +315,7 @@ def overflow_notes(runs: Runs) -> list[str]:
 
 def dump(runs: Runs, folder: str) -> str:
     """One .npy per tensor per mode ([samples, *shape]) in folder/<mode>/, plus index.json."""
-    from gxnpuc.hist import safe_names
+    from gxnpuc.report.hist import safe_names
 
     g = runs.model.graph
     names = list(g.inputs) + [o for n in g.nodes for o in n.outputs]

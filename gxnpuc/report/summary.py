@@ -2,7 +2,7 @@
 
 Every function only reads what the compiler stages recorded in the CompiledModel (graph,
 weights, plan, sizes) or in the op registry; none of them changes anything. The `-s`
-histograms live in gxnpuc/hist.py.
+histograms live in gxnpuc/report/hist.py.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import textwrap
 
 import numpy as np
 
-from gxnpuc.hist import compressed, save_histograms  # noqa: F401 - re-exported for the CLI
+from gxnpuc.report.hist import compressed
 
 CORES = ("GRUS",)
 
