@@ -19,6 +19,8 @@ def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
         graph.verify(stage.__name__)
     reject_leftovers(graph)  # fold-only ops still present, and every node's NPU check()
     names.check(cfg, graph)
-    cfg = names.resolve(cfg, graph)  # aliased config names reach compression as weight names
+    cfg = names.resolve(cfg, graph)  # the config's names as the weight / output tensors they select
     weights = compress.compress_graph(graph, cfg)
-    return backend.build(graph, weights, cfg)
+    model = backend.build(graph, weights, cfg)
+    model.config = cfg
+    return model

@@ -63,6 +63,14 @@ class Graph:
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
 
+    def record_alias(self, old: str, new: str) -> None:
+        """Remember that framework/IR name `old` now lives on as `new` (tensor or node name), so
+        the names users write still resolve (gxnpuc/config/names.py reads meta["aliases"])."""
+        if old and new and old != new:
+            targets = self.meta.setdefault("aliases", {}).setdefault(old, [])
+            if new not in targets:
+                targets.append(new)
+
     def weight_slots(self) -> list[tuple[Node, int, str]]:
         """(node, input index, family) for every constant input of every node, graph order.
 

@@ -6,8 +6,12 @@ both must give bit-identical results.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gxnpuc.ir import Graph
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
 
 
 @dataclass
@@ -24,3 +28,6 @@ class CompiledModel:
     # "region": name -> io|data|weight, "data_size", "tmp_size", "io_size", "fits_target", ...}
     plan: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)  # cmd, weight, ops, data, tmp, io, npu_size, total_size, limit
+    # the Config it was compiled with, its names resolved to tensor names (gxnpuc.config.names
+    # .resolve); None for a model decoded from a file
+    config: Config | None = None

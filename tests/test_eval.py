@@ -289,9 +289,10 @@ def test_clip_line_reads_back_exactly_in_yaml():
     import yaml
 
     from gxnpuc.evaluate.advice import clip_line
+    from gxnpuc.ir import Graph
 
     cfg = types.SimpleNamespace(weight_min_max={"other/w:0": (-1e-05, 2.5e-07)})
-    graph = types.SimpleNamespace(nodes=[], tensors={})
+    graph = Graph()
     line = clip_line(cfg, graph, "fc1.weight", -0.125, 1e-05)
     parsed = yaml.safe_load(line)["WEIGHT_MIN_MAX"]
     assert parsed == {"other/w:0": [-1e-05, 2.5e-07], "fc1.weight": [-0.125, 1e-05]}

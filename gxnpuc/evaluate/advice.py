@@ -15,6 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from gxnpuc import numerics
+from gxnpuc.config import names
 from gxnpuc.evaluate import report as eval_report
 
 CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
@@ -134,14 +135,14 @@ def with_range(cfg, model, name: str, lo: float | None, hi: float | None):
     from gxnpuc import compress
 
     ranges = ranges_with(cfg, model.graph, name, lo, hi)
-    return compress.compress_graph(model.graph, replace(cfg, weight_min_max=ranges))[name]
+    resolved = names.resolve(replace(cfg, weight_min_max=ranges), model.graph)
+    return compress.compress_graph(model.graph, resolved)[name]
 
 
 # -- config lines -----------------------------------------------------------------------------
 def clip_keys(cfg, graph, name: str) -> list[str]:
-    """The WEIGHT_MIN_MAX keys that set this weight's range (its name or a reader's name)."""
-    readers = {n.name for n in graph.nodes if name in n.inputs}
-    return [k for k in dict(cfg.weight_min_max or {}) if k == name or k in readers]
+    """The WEIGHT_MIN_MAX keys that set this weight's range (config.names decides)."""
+    return names.keys_for(cfg, graph, "WEIGHT_MIN_MAX", name)
 
 
 def ranges_with(cfg, graph, name: str, lo: float | None, hi: float | None) -> dict:
@@ -172,10 +173,10 @@ def clip_line(cfg, graph, name: str, lo: float | None, hi: float | None) -> str:
 
 def exclude_line(cfg, name: str) -> str:
     """`EXCLUDE_COMPRESS_OPS: [...]` with the config's existing names plus this one."""
-    names = list(cfg.exclude_compress_ops or ())
-    if name not in names:
-        names.append(name)
-    return "EXCLUDE_COMPRESS_OPS: " + json.dumps(names)
+    listed = list(cfg.exclude_compress_ops or ())
+    if name not in listed:
+        listed.append(name)
+    return "EXCLUDE_COMPRESS_OPS: " + json.dumps(listed)
 
 
 def _num(x) -> float:

@@ -293,7 +293,7 @@ def layer_row(cfg, runs: Runs, sw, bar) -> dict:
     only = output_snrs(runs, outputs_with(runs, sw.name, numerics.stored_values(sw), bar))
     q_lo, q_hi = quant_range(sw)
     half = float(np.max(np.asarray(sw.step_f16, np.float64))) / 2
-    clip = getattr(sw, "clip", None) or dict(cfg.weight_min_max or {}).get(sw.name)
+    clip = sw.clip
     return {"weight": sw.name, "shape": [int(d) for d in sw.shape], "layer": node.name,
             "layer_output": out,
             "layer_snr_db": eval_report.snr_db(stacked(runs.float_envs, out), stacked(runs.npu_envs, out)),

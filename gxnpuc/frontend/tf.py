@@ -16,7 +16,6 @@ from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.frontend.tf_load import Frozen, node_of, tensor_name
 from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs, resolve_switches, topological
 from gxnpuc.ir import Graph
-from gxnpuc.config.names import record_alias
 
 _LOADERS = {"PB_FILE": "pb", "SAVED_MODEL_DIR": "saved_model", "KERAS_FILE": "keras"}
 
@@ -35,7 +34,7 @@ def to_ir(cfg) -> Graph:
     ctx.graph.meta.update(source=cfg.model_path, form=_LOADERS[cfg.model_key])
     ctx.graph.meta["notes"].extend(frozen.notes)
     for old, new in frozen.renamed.items():
-        record_alias(ctx.graph, old, new)
+        ctx.graph.record_alias(old, new)
     by_node = {fn.name: fn for fn in fnodes}
     outputs = _bind_outputs(ctx, frozen, list(cfg.output_ops or ()), by_node)
     cut = _cut_tensors(frozen, overrides, by_node)

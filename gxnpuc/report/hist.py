@@ -94,10 +94,8 @@ def _values(model, sw) -> np.ndarray:
     return np.asarray(data, dtype=np.float32).ravel()
 
 
-def _clip(sw, cfg) -> tuple[float, float] | None:
-    clip = getattr(sw, "clip", None)
-    if clip is None:
-        clip = (getattr(cfg, "weight_min_max", None) or {}).get(sw.name)
+def _clip(sw) -> tuple[float, float] | None:
+    clip = sw.clip  # the range compression was given (WEIGHT_MIN_MAX, or WEIGHT_CLIP's choice)
     return None if clip is None else (float(clip[0]), float(clip[1]))
 
 
@@ -253,7 +251,7 @@ def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
         paths = []
         for sw in weights:
             path = os.path.join(folder, files[sw.name])
-            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw, cfg))
+            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw))
             paths.append(path)
         _write_index(folder, rows, files, owner)
     except OSError as exc:
