@@ -31,3 +31,13 @@ class CompiledModel:
     # the Config it was compiled with, its names resolved to tensor names (gxnpuc.config.names
     # .resolve); None for a model decoded from a file
     config: Config | None = None
+
+    def compressed_weights(self) -> list:
+        """The compressed StoredWeights in graph order (the order `-w` prints)."""
+        order = []
+        for node, idx, _ in self.graph.weight_slots():
+            name = node.inputs[idx]
+            if name not in order:
+                order.append(name)
+        order += [n for n in self.weights if n not in order]
+        return [self.weights[n] for n in order if n in self.weights and self.weights[n].compressed]

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
+from gxnpuc import evaluate as ev
 from gxnpuc import sim
 from gxnpuc.evaluate import advice as eval_advice
 from gxnpuc.evaluate import oracle
 from gxnpuc.evaluate import report as eval_report
-from gxnpuc.evaluate import runs as ev
 from gxnpuc.errors import GxnpucError
 from npu_util import backend_ready, compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
 
@@ -79,7 +79,7 @@ def test_only_this_weight_equals_a_recompile_excluding_the_others(two_out):
         out = sim.run_model_batch(alone, feeds, "npu")
         ref = oracle.run(cfg, model.graph, feeds)
         for k, snr in row["only_snr_by_output"].items():
-            assert eval_report.snr_db(ref[k], out[k]) == pytest.approx(snr, abs=1e-9)
+            assert ev.snr_db(ref[k], out[k]) == pytest.approx(snr, abs=1e-9)
 
 
 def test_sweep_does_not_recompile(two_out, monkeypatch):
@@ -280,7 +280,7 @@ def test_tensorflow_keras_model_against_tensorflow(tmp_path):
     assert _snr(rep, "float") >= 80 and _snr(rep, "npu") >= 50
     want = net.predict(x, verbose=0)  # Keras itself, not the frozen graph
     got = sim.run_model_batch(model, feeds, "float")[model.graph.outputs[0]]
-    assert eval_report.snr_db(want, got.reshape(want.shape)) >= 80
+    assert ev.snr_db(want, got.reshape(want.shape)) >= 80
 
 
 def test_clip_line_reads_back_exactly_in_yaml():

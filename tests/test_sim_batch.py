@@ -16,7 +16,7 @@ import pytest
 from onnx import helper
 
 from gxnpuc import batching, numerics, sim
-from gxnpuc.evaluate import runs as ev
+from gxnpuc import evaluate as ev
 from gxnpuc.config import Config
 from gxnpuc.ir import Node
 from gxnpuc.ops import activation

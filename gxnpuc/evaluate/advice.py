@@ -8,15 +8,15 @@ carries the exact config line, merged with what the config already has.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 
 import numpy as np
 
 from gxnpuc import numerics
-from gxnpuc.config import names
+from gxnpuc.config import names, write
 from gxnpuc.evaluate import report as eval_report
+from gxnpuc.evaluate.runs import output_snrs, outputs_with
 
 CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
 CLIP_MARGIN_DB = 6.0  # clipping is advised when its SNR clears the threshold by this much
@@ -92,14 +92,16 @@ def round_sig(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
-    """Ranges that cut the tails: symmetric percentile cuts and the MSE-optimal range."""
-    from gxnpuc.compress import mse_range
+def clip_candidates(w: np.ndarray, mse: bool = True) -> list[tuple[float, float]]:
+    """Ranges that cut the tails: symmetric percentile cuts and (mse) the MSE-optimal range,
+    rounded to pasteable numbers; only those that cut something, each once."""
+    from gxnpuc.ranges import mse_range
 
     w = np.asarray(w, np.float64).ravel()
     w_min, w_max = float(w.min()), float(w.max())
     pairs = [tuple(np.percentile(w, [p, 100 - p])) for p in CLIP_PERCENTILES]
-    pairs.append(mse_range(w))
+    if mse:
+        pairs.append(mse_range(w))
     out = []
     for lo, hi in pairs:
         lo, hi = round_sig(lo), round_sig(hi)
@@ -111,8 +113,6 @@ def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
 def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
     """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate;
     (None, None, snr) when removing the user's own clip is best."""
-    from gxnpuc.evaluate import runs as ev
-
     graph = runs.model.graph
     candidates = clip_candidates(graph.tensors[name].data)
     if clip_keys(cfg, graph, name):
@@ -120,8 +120,8 @@ def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
     best = None
     for lo, hi in candidates:
         sw = with_range(cfg, runs.model, name, lo, hi)
-        outs = ev.outputs_with(runs, name, numerics.stored_values(sw))
-        snr = min(ev.output_snrs(runs, outs).values())
+        outs = outputs_with(runs, name, numerics.stored_values(sw))
+        snr = min(output_snrs(runs, outs).values())
         if best is None or snr > best[2]:
             best = (lo, hi, snr)
         if bar is not None:
@@ -155,20 +155,10 @@ def ranges_with(cfg, graph, name: str, lo: float | None, hi: float | None) -> di
     return ranges
 
 
-def yaml_float(x: float) -> str:
-    """A float YAML 1.1 (PyYAML) reads back as the same float: repr, with a '.' in the mantissa
-    (PyYAML reads `1e-05` as text)."""
-    s = repr(float(x))
-    mant, e, exp = s.partition("e")
-    return (mant if "." in mant else mant + ".0") + e + exp
-
-
 def clip_line(cfg, graph, name: str, lo: float | None, hi: float | None) -> str:
     """`WEIGHT_MIN_MAX: {...}` to replace the config's key, other entries kept. Names are JSON
     strings (YAML double-quoted scalars); numbers read back exactly."""
-    ranges = ranges_with(cfg, graph, name, lo, hi)
-    items = ", ".join(f"{json.dumps(k)}: [{yaml_float(a)}, {yaml_float(b)}]" for k, (a, b) in ranges.items())
-    return "WEIGHT_MIN_MAX: {" + items + "}"
+    return write.ranges_line("WEIGHT_MIN_MAX", ranges_with(cfg, graph, name, lo, hi))
 
 
 def exclude_line(cfg, name: str) -> str:
@@ -176,7 +166,7 @@ def exclude_line(cfg, name: str) -> str:
     listed = list(cfg.exclude_compress_ops or ())
     if name not in listed:
         listed.append(name)
-    return "EXCLUDE_COMPRESS_OPS: " + json.dumps(listed)
+    return write.names_line("EXCLUDE_COMPRESS_OPS", listed)
 
 
 def _num(x) -> float:

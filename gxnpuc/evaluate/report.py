@@ -1,8 +1,5 @@
-"""Numbers and text of the --eval report: SNR/cosine/error metrics, the printed tables, and
-the JSON and CSV files written beside the output file.
-
-gxnpuc/evaluate/runs.py gathers the runs; everything here is pure (arrays in, numbers/text out).
-"""
+"""Text and files of the --eval report: the printed tables, and the JSON and CSV files
+written beside the output file (the numbers come from gxnpuc/evaluate/metrics.py)."""
 from __future__ import annotations
 
 import csv
@@ -14,71 +11,7 @@ import os
 import numpy as np
 
 from gxnpuc.errors import OutputError
-
-
-# -- metrics ------------------------------------------------------------------------------
-def snr_db(ref: np.ndarray, x: np.ndarray) -> float:
-    """10*log10(sum(ref^2) / sum((ref - x)^2)) in float64; inf when x equals ref exactly."""
-    ref = np.asarray(ref, np.float64)
-    err = ref - np.asarray(x, np.float64).reshape(ref.shape)
-    noise = float(np.sum(err * err)) if np.all(np.isfinite(err)) else math.inf
-    signal = float(np.sum(ref * ref))
-    if noise == 0.0:
-        return math.inf
-    if signal == 0.0 or math.isinf(noise):
-        return -math.inf
-    return 10.0 * math.log10(signal / noise)
-
-
-def cosine(ref: np.ndarray, x: np.ndarray) -> float:
-    a = np.asarray(ref, np.float64).ravel()
-    b = np.asarray(x, np.float64).ravel()
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0.0 and nb == 0.0:
-        return 1.0
-    if na == 0.0 or nb == 0.0 or not math.isfinite(nb):
-        return 0.0
-    return float(np.dot(a, b) / (na * nb))
-
-
-def max_abs_err(ref: np.ndarray, x: np.ndarray) -> float:
-    ref = np.asarray(ref, np.float64)
-    return float(np.max(np.abs(ref - np.asarray(x, np.float64).reshape(ref.shape)), initial=0.0))
-
-
-def class_scores(y: np.ndarray) -> np.ndarray | None:
-    """[samples, classes] when y ([samples, *shape]) is a classifier output, else None.
-
-    A classifier output has one axis of two or more entries once size-1 axes are dropped.
-    """
-    y = np.asarray(y)
-    per_sample = [d for d in y.shape[1:] if d != 1]
-    if len(per_sample) != 1 or per_sample[0] < 2:
-        return None
-    return y.reshape(len(y), per_sample[0])
-
-
-def top1(y: np.ndarray) -> np.ndarray | None:
-    scores = class_scores(y)
-    return None if scores is None else np.argmax(scores.astype(np.float64), axis=1)
-
-
-def compare(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None = None) -> dict:
-    """One row of the per-output table: x against the framework's ref (both [samples, ...])."""
-    row = {"snr_db": snr_db(ref, x), "cosine": cosine(ref, x), "max_abs_err": max_abs_err(ref, x),
-           "top1_agreement": None, "accuracy": None}
-    t_ref, t_x = top1(ref), top1(x)
-    if t_ref is not None:
-        row["top1_agreement"] = float(np.mean(t_ref == t_x))
-        row["accuracy"] = accuracy(x, labels)
-    return row
-
-
-def accuracy(y: np.ndarray, labels: np.ndarray | None) -> float | None:
-    t = top1(y)
-    if t is None or labels is None:
-        return None
-    return float(np.mean(t == labels))
+from gxnpuc.tables import numbers_table
 
 
 # -- text ---------------------------------------------------------------------------------
@@ -102,16 +35,6 @@ def _fmt(x, kind: str) -> str:
     return f"{x:.3g}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Aligned columns; the first column left-aligned, the rest right-aligned."""
-    cells = [headers] + rows
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(r):
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
 MODE_LABELS = {"framework": "framework", "float": "float IR", "npu_fp16": "npu, no compression",
                "npu": "npu (as compiled)"}
 
@@ -124,7 +47,7 @@ def output_tables(report: dict) -> list[str]:
                  _fmt(r["max_abs_err"], "num"), _fmt(r["top1_agreement"], "pct"), _fmt(r["accuracy"], "pct")]
                 for r in rows]
         out.append(f"output {name} {rows[0]['shape']}, against {report['framework']}:")
-        out.append(table(["", "SNR dB", "cosine", "max abs err", "top-1 agree", "accuracy"], body))
+        out.append(numbers_table(["", "SNR dB", "cosine", "max abs err", "top-1 agree", "accuracy"], body))
     return out
 
 
@@ -137,7 +60,7 @@ def layer_table(report: dict) -> str:
                      _fmt(r["tail_share"], "pct")])
     head = ["weight (worst first)", "shape", "layer SNR dB", "only-this out SNR dB", "range",
             "8-bit range", "clipped", "outer 10%"]
-    return table(head, rows)
+    return numbers_table(head, rows)
 
 
 def text(report: dict) -> str:

@@ -10,23 +10,13 @@ import textwrap
 
 import numpy as np
 
-from gxnpuc.report.hist import compressed
+from gxnpuc.tables import markdown_table, text_table
+
 
 CORES = ("GRUS",)
 
 
 # -- small text helpers ----------------------------------------------------------------------
-def _table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
-    """Plain aligned columns; columns whose index is in `right` are right-aligned (numbers)."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(r):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
-
-
 def _n(x) -> str:
     return f"{int(x):,}"
 
@@ -38,7 +28,7 @@ def _shape(s) -> str:
 # -- -w -------------------------------------------------------------------------------------
 def weight_lines(model) -> list[str]:
     """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2)."""
-    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in compressed(model)]
+    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in model.compressed_weights()]
 
 
 # -- the compile summary ------------------------------------------------------------------------
@@ -128,7 +118,7 @@ def op_table(model) -> str:
     rows = [_node_row(model, n) for n in model.graph.nodes]
     total = ["total", "", "", "", ""] + [sum(r[k] for r in rows) for k in (5, 6, 7)]
     rows = [r[:5] + [_n(x) for x in r[5:]] for r in rows + [total]]
-    return _table(["name", "npu op", "source", "input", "output", "weights", "FLOPs", "w bytes"],
+    return text_table(["name", "npu op", "source", "input", "output", "weights", "FLOPs", "w bytes"],
                   rows, right={5, 6, 7})
 
 
@@ -154,7 +144,7 @@ def mem_table(model) -> str:
     rows = [[regions.get(n, "?"), _kind(model, n, regions.get(n, "")), n,
              _shape(g.tensors[n].shape) if n in g.tensors else "", _n(places[n][0]), _n(places[n][1])]
             for n in order]
-    table = _table(["region", "kind", "tensor", "shape", "offset", "bytes"], rows, right={4, 5})
+    table = text_table(["region", "kind", "tensor", "shape", "offset", "bytes"], rows, right={4, 5})
     keys = ("cmd", "weight", "ops", "data", "tmp", "io", "npu_size", "total_size", "limit")
     sizes = ", ".join(f"{k} {_n(model.sizes[k])}" for k in keys if k in model.sizes)
     peak = f"; activations alive at once at most {_n(plan['peak_live'])} B" if "peak_live" in plan else ""
@@ -194,13 +184,6 @@ def _npu_rows() -> list[list[str]]:
             for d in sorted(REGISTRY.values(), key=lambda d: (not d.npu, d.category, d.name))]
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def esc(c):
-        return str(c).replace("|", "\\|").replace("\n", " ") or " "
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(out + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
-
-
 def _markdown(core: str, sections: list) -> str:
     parts = [f"# Supported ops ({core})", "",
              "Generated from the op registry by `gxnpuc -L --markdown` (`make docs`); do not edit.",
@@ -208,8 +191,8 @@ def _markdown(core: str, sections: list) -> str:
     heads = ["npu op", "summary", "constraints"]
     for title, col, framework, table in sections:
         rows = _lowering_rows(framework, table)
-        parts += [f"## {title} ({len(table)} op types)", "", _md_table([col] + heads, rows), ""]
-    npu = _md_table(["npu op", "category", "summary", "constraints"], _npu_rows())
+        parts += [f"## {title} ({len(table)} op types)", "", markdown_table([col] + heads, rows), ""]
+    npu = markdown_table(["npu op", "category", "summary", "constraints"], _npu_rows())
     return "\n".join(parts + ["## NPU IR ops", "", npu, ""])
 
 
@@ -218,8 +201,8 @@ def _text(core: str, sections: list) -> str:
     for title, col, framework, table in sections:
         # no NPU op: say why (not supported, a no-op, folded), as the markdown table does
         rows = [[r[0], r[1] if r[1] != "-" else f"- {r[2]}"] for r in _lowering_rows(framework, table)]
-        parts += ["", f"{title} ({len(rows)} op types):", _table([col, "npu op"], rows)]
-    parts += ["", "NPU ops:", _table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
+        parts += ["", f"{title} ({len(rows)} op types):", text_table([col, "npu op"], rows)]
+    parts += ["", "NPU ops:", text_table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
     return "\n".join(parts)
 
 

@@ -2,7 +2,7 @@
 uncompressed, for a target output SNR or weight budget, and write `<config>.tuned.yaml`.
 
 The loop of docs/tuning.md: compile once with every conv/fc weight compressed (the probe);
-simulate the inputs once (eval's runs); measure each weight's options with only that weight
+simulate the inputs once (gxnpuc.evaluate's runs); measure each weight's options with only that weight
 compressed (gxnpuc.tune.sweep); start from every weight at its best range; then leave
 weights in fp16 one simulated step at a time (the cheapest that reaches the target, else
 the most output noise removed per byte) until the target is met; drop exclusions the
@@ -23,8 +23,7 @@ from gxnpuc import sim
 from gxnpuc.tune import costmodel
 from gxnpuc.tune import report as tune_report
 from gxnpuc.tune import sweep as tune_sweep
-from gxnpuc.evaluate import report as eval_report
-from gxnpuc.evaluate import runs as ev
+from gxnpuc import evaluate
 from gxnpuc.errors import CompileError, ConfigError, GxnpucError
 from gxnpuc.tune.sweep import Sweep, noise_ratio
 
@@ -101,8 +100,7 @@ def main(cfg, args) -> int:
     if not cfg.path:
         raise ConfigError("-t/--tune", "needs the config as a file, to write the tuned one beside it",
                           "gxnpuc -t config.yaml")
-    result = tune(cfg, getattr(args, "eval", None) or "random", getattr(args, "eval_samples", None),
-                  getattr(args, "seed", None) or 0)
+    result = tune(cfg, args.eval or "random")
     print(tune_report.text(result))
     plot = tune_report.save_plot(result, tune_report.plot_path(result.tuned_path))
     tune_report.write_atomic(result.tuned_path, result.text)
@@ -112,7 +110,7 @@ def main(cfg, args) -> int:
           + (f"; trade-off plot: {display_path(plot)}" if plot else ""))
     if not result.met:
         raise GxnpucError("--tune", f"target {result.target.text()} not met: the closest plan gives "
-                          f"{eval_report.fmt_db(result.snr)} dB at {result.chosen.nbytes:,} weight bytes "
+                          f"{evaluate.fmt_db(result.snr)} dB at {result.chosen.nbytes:,} weight bytes "
                           f"(written anyway)", _unmet_hint(result))
     return 0
 
@@ -130,14 +128,14 @@ def _tune(cfg, data, samples, seed, jobs, pool_min_seconds) -> Result:
     target = resolve_target(cfg)
     base_cfg = probe_config(cfg)
     probe = compiler.compile(base_cfg)
-    names = [sw.name for sw in ev.compressed_weights(probe)]
+    names = [sw.name for sw in evaluate.compressed_weights(probe)]
     if not names:
         raise GxnpucError("--tune", "the model has no conv or fully-connected weight to compress",
                           "a model with Conv / MatMul / Gemm weights")
-    feeds, _, source = ev.load_inputs(data, probe.graph, samples, seed)
+    feeds, _, source = evaluate.load_inputs(data, probe.graph, samples, seed)
     n = len(next(iter(feeds.values())))
-    with ev._progress(4 * n, "tune: simulate") as bar:
-        runs = ev.simulate(cfg, probe, feeds, bar)
+    with evaluate.progress(4 * n, "tune: simulate") as bar:
+        runs = evaluate.simulate(cfg, probe, feeds, bar)
     if jobs is None and "tensorflow" in sys.modules and not os.environ.get(tune_sweep.JOBS_ENV):
         jobs = 1  # TensorFlow's threads do not survive fork; its models sweep serially
     planner = Planner(cfg, base_cfg, runs, names, target, jobs, pool_min_seconds)
@@ -187,7 +185,7 @@ class Planner:
         self.other = {k: v for k, v in model.weights.items() if k not in set(names)}
         self.other_bytes = sum(int(sw.nbytes_stored) for sw in self.other.values())
         self.work = costmodel.op_work(model.graph)
-        self.base = ev.output_snrs(runs, {k: ev.stacked(runs.base_envs, k) for k in model.graph.outputs})
+        self.base = evaluate.output_snrs(runs, {k: evaluate.stacked(runs.base_envs, k) for k in model.graph.outputs})
         self.notes: list[str] = []
 
     def run(self) -> tuple[list[Step], dict]:
@@ -206,7 +204,7 @@ class Planner:
 
     def candidates(self, per_channel: bool) -> dict:
         desc = f"tune: ranges {PER_CHANNEL if per_channel else PER_TENSOR}"
-        with ev._progress(len(self.names), desc) as bar:
+        with evaluate.progress(len(self.names), desc) as bar:
             return tune_sweep.sweep(self.sweep, self.names, per_channel, self.base, bar,
                                     self.jobs, self.pool_min_seconds)
 
@@ -251,7 +249,7 @@ class Planner:
     def greedy(self, path: str, cands: dict, step: Step, by: str) -> list[Step]:
         """Exclusions one measured step at a time (next_exclusion), until the target is met."""
         out, tag = [], "" if by == "ratio" else " (largest gain first)"
-        with ev._progress(None, f"tune: plan {path}") as bar:
+        with evaluate.progress(None, f"tune: plan {path}") as bar:
             while not (self.target.snr_db is not None and self.target.met(step)):
                 name = next_exclusion(cands, step, self.target, self.trial(bar), by)
                 if name is None:
@@ -344,7 +342,7 @@ def pick(steps: list[Step], target: Target) -> tuple[Step, bool]:
 
 def _unmet_hint(result: Result) -> str:
     fp16 = next(s for s in result.steps if s.label.startswith("nothing compressed"))
-    return (f"without compression the model gives {eval_report.fmt_db(fp16.snr)} dB at "
+    return (f"without compression the model gives {evaluate.fmt_db(fp16.snr)} dB at "
             f"{fp16.nbytes:,} B; lower TUNE_TARGET_SNR_DB / --target-snr or raise "
             f"TUNE_MAX_WEIGHT_BYTES / --max-weight-bytes")
 
@@ -363,7 +361,7 @@ def verify(result: Result, runs) -> None:
             raise CompileError("--tune", f"internal error: the tuned config stores {name!r} differently "
                                "from what was measured", "please report this bug")
     outs = sim.run_model_samples(model, runs.samples, "npu")
-    result.verified = ev.output_snrs(runs, {k: ev.stacked(outs, k) for k in model.graph.outputs})
+    result.verified = evaluate.output_snrs(runs, {k: evaluate.stacked(outs, k) for k in model.graph.outputs})
     result.verified_bytes = int(report.weight_stats(model)["stored"])
     drift = max(_db_apart(v, result.chosen.snrs[k]) for k, v in result.verified.items())
     if drift > MATCH_DB or result.verified_bytes != result.chosen.nbytes:

@@ -19,10 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gxnpuc import compress, numerics, sim
-from gxnpuc.evaluate import advice as eval_advice
-from gxnpuc.evaluate import report as eval_report
-from gxnpuc.evaluate import runs as ev
+from gxnpuc import compress, evaluate, numerics, sim
 from gxnpuc.ir import Graph
 
 CLIP_SEARCHES = ("output", "weight", "percentile", "none")
@@ -101,7 +98,7 @@ def make_option(sw: Sweep, name: str, per_channel: bool, clip=None, fp16: bool =
     w = sw.graph.tensors[name].data
     kind = "fp16" if fp16 else "clip" if clip else "default"
     return Option(name, kind, tuple(clip) if clip else None, stored,
-                  eval_report.snr_db(w, numerics.stored_values(stored)))
+                  evaluate.snr_db(w, numerics.stored_values(stored)))
 
 
 def clip_ranges(w: np.ndarray, search: str) -> list[tuple[float, float]]:
@@ -109,20 +106,12 @@ def clip_ranges(w: np.ndarray, search: str) -> list[tuple[float, float]]:
     percentile cuts alone for the cheap search; rounded to pasteable numbers."""
     if search == "none":
         return []
-    if search != "percentile":
-        return eval_advice.clip_candidates(w)
-    w = np.asarray(w, np.float64).ravel()
-    out = []
-    for p in eval_advice.CLIP_PERCENTILES:
-        lo, hi = (eval_advice.round_sig(v) for v in np.percentile(w, [p, 100 - p]))
-        if hi > lo and (lo > w.min() or hi < w.max()) and (lo, hi) not in out:
-            out.append((lo, hi))
-    return out
+    return evaluate.clip_candidates(w, mse=search != "percentile")
 
 
 def only_snrs(sw: Sweep, opt: Option) -> dict:
     """Output SNR per output with only this weight stored as `opt` (eval's resumed sweep)."""
-    return ev.output_snrs(sw.runs, ev.outputs_with(sw.runs, opt.name, opt.values))
+    return evaluate.output_snrs(sw.runs, evaluate.outputs_with(sw.runs, opt.name, opt.values))
 
 
 def measure_weight(sw: Sweep, name: str, per_channel: bool) -> list[tuple]:
@@ -276,7 +265,7 @@ class Measurer:
         changed = [n for n, o in choice.items() if self.last.get(n) is not o]
         if not changed:
             return len(self.graph.nodes)
-        return min(self.first.setdefault(n, ev.first_reader(self.graph, n)) for n in changed)
+        return min(self.first.setdefault(n, evaluate.first_reader(self.graph, n)) for n in changed)
 
     def __call__(self, choice: dict, commit: bool = True) -> dict[str, float]:
         """SNR per output; commit=False measures a trial and keeps the last committed run
@@ -288,7 +277,7 @@ class Measurer:
         if commit:
             self.last, self.envs = dict(choice), envs
         outs = [sim.finish_outputs(self.runs.model, e, "npu") for e in envs]
-        return ev.output_snrs(self.runs, {k: ev.stacked(outs, k) for k in self.graph.outputs})
+        return evaluate.output_snrs(self.runs, {k: evaluate.stacked(outs, k) for k in self.graph.outputs})
 
 
 def noise_ratio(snr_db: float) -> float:
