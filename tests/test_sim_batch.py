@@ -311,7 +311,7 @@ def test_eval_simulates_in_batches(tmp_path, monkeypatch):
     real = sim.run
     monkeypatch.setattr(sim, "run", lambda g, f, *a, **k: graphs.append(g) or real(g, f, *a, **k))
     rep = ev.evaluate(cfg, model, feeds, None, "test")
-    assert rep["samples"] == 12 and len(rep["layers"]) == 2
+    assert rep.samples == 12 and len(rep.layers) == 2
     assert len(graphs) >= 3 + 2 and all(g is not model.graph for g in graphs)  # all 12 at once
 
 

@@ -140,7 +140,7 @@ def test_eval_reports_exactly_the_tuners_snr(planted):
     tuned_cfg, model = planted["tuned_cfg"], planted["tuned"]
     feeds, _, _ = ev.load_inputs("random", model.graph, SAMPLES, 0)
     rep = ev.evaluate(tuned_cfg, model, feeds, None, "random")
-    npu = min(r["snr_db"] for r in rep["outputs"] if r["mode"] == "npu")
+    npu = min(r.snr_db for r in rep.outputs if r.mode == "npu")
     assert npu == planted["result"].snr
 
 

@@ -18,6 +18,7 @@ from gxnpuc.errors import OutputError
 from gxnpuc.evaluate import advice, metrics, oracle
 from gxnpuc.evaluate import report as eval_report
 from gxnpuc.evaluate.inputs import load_inputs
+from gxnpuc.evaluate.rows import LayerRow, OutputRow, Report
 from gxnpuc.evaluate.runs import (Runs, compressed_weights, first_reader, float_value, layer_output,
                                   output_snrs, outputs_with, progress, simulate, stacked)
 from gxnpuc.report.files import safe_names
@@ -43,39 +44,35 @@ def _shown(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None = None) -> dict:
-    """Run everything and return the report dict (see docs/numerics.md for its fields)."""
+def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None = None) -> Report:
+    """Run everything and return the report (see docs/numerics.md for its fields)."""
     n, weights = len(next(iter(feeds.values()))), compressed_weights(model)
     with progress(n * (4 + len(weights)), "eval") as bar:
         runs = simulate(cfg, model, feeds, bar, keep_all=bool(dump_dir))
-        layers = [layer_row(cfg, runs, sw, bar) for sw in weights]
-    layers.sort(key=lambda r: r["only_snr_db"])
-    report = {"model": os.path.basename(cfg.model_path) or "?", "framework": oracle.name(cfg),
-              "data": source, "samples": n, "threshold_db": float(cfg.eval_snr_threshold_db),
-              "output_names": list(model.graph.outputs), "outputs": output_rows(runs, labels),
-              "layers": layers, "notes": overflow_notes(runs)}
-    report["verdict"] = advice.verdict(cfg, runs, report, progress)
+        layers = [layer_row(runs, sw, bar) for sw in weights]
+    layers.sort(key=lambda r: r.only_snr_db)
+    report = Report(os.path.basename(cfg.model_path) or "?", oracle.name(cfg), source, n,
+                    float(cfg.eval_snr_threshold_db), list(model.graph.outputs), output_rows(runs, labels),
+                    layers, overflow_notes(runs))
+    report.verdict = advice.verdict(cfg, runs, report, progress)
     if dump_dir:
-        report["notes"].append(f"intermediate tensors written to {dump(runs, dump_dir)}")
+        report.notes.append(f"intermediate tensors written to {dump(runs, dump_dir)}")
     return report
 
 
-def output_rows(runs: Runs, labels) -> list[dict]:
+def output_rows(runs: Runs, labels) -> list[OutputRow]:
     rows = []
     modes = (("float", runs.float_envs), ("npu_fp16", runs.base_envs), ("npu", runs.npu_envs))
     for k in runs.model.graph.outputs:
         ref, shape = runs.ref[k], list(runs.model.graph.tensors[k].shape)
         if labels is not None:  # the framework's own accuracy, for scale
-            rows.append({"output": k, "mode": "framework", "shape": shape, "snr_db": None,
-                         "cosine": None, "max_abs_err": None, "top1_agreement": None,
-                         "accuracy": metrics.accuracy(ref, labels)})
+            rows.append(OutputRow(k, "framework", shape, None, None, None, None, metrics.accuracy(ref, labels)))
         for mode, envs in modes:
-            rows.append({"output": k, "mode": mode, "shape": shape,
-                         **metrics.compare(ref, stacked(envs, k), labels)})
+            rows.append(OutputRow(k, mode, shape, **metrics.compare(ref, stacked(envs, k), labels)))
     return rows
 
 
-def layer_row(cfg, runs: Runs, sw, bar) -> dict:
+def layer_row(runs: Runs, sw, bar) -> LayerRow:
     g = runs.model.graph
     node = g.nodes[first_reader(g, sw.name)]
     out = layer_output(g, sw.name)
@@ -83,15 +80,11 @@ def layer_row(cfg, runs: Runs, sw, bar) -> dict:
     only = output_snrs(runs, outputs_with(runs, sw.name, numerics.stored_values(sw), bar))
     q_lo, q_hi = quant_range(sw)
     half = float(np.max(np.asarray(sw.step_f16, np.float64))) / 2
-    clip = sw.clip
-    return {"weight": sw.name, "shape": [int(d) for d in sw.shape], "layer": node.name,
-            "layer_output": out,
-            "layer_snr_db": metrics.snr_db(stacked(runs.float_envs, out), stacked(runs.npu_envs, out)),
-            "only_snr_db": min(only.values()), "only_snr_by_output": only,
-            "w_min": float(w.min()), "w_max": float(w.max()), "q_lo": q_lo, "q_hi": q_hi,
-            "clip": None if clip is None else [float(clip[0]), float(clip[1])],
-            "clipped_share": float(np.mean((w < q_lo - half) | (w > q_hi + half))),
-            "tail_share": outer_share(w)}
+    return LayerRow(sw.name, [int(d) for d in sw.shape], node.name, out,
+                    metrics.snr_db(stacked(runs.float_envs, out), stacked(runs.npu_envs, out)),
+                    min(only.values()), only, float(w.min()), float(w.max()), q_lo, q_hi,
+                    None if sw.clip is None else [float(sw.clip[0]), float(sw.clip[1])],
+                    float(np.mean((w < q_lo - half) | (w > q_hi + half))), outer_share(w))
 
 
 def overflow_notes(runs: Runs) -> list[str]:

@@ -16,70 +16,65 @@ import numpy as np
 from gxnpuc import numerics
 from gxnpuc.config import names, write
 from gxnpuc.evaluate import report as eval_report
-from gxnpuc.evaluate.runs import output_snrs, outputs_with
+from gxnpuc.evaluate.rows import Report, Verdict
+from gxnpuc.evaluate.runs import Runs, output_snrs, outputs_with
 
 CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
 CLIP_MARGIN_DB = 6.0  # clipping is advised when its SNR clears the threshold by this much
 CLIP_GAIN_DB = 3.0  # ... and beats leaving the weight as it is by at least this much
 
 
-def verdict(cfg, runs, report: dict, progress) -> dict:
-    thr = report["threshold_db"]
-    npu = _worst(report, "npu")
-    base = _worst(report, "npu_fp16")
-    layers = report["layers"]
+def verdict(cfg, runs: Runs, report: Report, progress) -> Verdict:
+    thr, layers = report.threshold_db, report.layers
+    npu, base = _worst(report, "npu"), _worst(report, "npu_fp16")
     if npu >= thr:
         more = ""
         if layers:
-            more = (f"; to do better, start with {layers[0]['weight']} "
-                    f"(alone {_db(layers[0]['only_snr_db'])} dB)")
+            more = f"; to do better, start with {layers[0].weight} (alone {_db(layers[0].only_snr_db)} dB)"
         return _none(f"npu output SNR {_db(npu)} dB >= {thr:g} dB (EVAL_SNR_THRESHOLD_DB)"
                      f"{_agreement(report)}: no change needed{more}")
-    if not layers or layers[0]["only_snr_db"] >= base - 1.0:
+    if not layers or layers[0].only_snr_db >= base - 1.0:
         why = ("no weight is compressed" if not layers else
                "no single compressed weight costs more than fp16 itself")
         return _none(f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
                      f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
-    worst = layers[0]
+    name, only = layers[0].weight, layers[0].only_snr_db
     with progress(len(CLIP_PERCENTILES) + 2, "clip search") as bar:
-        best = search_clip(cfg, runs, worst["weight"], bar)
-    name, only = worst["weight"], worst["only_snr_db"]
-    target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
+        best = search_clip(cfg, runs, name, bar)
     head = (f"npu output SNR {_db(npu)} dB < {thr:g} dB{_agreement(report)}; "
             f"worst weight {name} (alone {_db(only)} dB)")
+    target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
     if best is not None and best[2] >= target and best[2] >= only + CLIP_GAIN_DB:
-        lo, hi, snr = best
-        line = clip_line(cfg, runs.model.graph, name, lo, hi)
-        if lo is None:  # the user's own clip is what hurts
-            return {"action": "unclip", "weight": name, "range": None, "expected_only_snr_db": snr,
-                    "config_line": line,
-                    "text": f"{head}: its WEIGHT_MIN_MAX clip saturates values that matter; remove it "
-                            f"(alone then {_db(snr)} dB, still 8-bit) -> {line}"}
-        return {"action": "clip", "weight": name, "range": [lo, hi], "expected_only_snr_db": snr,
-                "config_line": line,
-                "text": f"{head}: clip it to [{lo:g}, {hi:g}] (alone then {_db(snr)} dB, still 8-bit) "
-                        f"-> {line}"}
+        return _clip_verdict(cfg, runs, name, best, head)
     line = exclude_line(cfg, name)
     clip_txt = f"; clipping reaches only {_db(best[2])} dB" if best is not None else ""
-    return {"action": "exclude", "weight": name, "range": None, "expected_only_snr_db": base,
-            "config_line": line,
-            "text": f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}"}
+    return Verdict("exclude", name, None, base, line,
+                   f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}")
 
 
-def _worst(report: dict, mode: str) -> float:
-    return min(r["snr_db"] for r in report["outputs"] if r["mode"] == mode)
+def _clip_verdict(cfg, runs: Runs, name: str, best: tuple, head: str) -> Verdict:
+    lo, hi, snr = best
+    line = clip_line(cfg, runs.model.graph, name, lo, hi)
+    if lo is None:  # the user's own clip is what hurts
+        return Verdict("unclip", name, None, snr, line,
+                       f"{head}: its WEIGHT_MIN_MAX clip saturates values that matter; remove it "
+                       f"(alone then {_db(snr)} dB, still 8-bit) -> {line}")
+    return Verdict("clip", name, [lo, hi], snr, line,
+                   f"{head}: clip it to [{lo:g}, {hi:g}] (alone then {_db(snr)} dB, still 8-bit) -> {line}")
 
 
-def _agreement(report: dict) -> str:
+def _worst(report: Report, mode: str) -> float:
+    return min(r.snr_db for r in report.outputs if r.mode == mode)
+
+
+def _agreement(report: Report) -> str:
     """", top-1 agrees on 90.6% of samples" when a classifier output disagrees somewhere."""
-    rows = [r["top1_agreement"] for r in report["outputs"]
-            if r["mode"] == "npu" and r["top1_agreement"] is not None]
+    rows = [r.top1_agreement for r in report.outputs if r.mode == "npu" and r.top1_agreement is not None]
     return f", top-1 agrees on {min(rows):.1%} of samples" if rows and min(rows) < 1 else ""
 
 
-def _none(text: str) -> dict:
-    return {"action": "none", "weight": None, "range": None, "expected_only_snr_db": None,
-            "config_line": None, "text": text}
+def _none(text: str) -> Verdict:
+    return Verdict("none", None, None, None, None, text)
 
 
 def _db(x: float) -> str:
@@ -110,7 +105,7 @@ def clip_candidates(w: np.ndarray, mse: bool = True) -> list[tuple[float, float]
     return out
 
 
-def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
+def search_clip(cfg, runs: Runs, name: str, bar=None) -> tuple | None:
     """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate;
     (None, None, snr) when removing the user's own clip is best."""
     graph = runs.model.graph

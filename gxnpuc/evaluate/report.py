@@ -7,10 +7,12 @@ import io
 import json
 import math
 import os
+from dataclasses import asdict
 
 import numpy as np
 
 from gxnpuc.errors import OutputError
+from gxnpuc.evaluate.rows import Report
 from gxnpuc.tables import numbers_table
 
 
@@ -39,43 +41,43 @@ MODE_LABELS = {"framework": "framework", "float": "float IR", "npu_fp16": "npu, 
                "npu": "npu (as compiled)"}
 
 
-def output_tables(report: dict) -> list[str]:
+def output_tables(report: Report) -> list[str]:
     out = []
-    for name in report["output_names"]:
-        rows = [r for r in report["outputs"] if r["output"] == name]
-        body = [[MODE_LABELS.get(r["mode"], r["mode"]), _fmt(r["snr_db"], "db"), _fmt(r["cosine"], "cos"),
-                 _fmt(r["max_abs_err"], "num"), _fmt(r["top1_agreement"], "pct"), _fmt(r["accuracy"], "pct")]
+    for name in report.output_names:
+        rows = [r for r in report.outputs if r.output == name]
+        body = [[MODE_LABELS.get(r.mode, r.mode), _fmt(r.snr_db, "db"), _fmt(r.cosine, "cos"),
+                 _fmt(r.max_abs_err, "num"), _fmt(r.top1_agreement, "pct"), _fmt(r.accuracy, "pct")]
                 for r in rows]
-        out.append(f"output {name} {rows[0]['shape']}, against {report['framework']}:")
+        out.append(f"output {name} {rows[0].shape}, against {report.framework}:")
         out.append(numbers_table(["", "SNR dB", "cosine", "max abs err", "top-1 agree", "accuracy"], body))
     return out
 
 
-def layer_table(report: dict) -> str:
+def layer_table(report: Report) -> str:
     rows = []
-    for r in report["layers"]:
-        rows.append([r["weight"], "x".join(map(str, r["shape"])), fmt_db(r["layer_snr_db"]),
-                     fmt_db(r["only_snr_db"]), f"[{r['w_min']:.3g}, {r['w_max']:.3g}]",
-                     f"[{r['q_lo']:.3g}, {r['q_hi']:.3g}]", _fmt(r["clipped_share"], "pct"),
-                     _fmt(r["tail_share"], "pct")])
+    for r in report.layers:
+        rows.append([r.weight, "x".join(map(str, r.shape)), fmt_db(r.layer_snr_db),
+                     fmt_db(r.only_snr_db), f"[{r.w_min:.3g}, {r.w_max:.3g}]",
+                     f"[{r.q_lo:.3g}, {r.q_hi:.3g}]", _fmt(r.clipped_share, "pct"),
+                     _fmt(r.tail_share, "pct")])
     head = ["weight (worst first)", "shape", "layer SNR dB", "only-this out SNR dB", "range",
             "8-bit range", "clipped", "outer 10%"]
     return numbers_table(head, rows)
 
 
-def text(report: dict) -> str:
+def text(report: Report) -> str:
     """The report as printed by `gxnpuc --eval`."""
-    lines = [f"gxnpuc --eval: {report['model']}: {report['samples']} samples from {report['data']}, "
-             f"framework {report['framework']}"]
+    lines = [f"gxnpuc --eval: {report.model}: {report.samples} samples from {report.data}, "
+             f"framework {report.framework}"]
     lines += output_tables(report)
-    if report["layers"]:
+    if report.layers:
         lines.append("compressed weights: layer SNR = that layer's output, npu vs float IR, error "
                      "accumulated; only-this = model output with only this weight compressed")
         lines.append(layer_table(report))
     else:
         lines.append("no compressed weights (COMPRESS / CONV2D_COMPRESS are off or excluded)")
-    lines += [f"note: {n}" for n in report["notes"]]
-    lines.append(f"verdict: {report['verdict']['text']}")
+    lines += [f"note: {n}" for n in report.notes]
+    lines.append(f"verdict: {report.verdict.text}")
     return "\n".join(lines)
 
 
@@ -101,11 +103,11 @@ CSV_COLUMNS = ["section", "name", "mode", "snr_db", "cosine", "max_abs_err", "to
                "q_lo", "q_hi", "clip_lo", "clip_hi", "clipped_share", "tail_share"]
 
 
-def csv_rows(report: dict) -> list[dict]:
-    rows = [{"section": "output", "name": r["output"], **r} for r in report["outputs"]]
-    for r in report["layers"]:
-        clip = r.get("clip") or (None, None)
-        rows.append({"section": "layer", "name": r["weight"], "mode": "npu", **r,
+def csv_rows(report: Report) -> list[dict]:
+    rows = [{"section": "output", "name": r.output, **asdict(r)} for r in report.outputs]
+    for r in report.layers:
+        clip = r.clip or (None, None)
+        rows.append({"section": "layer", "name": r.weight, "mode": "npu", **asdict(r),
                      "clip_lo": clip[0], "clip_hi": clip[1]})
     for r in rows:
         r["shape"] = "x".join(map(str, r["shape"]))
@@ -118,14 +120,14 @@ def report_paths(output_file: str) -> tuple[str, str]:
     return stem + ".eval.json", stem + ".eval.csv"
 
 
-def write(report: dict, output_file: str) -> tuple[str, str]:
+def write(report: Report, output_file: str) -> tuple[str, str]:
     """Write the JSON and CSV files atomically; return their paths."""
     json_path, csv_path = report_paths(output_file)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(csv_rows(report))
-    body = json.dumps(_clean(report), indent=1, allow_nan=False) + "\n"
+    body = json.dumps(_clean(report.as_dict()), indent=1, allow_nan=False) + "\n"
     for path, data in ((json_path, body), (csv_path, buf.getvalue())):
         _atomic_write(path, data)
     return json_path, csv_path
