@@ -6,7 +6,6 @@ Models are tiny PyTorch-style ONNX graphs built in code with onnx.helper.
 from __future__ import annotations
 
 import os
-import textwrap
 
 import numpy as np
 import onnx
@@ -39,16 +38,13 @@ def tiny_model() -> onnx.ModelProto:
 
 
 @pytest.fixture
-def proj(tmp_path, monkeypatch):
+def proj(workdir):
     """The working folder, with model.onnx; write(text) writes config.yaml there, returns its path."""
-    onnx.save(tiny_model(), str(tmp_path / "model.onnx"))
-    monkeypatch.chdir(tmp_path)
+    onnx.save(tiny_model(), str(workdir.dir / "model.onnx"))
 
     def write(text: str, name: str = "config.yaml") -> str:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text))
-        return str(path)
-    write.dir = tmp_path
+        return str(workdir.dir / workdir(text, name, dedent=True))
+    write.dir = workdir.dir
     return write
 
 

@@ -22,7 +22,7 @@ from gxnpuc.evaluate import advice as eval_advice
 from gxnpuc.evaluate import oracle
 from gxnpuc.evaluate import report as eval_report
 from gxnpuc.errors import GxnpucError
-from npu_util import backend_ready, compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
+from npu_util import compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
 
 
 def _report(model, cfg, feeds, labels=None, **kw):
@@ -243,7 +243,6 @@ def test_harmful_user_clip_is_replaced_not_duplicated(tmp_path):
     assert eval_advice.clip_line(cfg, model.graph, "fc1.weight", None, None) == "WEIGHT_MIN_MAX: {}"
 
 
-@pytest.mark.skipif(not backend_ready(), reason="gxnpuc.backend not available yet")
 def test_cli_eval_end_to_end(tmp_path, capsys):
     from gxnpuc import cli
 

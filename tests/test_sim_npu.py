@@ -14,7 +14,7 @@ import pytest
 from gxnpuc import numerics, sim
 from gxnpuc.evaluate import oracle
 from gxnpuc.evaluate import snr_db
-from npu_util import (backend_ready, cnn2d, compile_onnx, load_kws, mlp, rand_feeds, single_op,
+from npu_util import (cnn2d, compile_onnx, load_kws, mlp, rand_feeds, single_op,
                       two_outputs)
 from onnx_util import make_model, run_ort
 
@@ -134,8 +134,6 @@ def test_unknown_mode_is_a_user_error(tmp_path):
 # -- from the written file ---------------------------------------------------------------------
 @pytest.mark.parametrize("out_type", ["c_code", "raw"])
 def test_decoded_file_simulates_bit_identically(out_type, tmp_path):
-    if not backend_ready():
-        pytest.skip("gxnpuc.backend (build/write/read) not available yet")
     from gxnpuc import backend
 
     model, cfg = compile_onnx(cnn2d(), str(tmp_path), fuse_bn=True, compress=True,

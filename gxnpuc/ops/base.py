@@ -16,6 +16,8 @@ import numpy as np
 REGISTRY: dict[str, "OpDef"] = {}
 ONNX_LOWERINGS: dict[str, Callable] = {}
 TF_LOWERINGS: dict[str, Callable] = {}
+# why an op with `npu = False` (a fold-only op) cannot stay in a compiled graph
+FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ def _softplus_guard(ctx, cond: str, x: str, y: str) -> bool:
 def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
     """where(cond, x, y) with a constant cond as x * m + y * (1 - m) on the NPU. A constant
     branch is folded to where(m, c, 0) at compile time, so a -inf fill never meets a zero.
-    A run-time cond stays a fold-only `where` (ops.fold.reject_leftovers reports it)."""
+    A run-time cond stays a fold-only `where` (compiler.reject_leftovers reports it)."""
     m = ctx.const(cond)
     if m is None and _softplus_guard(ctx, cond, x, y):
         return ctx.set_alias(outputs[0], y)
