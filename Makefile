@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-test
 docs: $(VENV)/.installed-test
 	$(BIN)/gxnpuc -L --markdown > docs/ops.md
 	$(BIN)/python -m gxnpuc.config docs/config.md
+	$(BIN)/python -m gxnpuc.report docs/ir.md
 	$(BIN)/python tests/test_bad_input.py > docs/errors.md
 
 clean:

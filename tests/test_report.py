@@ -252,3 +252,15 @@ def test_docs_ops_md_is_generated():
     """docs/ops.md is `gxnpuc -L --markdown`; after adding an op run `make docs`."""
     with open(os.path.join(ROOT, "docs", "ops.md"), encoding="utf-8") as fh:
         assert fh.read().rstrip("\n") == report.list_ops(markdown=True).rstrip("\n")
+
+
+def test_docs_ir_md_op_table_is_generated():
+    """docs/ir.md's op table comes from the OpDefs; after changing one run `make docs`."""
+    from gxnpuc.ops import REGISTRY
+    from gxnpuc.report.summary import IR_BEGIN, IR_END, ir_table
+
+    with open(os.path.join(ROOT, "docs", "ir.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    table = text.split(IR_BEGIN, 1)[1].split(IR_END, 1)[0]
+    assert table == f"\n{ir_table()}\n", "docs/ir.md is out of date: python -m gxnpuc.report docs/ir.md"
+    assert ir_table().count("\n") == 2 + sum(op.npu for op in REGISTRY.values())  # one row an op + fold row

@@ -357,3 +357,12 @@ def test_constant_output_is_repeated_per_sample():
     for k in ("y", "k"):
         same_bits(got[k], want[k], k)
     got["k"][0] = 0  # an array of its own, as np.stack gives
+
+
+def test_every_npu_op_has_its_own_batch_rule():
+    """A new op without OpDef.batch would silently make the simulator run one sample at a time."""
+    from gxnpuc.ops import REGISTRY
+    from gxnpuc.ops.base import OpDef
+
+    missing = [name for name, op in REGISTRY.items() if op.npu and type(op).batch is OpDef.batch]
+    assert not missing, f"ops without a batch rule (OpDef.batch): {missing}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, batch_broadcast, onnx_lowering, register, tf_lowering
 from gxnpuc.ops.shape_ops import FLOAT_DTYPES
 
 
@@ -44,6 +44,12 @@ NPU_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "squared_difference"
 @register
 class Binary(OpDef):
     name = "binary"
+    ir_inputs = "a, b"
+    ir_attrs = ("`fn` add|sub|mul|div|max|min|pow|squared_difference (+ mod|fmod, fold only); numpy "
+                "broadcasting")
+    ir_roles = "constants: param"  # beside `weights`: how its constant inputs are stored
+    sink, sink_inputs = "elementwise", (0, 1)
+    batch = staticmethod(batch_broadcast)
     category = "elementwise"
     summary = "element-wise " + ", ".join(NPU_FNS) + " of two tensors (numpy broadcasting)"
     constraints = ("both operands broadcast to the output shape (numpy rules)",
@@ -68,6 +74,10 @@ class Binary(OpDef):
 @register
 class PRelu(OpDef):
     name = "prelu"
+    ir_inputs = "x, slope"
+    ir_attrs = "broadcasting slope"
+    sink, sink_inputs = "elementwise", (0,)
+    batch = staticmethod(batch_broadcast)
     category = "activation"
     summary = "x where x >= 0, else slope * x (slope broadcast to x)"
     constraints = ("slope broadcasts to the shape of x (e.g. [C, 1, 1] for NCHW)",)

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, batch_not_axis_0, onnx_lowering, register, tf_lowering
 from gxnpuc.ops.shape_ops import emit_reshape, norm_axis, onnx_opset
 
 
 @register
 class Softmax(OpDef):
     name = "softmax"
+    ir_inputs = "x"
+    ir_attrs = "`axis`, `log` (bool: LogSoftmax)"
+    batch = staticmethod(batch_not_axis_0)
     category = "activation"
     summary = "softmax (or log-softmax) over one axis"
     constraints = ("one axis (several trailing axes are flattened into one first)",)
