@@ -25,6 +25,8 @@ demo: $(VENV)/.installed
 	$(BIN)/gxnpuc -w -e examples/build/kws_tf_inputs.npz configs/kws_tf.yaml
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check gxnpuc tests benchmarks examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import gxnpuc.ops  # noqa: F401 - fills the op table (ir.OPS) every graph's ops are read from
 from gxnpuc.ir import Graph
 
 if TYPE_CHECKING:

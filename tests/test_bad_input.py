@@ -333,7 +333,7 @@ def run_case(case: Case) -> str:
         return normalize(lines[0] if lines else err.getvalue().strip(), folder)
 
 
-ERROR_TYPES = {"GxnpucError", "ConfigError", "ModelError", "CompileError", "OutputError"}
+ERROR_TYPES = {"GxnpucError", "ConfigError", "ConfigNameError", "ModelError", "CompileError", "OutputError"}
 
 
 def _text(node) -> str:

@@ -12,10 +12,14 @@ config's names into the tensor names they select, and every later stage reads th
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from gxnpuc import config
 from gxnpuc.errors import ConfigError
 from gxnpuc.ir import Graph
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
 
 COMPRESSIBLE = ("conv", "fc")  # weight roles that compression applies to (ops/base.py)
 WEIGHT_KEYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")
@@ -127,8 +131,16 @@ def close_matches(name: str, candidates, n: int = 5) -> list[str]:
     return found[:n]
 
 
+class ConfigNameError(ConfigError):
+    """A problem with one name under a config key; .key and .name let locate() add file:line."""
+
+    def __init__(self, where: str, what: str, accepted: str, key: str, name: str):
+        super().__init__(where, what, accepted)
+        self.key, self.name = key, name
+
+
 def unknown(key: str, name: str, candidates, what: str = "is not in the model",
-            hint: str = "") -> ConfigError:
+            hint: str = "") -> ConfigNameError:
     """A ConfigError for `name` under `key`, listing close matches; front ends raise it too.
 
     The error carries .key and .name so that `locate()` can add the config file and line.
@@ -139,23 +151,18 @@ def unknown(key: str, name: str, candidates, what: str = "is not in the model",
     # otherwise both: near misses among inner nodes are often not what the user meant
     parts = [("close matches: " + ", ".join(close)) if close else "", hint]
     accepted = "; ".join(p for p in parts if p) or "see `gxnpuc -w` and `gxnpuc -v`"
-    err = ConfigError(key, f"{name!r} {what}", accepted)
-    err.key, err.name = key, name
-    return err
+    return ConfigNameError(key, f"{name!r} {what}", accepted, key, name)
 
 
-def locate(cfg, err: ConfigError) -> ConfigError:
+def locate(cfg: Config, err: ConfigError) -> ConfigError:
     """The same error with `config.yaml:<line>: KEY` as its place, when it came from unknown()."""
-    key = getattr(err, "key", None)
-    if not key or not (cfg.path or cfg.lines):
+    if not isinstance(err, ConfigNameError) or not (cfg.path or cfg.lines):
         return err
-    out = ConfigError(config.where(cfg, key, err.name), err.what, err.accepted)
-    out.key, out.name = key, err.name
-    return out
+    return ConfigNameError(config.where(cfg, err.key, err.name), err.what, err.accepted, err.key, err.name)
 
 
 # -- the check ------------------------------------------------------------------------------------
-def check(cfg, graph: Graph) -> None:
+def check(cfg: Config, graph: Graph) -> None:
     """Every name the config uses exists in the model; else one ConfigError with close matches."""
     roles = _roles(graph)
     all_names = list(roles) + [n.name for n in graph.nodes]
@@ -167,11 +174,11 @@ def check(cfg, graph: Graph) -> None:
     _check_io(cfg, graph, "FP16_OUT_OPS", cfg.fp16_out_ops, graph.outputs, "is not an output of the model")
 
 
-def _config_names(cfg, key: str) -> list[str]:
+def _config_names(cfg: Config, key: str) -> list[str]:
     return list(getattr(cfg, key.lower()))  # a tuple of names, or the WEIGHT_MIN_MAX dict's keys
 
 
-def _check_weight(cfg, graph: Graph, key: str, name: str, roles: dict, all_names: list) -> None:
+def _check_weight(cfg: Config, graph: Graph, key: str, name: str, roles: dict, all_names: list) -> None:
     found = weight_for(graph, name)
     if not found:
         node = graph.node(name)
@@ -183,14 +190,14 @@ def _check_weight(cfg, graph: Graph, key: str, name: str, roles: dict, all_names
                                   "list fully-connected weights in EXCLUDE_COMPRESS_OPS"))
 
 
-def _check_io(cfg, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
+def _check_io(cfg: Config, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
     for name in names:
         if _io_name(graph, name, pool) is None:
             role = "inputs" if key == "INPUT_OPS" else "outputs"
             raise locate(cfg, unknown(key, name, pool, what, f"model {role}: " + ", ".join(pool[:8])))
 
 
-def resolve(cfg, graph: Graph):
+def resolve(cfg: Config, graph: Graph):
     """cfg with EXCLUDE_COMPRESS_OPS, EXCLUDE_CONV2D_COMPRESS_OPS and WEIGHT_MIN_MAX keyed by
     weight tensor names only, and FP16_OUT_OPS as graph output names: what compression and the
     backend read (they match nothing themselves).
@@ -232,7 +239,7 @@ def weight_readers(graph: Graph) -> dict[str, list[str]]:
     return out
 
 
-def keys_for(cfg, graph: Graph, key: str, weight: str) -> list[str]:
+def keys_for(cfg: Config, graph: Graph, key: str, weight: str) -> list[str]:
     """The names under `key` in the user's config that select `weight` (as resolve() does)."""
     rd = {weight, *weight_readers(graph).get(weight, [])}
     return [k for k in getattr(cfg, key.lower()) if rd & ({k} | set(weight_for(graph, k)))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +25,12 @@ from gxnpuc.evaluate.runs import (Runs, compressed_weights, first_reader, float_
 from gxnpuc.report.files import safe_names
 from gxnpuc.report.stats import outer_share, quant_range
 
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.model import CompiledModel
 
-def main(cfg, args, model=None) -> int:
+
+def main(cfg: Config, args, model=None) -> int:
     """The --eval entry point: args.eval is an .npz path or `random`; args.dump_dir optional."""
     from gxnpuc import compiler
 
@@ -44,7 +49,8 @@ def _shown(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None = None) -> Report:
+def evaluate(cfg: Config, model: CompiledModel, feeds: dict, labels, source: str,
+             dump_dir: str | None = None) -> Report:
     """Run everything and return the report (see docs/numerics.md for its fields)."""
     n, weights = len(next(iter(feeds.values()))), compressed_weights(model)
     with progress(n * (4 + len(weights)), "eval") as bar:

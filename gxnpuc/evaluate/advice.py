@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,12 +20,17 @@ from gxnpuc.evaluate import report as eval_report
 from gxnpuc.evaluate.rows import Report, Verdict
 from gxnpuc.evaluate.runs import Runs, output_snrs, outputs_with
 
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.ir import Graph
+    from gxnpuc.model import CompiledModel
+
 CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
 CLIP_MARGIN_DB = 6.0  # clipping is advised when its SNR clears the threshold by this much
 CLIP_GAIN_DB = 3.0  # ... and beats leaving the weight as it is by at least this much
 
 
-def verdict(cfg, runs: Runs, report: Report, progress) -> Verdict:
+def verdict(cfg: Config, runs: Runs, report: Report, progress) -> Verdict:
     thr, layers = report.threshold_db, report.layers
     npu, base = _worst(report, "npu"), _worst(report, "npu_fp16")
     if npu >= thr:
@@ -52,7 +58,7 @@ def verdict(cfg, runs: Runs, report: Report, progress) -> Verdict:
                    f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}")
 
 
-def _clip_verdict(cfg, runs: Runs, name: str, best: tuple, head: str) -> Verdict:
+def _clip_verdict(cfg: Config, runs: Runs, name: str, best: tuple, head: str) -> Verdict:
     lo, hi, snr = best
     line = clip_line(cfg, runs.model.graph, name, lo, hi)
     if lo is None:  # the user's own clip is what hurts
@@ -64,7 +70,7 @@ def _clip_verdict(cfg, runs: Runs, name: str, best: tuple, head: str) -> Verdict
 
 
 def _worst(report: Report, mode: str) -> float:
-    return min(r.snr_db for r in report.outputs if r.mode == mode)
+    return min(r.snr_db for r in report.outputs if r.mode == mode and r.snr_db is not None)
 
 
 def _agreement(report: Report) -> str:
@@ -105,11 +111,11 @@ def clip_candidates(w: np.ndarray, mse: bool = True) -> list[tuple[float, float]
     return out
 
 
-def search_clip(cfg, runs: Runs, name: str, bar=None) -> tuple | None:
+def search_clip(cfg: Config, runs: Runs, name: str, bar=None) -> tuple | None:
     """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate;
     (None, None, snr) when removing the user's own clip is best."""
     graph = runs.model.graph
-    candidates = clip_candidates(graph.tensors[name].data)
+    candidates: list[tuple] = list(clip_candidates(np.asarray(graph.tensors[name].data)))
     if clip_keys(cfg, graph, name):
         candidates.append((None, None))  # no clip at all: undo the user's WEIGHT_MIN_MAX
     best = None
@@ -124,7 +130,7 @@ def search_clip(cfg, runs: Runs, name: str, bar=None) -> tuple | None:
     return best
 
 
-def with_range(cfg, model, name: str, lo: float | None, hi: float | None):
+def with_range(cfg: Config, model: CompiledModel, name: str, lo: float | None, hi: float | None):
     """The StoredWeight of `name` compressed with WEIGHT_MIN_MAX [lo, hi] (None: no clip):
     the compiler's own compress_graph on the config the pasted line gives."""
     from gxnpuc import compress
@@ -135,28 +141,28 @@ def with_range(cfg, model, name: str, lo: float | None, hi: float | None):
 
 
 # -- config lines -----------------------------------------------------------------------------
-def clip_keys(cfg, graph, name: str) -> list[str]:
+def clip_keys(cfg: Config, graph: Graph, name: str) -> list[str]:
     """The WEIGHT_MIN_MAX keys that set this weight's range (config.names decides)."""
     return names.keys_for(cfg, graph, "WEIGHT_MIN_MAX", name)
 
 
-def ranges_with(cfg, graph, name: str, lo: float | None, hi: float | None) -> dict:
+def ranges_with(cfg: Config, graph: Graph, name: str, lo: float | None, hi: float | None) -> dict:
     """The config's WEIGHT_MIN_MAX with this weight's entry replaced by [lo, hi] (or removed)."""
     drop = set(clip_keys(cfg, graph, name))
-    ranges = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()
-              if k not in drop}
+    ranges: dict[str, list] = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()
+                               if k not in drop}
     if lo is not None:
         ranges[name] = [lo, hi]
     return ranges
 
 
-def clip_line(cfg, graph, name: str, lo: float | None, hi: float | None) -> str:
+def clip_line(cfg: Config, graph: Graph, name: str, lo: float | None, hi: float | None) -> str:
     """`WEIGHT_MIN_MAX: {...}` to replace the config's key, other entries kept. Names are JSON
     strings (YAML double-quoted scalars); numbers read back exactly."""
     return write.ranges_line("WEIGHT_MIN_MAX", ranges_with(cfg, graph, name, lo, hi))
 
 
-def exclude_line(cfg, name: str) -> str:
+def exclude_line(cfg: Config, name: str) -> str:
     """`EXCLUDE_COMPRESS_OPS: [...]` with the config's existing names plus this one."""
     listed = list(cfg.exclude_compress_ops or ())
     if name not in listed:

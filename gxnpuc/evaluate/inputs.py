@@ -3,16 +3,20 @@ labels) checked against the model, or seeded random samples."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gxnpuc.errors import ConfigError, GxnpucError
 
+if TYPE_CHECKING:
+    from gxnpuc.ir import Graph
+
 RANDOM_SAMPLES = 16
 NPZ_HINT = "np.savez(path, <input name>=array of shape [samples, *input shape], labels=...)"
 
 
-def load_inputs(data: str, graph, samples: int | None = None, seed: int = 0):
+def load_inputs(data: str, graph: Graph, samples: int | None = None, seed: int = 0):
     """(feeds {input: [samples, *shape] float32}, labels [samples] or None, description)."""
     if data == "random":
         n = int(samples or RANDOM_SAMPLES)
@@ -36,7 +40,7 @@ def load_inputs(data: str, graph, samples: int | None = None, seed: int = 0):
     return feeds, labels, os.path.basename(data)
 
 
-def _read_arrays(path: str, graph) -> dict[str, np.ndarray]:
+def _read_arrays(path: str, graph: Graph) -> dict[str, np.ndarray]:
     if not os.path.isfile(path):
         raise ConfigError(path, "no such file", f"an .npz file ({NPZ_HINT}) or the word random")
     try:
@@ -54,7 +58,7 @@ def _read_arrays(path: str, graph) -> dict[str, np.ndarray]:
             raise GxnpucError(path, f"holds arrays that are not plain numbers ({exc})", NPZ_HINT) from None
 
 
-def _lookup(path: str, arrays: dict, name: str, graph) -> np.ndarray:
+def _lookup(path: str, arrays: dict, name: str, graph: Graph) -> np.ndarray:
     """The array for input `name`; TF users may write the tensor name "x:0" for "x"."""
     for key in (name, name + ":0", name[:-2] if name.endswith(":0") else None):
         if key in arrays:
@@ -82,7 +86,7 @@ def _input_array(path: str, name: str, arr: np.ndarray, shape: tuple) -> np.ndar
     return arr
 
 
-def _check_extra_arrays(path: str, arrays: dict, graph) -> None:
+def _check_extra_arrays(path: str, arrays: dict, graph: Graph) -> None:
     """An array that is neither an input nor `labels` is most likely a typo ('lables')."""
     known = {"labels"} | {v for k in graph.inputs for v in (k, k + ":0", k[:-2] if k.endswith(":0") else k)}
     extra = sorted(set(arrays) - known)
@@ -91,7 +95,7 @@ def _check_extra_arrays(path: str, arrays: dict, graph) -> None:
                           f"arrays named {', '.join(graph.inputs)} and optionally labels")
 
 
-def _check_label_range(path: str, labels, graph) -> None:
+def _check_label_range(path: str, labels, graph: Graph) -> None:
     """Class indices must index the classifier output (its last axis)."""
     if labels is None:
         return

@@ -77,7 +77,7 @@ def text(report: Report) -> str:
     else:
         lines.append("no compressed weights (COMPRESS / CONV2D_COMPRESS are off or excluded)")
     lines += [f"note: {n}" for n in report.notes]
-    lines.append(f"verdict: {report.verdict.text}")
+    lines.append(f"verdict: {report.verdict.text if report.verdict else '-'}")
     return "\n".join(lines)
 
 
@@ -104,10 +104,10 @@ CSV_COLUMNS = ["section", "name", "mode", "snr_db", "cosine", "max_abs_err", "to
 
 
 def csv_rows(report: Report) -> list[dict]:
-    rows = [{"section": "output", "name": r.output, **asdict(r)} for r in report.outputs]
-    for r in report.layers:
-        clip = r.clip or (None, None)
-        rows.append({"section": "layer", "name": r.weight, "mode": "npu", **asdict(r),
+    rows = [{"section": "output", "name": o.output, **asdict(o)} for o in report.outputs]
+    for w in report.layers:
+        clip = w.clip or (None, None)
+        rows.append({"section": "layer", "name": w.weight, "mode": "npu", **asdict(w),
                      "clip_lo": clip[0], "clip_hi": clip[1]})
     for r in rows:
         r["shape"] = "x".join(map(str, r["shape"]))

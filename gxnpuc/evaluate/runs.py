@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,12 +15,17 @@ from gxnpuc import numerics, sim
 from gxnpuc.errors import GxnpucError
 from gxnpuc.evaluate import oracle
 from gxnpuc.evaluate.metrics import snr_db
+from gxnpuc.model import CompiledModel
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.ir import Graph
 
 
 @dataclass
 class Runs:
     """Everything simulated once and reused by the per-weight sweep."""
-    model: object
+    model: CompiledModel
     samples: list[dict]  # per-sample feeds
     ref: dict  # framework outputs, [samples, *shape]
     float_envs: list[dict]  # float IR: the tensors the report needs
@@ -36,7 +42,7 @@ def progress(total: int | None, desc: str):
     return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, disable=None, unit="run")
 
 
-def simulate(cfg, model, feeds: dict, bar, keep_all: bool = False) -> Runs:
+def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool = False) -> Runs:
     """Framework, float, npu and npu-without-compression runs of every sample.
 
     Each run keeps only the tensors the report needs (outputs, compressed layers' outputs,
@@ -70,16 +76,16 @@ def simulate(cfg, model, feeds: dict, bar, keep_all: bool = False) -> Runs:
     return runs
 
 
-def layer_output(graph, weight: str) -> str:
+def layer_output(graph: Graph, weight: str) -> str:
     return graph.nodes[first_reader(graph, weight)].outputs[0]
 
 
-def compressed_weights(model) -> list:
+def compressed_weights(model: CompiledModel) -> list:
     """The compressed StoredWeights in graph order (the order `-w` prints)."""
     return model.compressed_weights()
 
 
-def float_value(model, name: str) -> np.ndarray:
+def float_value(model: CompiledModel, name: str) -> np.ndarray:
     data = model.graph.tensors[name].data
     if data is None:
         raise GxnpucError("--eval", f"weight {name!r} has no float value",
@@ -87,7 +93,7 @@ def float_value(model, name: str) -> np.ndarray:
     return np.asarray(data, np.float32)
 
 
-def first_reader(graph, name: str) -> int:
+def first_reader(graph: Graph, name: str) -> int:
     return next(k for k, n in enumerate(graph.nodes) if name in n.inputs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.config.names import ConfigNameError
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend import tf_load
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
@@ -155,10 +156,9 @@ def _checked_override(name: str, dims, given: list[int]) -> tuple[int, ...]:
         d is not None and d >= 0 and d != g for d, g in zip(dims, given)))
     if bad or any(g <= 0 for g in given):
         model = "?" if dims is None else [d if d is not None and d >= 0 else None for d in dims]
-        err = ConfigError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
-                          f"shape {model}", "same rank; None dims may be any positive size")
-        err.key, err.name = "INPUT_OPS", name  # frontend.load() adds the config line
-        raise err
+        raise ConfigNameError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
+                              f"shape {model}", "same rank; None dims may be any positive size",
+                              "INPUT_OPS", name)  # frontend.load() adds the config line
     return tuple(given)
 
 

@@ -78,7 +78,6 @@ class Act(OpDef):
     ir_attrs = ("`fn` (see ops/activation.py; incl. erf, erfc, gelu with `approximate` none|tanh, silu, "
                 "softplus, softsign, mish) + its params")
     sink, sink_inputs = "elementwise", (0,)
-    batch = staticmethod(batch_per_sample)
     category = "activation"
     summary = "element-wise activation: " + ", ".join(FUNCS)
     constraints = ("`fn` one of the listed functions", "Pow only with a constant scalar exponent")
@@ -91,13 +90,15 @@ class Act(OpDef):
         with np.errstate(all="ignore"):
             return [FUNCS[node.attrs["fn"]](x, node.attrs).astype(x.dtype, copy=False)]
 
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
+
 
 @register
 class Identity(OpDef):
     name = "identity"
     ir_inputs = "x"
     ir_attrs = "— (only where an output would alias an input)"
-    batch = staticmethod(batch_per_sample)
     category = "data"
     summary = "copy (kept only where a graph output would otherwise alias an input)"
 
@@ -109,6 +110,9 @@ class Identity(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 0
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
 
 
 _ONNX_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Neg": "neg",

@@ -13,7 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-REGISTRY: dict[str, "OpDef"] = {}
+from gxnpuc.ir import OPS
+
+REGISTRY: dict[str, "OpDef"] = OPS  # the IR's op table, filled by @register
 ONNX_LOWERINGS: dict[str, Callable] = {}
 TF_LOWERINGS: dict[str, Callable] = {}
 # why an op with `npu = False` (a fold-only op) cannot stay in a compiled graph
@@ -66,7 +68,7 @@ class OpDef:
     ir_attrs: str = ""
     ir_roles: str = ""
 
-    def infer(self, node, in_shapes: list[tuple]) -> list[tuple]:
+    def infer(self, node, in_shapes: list) -> list[tuple]:
         """Output shapes from input shapes. Default: run the kernel on zeros (cheap ops only)."""
         xs = [np.zeros(s, np.float32) for s in in_shapes]
         return [tuple(y.shape) for y in self.run(node, xs)]
@@ -75,15 +77,15 @@ class OpDef:
         """The float kernel, used by the simulator and by constant folding."""
         raise NotImplementedError(self.name)
 
-    def check(self, node, in_shapes: list[tuple]) -> str | None:
+    def check(self, node, in_shapes: list) -> str | None:
         """Why the NPU cannot run this node (one phrase), or None when it can."""
         return None
 
-    def flops(self, node, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
+    def flops(self, node, in_shapes: list, out_shapes: list) -> int:
         """Arithmetic operations per inference (a MAC counts as 2)."""
         return int(sum(np.prod(s, dtype=np.int64) for s in out_shapes))
 
-    def batch(self, node, in_shapes: list[tuple], flags: list[bool]):
+    def batch(self, node, in_shapes: list, flags: list[bool]):
         """How the node runs n samples stacked on axis 0 (gxnpuc/batching.py), flags[i] telling
         whether input i carries samples: None (as it is), fn(n) -> attr updates for the batched
         copy, or why it cannot (a str: the simulator then runs one sample at a time)."""

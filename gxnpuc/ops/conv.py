@@ -91,7 +91,6 @@ class Conv(OpDef):
     ir_attrs = ("`data_format` NCHW|NHWC (1-D: NCW|NWC), `w_format` OIHW (ONNX: O out, I in/group; 1-D "
                 "OIW) | HWIO (TF Conv2D) | HWIM (TF depthwise: out channel = i*M+m), `strides`, "
                 "`dilations` (per spatial dim), `pads` [begin..., end...], `group`")
-    batch = staticmethod(batch_per_sample)
     category = "conv"
     summary = "convolution, 1-D and 2-D: plain, grouped, depthwise; bias optional"
     constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF)",
@@ -152,6 +151,9 @@ class Conv(OpDef):
         out = int(np.prod(out_shapes[0], dtype=np.int64))
         macs = out * in_channels_per_group(w, fmt) * int(np.prod(kernel_of(w, fmt)))
         return 2 * macs + (out if len(in_shapes) > 2 and in_shapes[2] else 0)
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
 
 
 def _bad_geometry(a: dict, r: int) -> str | None:

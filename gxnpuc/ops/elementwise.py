@@ -49,7 +49,6 @@ class Binary(OpDef):
                 "broadcasting")
     ir_roles = "constants: param"  # beside `weights`: how its constant inputs are stored
     sink, sink_inputs = "elementwise", (0, 1)
-    batch = staticmethod(batch_broadcast)
     category = "elementwise"
     summary = "element-wise " + ", ".join(NPU_FNS) + " of two tensors (numpy broadcasting)"
     constraints = ("both operands broadcast to the output shape (numpy rules)",
@@ -70,6 +69,9 @@ class Binary(OpDef):
         fn = node.attrs["fn"]
         return None if fn in NPU_FNS else f"{fn} only when its inputs are constant (shape arithmetic)"
 
+    def batch(self, node, shapes, flags):
+        return batch_broadcast(node, shapes, flags)
+
 
 @register
 class PRelu(OpDef):
@@ -77,7 +79,6 @@ class PRelu(OpDef):
     ir_inputs = "x, slope"
     ir_attrs = "broadcasting slope"
     sink, sink_inputs = "elementwise", (0,)
-    batch = staticmethod(batch_broadcast)
     category = "activation"
     summary = "x where x >= 0, else slope * x (slope broadcast to x)"
     constraints = ("slope broadcasts to the shape of x (e.g. [C, 1, 1] for NCHW)",)
@@ -97,6 +98,9 @@ class PRelu(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 2 * int(np.prod(out_shapes[0], dtype=np.int64))
+
+    def batch(self, node, shapes, flags):
+        return batch_broadcast(node, shapes, flags)
 
 
 def _broadcasts_to(shape, target) -> bool:

@@ -203,7 +203,8 @@ def _onnx_gemm(ctx, fn):
 def _onnx_matmul(ctx, fn):
     a, b = fn.inputs[0], fn.inputs[1]
     av, bv = ctx.const(a), ctx.const(b)
-    fits = bv is not None and (bv.ndim == 2 or 2 < bv.ndim <= len(ctx.shape(a)) and bv.size == bv.shape[-2] * bv.shape[-1])
+    fits = bv is not None and (bv.ndim == 2 or 2 < bv.ndim <= len(ctx.shape(a))
+                               and bv.size == bv.shape[-2] * bv.shape[-1])
     if av is None and fits:
         if bv.ndim > 2:  # [1, .., K, N] against an x of at least that rank: an fc weight
             b = _derived_const(ctx, b, bv.reshape(bv.shape[-2:]), "2d")

@@ -26,7 +26,6 @@ class BatchNorm(OpDef):
     ir_attrs = "`epsilon`, `axis` (channel axis, non-negative)"
     ir_roles = "all param"  # beside `weights`: how its constant inputs are stored
     sink, sink_inputs = "elementwise", (0,)
-    batch = staticmethod(batch_not_axis_0)
     category = "norm"
     summary = "inference batch normalisation along the channel axis"
     constraints = ("scale, bias, mean, var constant, one value per channel",
@@ -55,6 +54,9 @@ class BatchNorm(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 2 * int(np.prod(out_shapes[0], dtype=np.int64))
+
+    def batch(self, node, shapes, flags):
+        return batch_not_axis_0(node, shapes, flags)
 
 
 @onnx_lowering("BatchNormalization", emits=("batchnorm",))

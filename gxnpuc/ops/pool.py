@@ -73,7 +73,6 @@ class Pool(OpDef):
                 "pads only), `dilations` (optional, default 1s), `count_include_pad` (0/1: divide by the "
                 "window clipped to the padded input), `ceil_mode` (0/1: only the output length; pixels "
                 "past the end pads never count)")
-    batch = staticmethod(batch_per_sample)
     category = "pooling"
     summary = "max / average pooling, 1-D and 2-D, local or global"
     constraints = ("1-D or 2-D pooling (NCW/NWC/NCHW/NHWC)", "pads smaller than the kernel",
@@ -113,6 +112,9 @@ class Pool(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return int(np.prod(out_shapes[0], dtype=np.int64)) * int(np.prod(node.attrs["kernel"]))
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
 
 
 # -- ONNX ----------------------------------------------------------------------------------

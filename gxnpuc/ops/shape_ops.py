@@ -131,7 +131,6 @@ class Split(_Move):
     name = "split"
     ir_inputs = "x"
     ir_attrs = "`axis`, `sizes`; one output per size"
-    batch = staticmethod(batch_not_axis_0)
     summary = "cut a tensor along one axis into parts of the given sizes"
 
     def infer(self, node, in_shapes):
@@ -141,6 +140,9 @@ class Split(_Move):
     def run(self, node, xs):
         cuts = np.cumsum(node.attrs["sizes"])[:-1]
         return [np.ascontiguousarray(p) for p in np.split(xs[0], cuts, axis=node.attrs["axis"])]
+
+    def batch(self, node, shapes, flags):
+        return batch_not_axis_0(node, shapes, flags)
 
 
 def _slices(node):
@@ -174,7 +176,6 @@ class Cast(_Move):
     name = "cast"
     ir_inputs = "x"
     ir_attrs = "`to` numpy dtype name"
-    batch = staticmethod(batch_per_sample)
     summary = "convert the element type"
     constraints = ("at run time only between float types (the NPU computes in fp16)",)
 
@@ -188,6 +189,9 @@ class Cast(_Move):
         if node.attrs["to"] not in FLOAT_DTYPES:
             return f"cast to {node.attrs['to']} at run time (only between float types)"
         return None
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
 
 
 # -- ONNX lowerings ----------------------------------------------------------------------------

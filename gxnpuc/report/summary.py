@@ -7,10 +7,15 @@ histograms live in gxnpuc/report/hist.py.
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gxnpuc.tables import markdown_table, text_table
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.model import CompiledModel
 
 
 CORES = ("GRUS",)
@@ -26,13 +31,13 @@ def _shape(s) -> str:
 
 
 # -- -w -------------------------------------------------------------------------------------
-def weight_lines(model) -> list[str]:
+def weight_lines(model: CompiledModel) -> list[str]:
     """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2)."""
     return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in model.compressed_weights()]
 
 
 # -- the compile summary ------------------------------------------------------------------------
-def _target_limit(model) -> int | None:
+def _target_limit(model: CompiledModel) -> int | None:
     """Bytes of memory the target offers, from the backend's target table (None if unknown)."""
     if "limit" in model.sizes:
         return int(model.sizes["limit"])
@@ -42,7 +47,7 @@ def _target_limit(model) -> int | None:
     return None if t is None else int(t.memory_bytes)
 
 
-def _fit_line(model) -> str:
+def _fit_line(model: CompiledModel) -> str:
     total, limit = model.sizes.get("total_size"), _target_limit(model)
     if total is None or limit is None:
         return "  memory          (target limit unknown)"
@@ -53,7 +58,7 @@ def _fit_line(model) -> str:
             f"or shrink the model")
 
 
-def weight_stats(model) -> dict:
+def weight_stats(model: CompiledModel) -> dict:
     """Counts and bytes of the stored weights, before (fp32) and after compression."""
     ws = list(model.weights.values())
     return {"tensors": len(ws), "values": sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws),
@@ -76,7 +81,7 @@ def _size_lines(sz: dict) -> list[str]:
     return lines
 
 
-def summary(model, cfg) -> str:
+def summary(model: CompiledModel, cfg: Config) -> str:
     """The short report printed after every successful compile."""
     g, st, sz = model.graph, weight_stats(model), model.sizes
     from gxnpuc.config import display_path
@@ -98,7 +103,7 @@ def summary(model, cfg) -> str:
 
 
 # -- -v ---------------------------------------------------------------------------------------
-def _node_row(model, node) -> list:
+def _node_row(model: CompiledModel, node) -> list:
     from gxnpuc.ops import REGISTRY
 
     g = model.graph
@@ -113,7 +118,7 @@ def _node_row(model, node) -> list:
             " ".join(_shape(s) for s in out_shapes), n_w, int(flops), w_bytes]
 
 
-def op_table(model) -> str:
+def op_table(model: CompiledModel) -> str:
     """Per op: name, NPU op, source op, shapes, weight count, FLOPs, stored weight bytes."""
     rows = [_node_row(model, n) for n in model.graph.nodes]
     total = ["total", "", "", "", ""] + [sum(r[k] for r in rows) for k in (5, 6, 7)]
@@ -126,7 +131,7 @@ def op_table(model) -> str:
 REGION_ORDER = {"io": 0, "data": 1, "weight": 2}
 
 
-def _kind(model, name: str, region: str) -> str:
+def _kind(model: CompiledModel, name: str, region: str) -> str:
     g = model.graph
     if region == "weight" or name in model.weights:
         sw = model.weights.get(name)
@@ -136,7 +141,7 @@ def _kind(model, name: str, region: str) -> str:
     return "output" if name in g.outputs else "activation"
 
 
-def mem_table(model) -> str:
+def mem_table(model: CompiledModel) -> str:
     """Every planned buffer: struct in_out (io), activations (data), weights, by offset."""
     plan, g = model.plan, model.graph
     places, regions = plan.get("tensors", {}), plan.get("region", {})

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,8 +25,12 @@ from gxnpuc.tune import costmodel
 from gxnpuc.tune import report as tune_report
 from gxnpuc.tune import sweep as tune_sweep
 from gxnpuc import evaluate
+from gxnpuc.config import Config
 from gxnpuc.errors import CompileError, ConfigError, GxnpucError
 from gxnpuc.tune.sweep import Sweep, noise_ratio
+
+if TYPE_CHECKING:
+    from gxnpuc.evaluate.runs import Runs
 
 PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
 VENDOR = "min/max per tensor (vendor)"
@@ -75,7 +80,7 @@ class Step:
 
 @dataclass
 class Result:
-    cfg: object
+    cfg: Config
     target: Target
     source: str  # where the inputs came from
     samples: int
@@ -95,7 +100,7 @@ class Result:
 
 
 # -- entry points ---------------------------------------------------------------------------
-def main(cfg, args) -> int:
+def main(cfg: Config, args) -> int:
     """The -t/--tune entry point (cli.run); inputs from -e DATA, else seeded random ones."""
     if not cfg.path:
         raise ConfigError("-t/--tune", "needs the config as a file, to write the tuned one beside it",
@@ -115,14 +120,14 @@ def main(cfg, args) -> int:
     return 0
 
 
-def tune(cfg, data: str = "random", samples: int | None = None, seed: int = 0,
+def tune(cfg: Config, data: str = "random", samples: int | None = None, seed: int = 0,
          jobs: int | None = None, pool_min_seconds: float = tune_sweep.POOL_MIN_SECONDS) -> Result:
     """Measure, plan and verify; nothing is written (main writes result.text)."""
     with tune_sweep.blas_one_thread():
         return _tune(cfg, data, samples, seed, jobs, pool_min_seconds)
 
 
-def _tune(cfg, data, samples, seed, jobs, pool_min_seconds) -> Result:
+def _tune(cfg: Config, data, samples, seed, jobs, pool_min_seconds) -> Result:
     from gxnpuc import compiler
 
     target = resolve_target(cfg)
@@ -151,14 +156,14 @@ def _tune(cfg, data, samples, seed, jobs, pool_min_seconds) -> Result:
     return result
 
 
-def resolve_target(cfg) -> Target:
+def resolve_target(cfg: Config) -> Target:
     snr, nbytes = cfg.tune_target_snr_db, cfg.tune_max_weight_bytes
     if snr is None and nbytes is None:
         snr = float(cfg.eval_snr_threshold_db)  # no target given: the --eval threshold
     return Target(None if snr is None else float(snr), nbytes)
 
 
-def probe_config(cfg):
+def probe_config(cfg: Config):
     """Every conv/fc weight compressed, no exclusion or range of the user's: the tuner decides."""
     return dataclasses.replace(cfg, compress=True, conv2d_compress=True, exclude_compress_ops=(),
                                exclude_conv2d_compress_ops=(), weight_min_max={})
@@ -176,7 +181,7 @@ def tuned_path(config_path: str) -> str:
 class Planner:
     """Measures the options, walks each path greedily, and records every step."""
 
-    def __init__(self, cfg, base_cfg, runs, names, target, jobs, pool_min_seconds):
+    def __init__(self, cfg: Config, base_cfg, runs: Runs, names, target, jobs, pool_min_seconds):
         self.cfg, self.runs, self.names, self.target = cfg, runs, names, target
         self.sweep = Sweep(runs, base_cfg, cfg.tune_clip_search)
         self.jobs, self.pool_min_seconds = jobs, pool_min_seconds
@@ -305,7 +310,7 @@ def next_exclusion(cands: dict, step: Step, target: Target, trial, by: str = "ra
     the most output noise removed per extra byte (by="ratio") or in all (by="gain"). Only
     weights within the byte budget count; with many weights, only the MAX_TRIALS most
     promising by their only-this-weight SNR."""
-    worst = min(step.snrs, key=step.snrs.get)
+    worst = min(step.snrs, key=lambda k: step.snrs[k])
     ranked = []
     for name, opt in step.choice.items():
         extra = cands[name].fp16.nbytes - opt.nbytes
@@ -348,7 +353,7 @@ def _unmet_hint(result: Result) -> str:
 
 
 # -- the tuned config compiles to exactly what was measured ----------------------------------
-def verify(result: Result, runs) -> None:
+def verify(result: Result, runs: Runs) -> None:
     """Compile result.text with plain gxnpuc, check every chosen weight decodes to the same
     values, simulate afresh as --eval does, and keep those numbers as the result's."""
     from gxnpuc import compiler, config, report

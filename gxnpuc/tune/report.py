@@ -160,7 +160,7 @@ def write_atomic(path: str, data: str | bytes) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
-        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:  # type: ignore
             fh.write(data)
         os.replace(tmp, path)
     except OSError as exc:
