@@ -93,6 +93,25 @@ def test_no_module_reaches_into_anothers_private_names():
     assert not found, found
 
 
+LAYERS = (("gxnpuc", "gxnpuc.errors", "gxnpuc.ir", "gxnpuc.tables"),  # docs/architecture.md
+          ("gxnpuc.ops", "gxnpuc.numerics", "gxnpuc.ranges", "gxnpuc.compress", "gxnpuc.config"),
+          ("gxnpuc.frontend", "gxnpuc.passes", "gxnpuc.backend", "gxnpuc.targets", "gxnpuc.model",
+           "gxnpuc.batching", "gxnpuc.sim", "gxnpuc.compiler"),
+          ("gxnpuc.report", "gxnpuc.evaluate", "gxnpuc.tune", "gxnpuc.cli", "gxnpuc.__main__"))
+
+
+def _layer(module: str) -> int:
+    """The layer of the longest matching entry of LAYERS."""
+    best = max((len(p), k) for k, layer in enumerate(LAYERS) for p in layer
+               if module == p or module.startswith(p + "."))
+    return best[1]
+
+
+def test_modules_import_only_from_their_layer_or_below():
+    up = [f"{m} -> {d}" for m in MODULES for d in GRAPH[m] if _layer(d) > _layer(m)]
+    assert not up, up
+
+
 def test_ir_imports_neither_ops_nor_config():
     bad = {d for d in _closure("gxnpuc.ir") if d.startswith(("gxnpuc.ops", "gxnpuc.config"))}
     assert not bad, bad
