@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from gxnpuc import cli, compiler, config, report, sim, targets, tune
+from gxnpuc import evaluate as ev
 from gxnpuc.config import write
 from gxnpuc.tune import costmodel
 from gxnpuc.tune import report as tune_report
 from gxnpuc.tune import sweep as tune_sweep
-from gxnpuc import evaluate as ev
 from gxnpuc.errors import GxnpucError
 from npu_util import ROOT, load_kws
 from onnx_util import make_model

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gxnpuc import numerics
+from gxnpuc.config import display_path
 from gxnpuc.errors import OutputError
 from gxnpuc.evaluate import advice, metrics, oracle
 from gxnpuc.evaluate import report as eval_report
@@ -39,14 +40,8 @@ def main(cfg: Config, args, model=None) -> int:
     report = evaluate(cfg, model, feeds, labels, source, args.dump_dir)
     print(eval_report.text(report))
     json_path, csv_path = eval_report.write(report, cfg.output_file)
-    print(f"report written: {_shown(json_path)}, {_shown(csv_path)}")
+    print(f"report written: {display_path(json_path)}, {display_path(csv_path)}")
     return 0
-
-
-def _shown(path: str) -> str:
-    """A path as the user would type it: relative to the working folder when inside it."""
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
 
 
 def evaluate(cfg: Config, model: CompiledModel, feeds: dict, labels, source: str,
