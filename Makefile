@@ -29,6 +29,8 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/runtime_demo.py examples/build/kws_tf_model.h examples/build/kws_tf_inputs.npz
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check gxnpuc tests benchmarks examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
@@ -39,6 +41,7 @@ bench: $(VENV)/.installed-test
 docs: $(VENV)/.installed-test
 	$(BIN)/gxnpuc -L --markdown > docs/ops.md
 	$(BIN)/python -m gxnpuc.config docs/config.md
+	$(BIN)/python -m gxnpuc.report docs/ir.md
 	$(BIN)/python tests/test_bad_input.py > docs/errors.md
 
 clean:

@@ -61,7 +61,8 @@ def m4_rows(benches, workdir: str) -> list[Row]:
     out.append(Row("runtime", "-", "stack, gcc -O2 x86-64", "worst depth", float(depth), "bytes",
                    note="-fcallgraph-info=su: " + " > ".join(path)))
     if shutil.which("arm-none-eabi-gcc") is None:
-        return out + [Row("runtime", "-", "Cortex-M4 size", "skipped", None, "", note="arm-none-eabi-gcc not installed")]
+        return out + [Row("runtime", "-", "Cortex-M4 size", "skipped", None, "",
+                          note="arm-none-eabi-gcc not installed")]
     depth, path = rh.measure_stack("arm-none-eabi-gcc", rh.M4_FLAGS)
     out.append(Row("runtime", "-", "stack, Cortex-M4 -Os", "worst depth", float(depth), "bytes", note=" > ".join(path)))
     alone = rh.m4_sizes()

@@ -87,7 +87,7 @@ def run(model, feeds: dict, dump: bool = False, driver: str | None = None,
         raw: bytes | None = None, workdir: str | None = None) -> RunResult:
     """Run the C runtime on every sample of feeds (input name -> [samples, *shape])."""
     driver = driver or build_driver()
-    g, fp16 = model.graph, set(model.fp16_outputs)
+    fp16 = set(model.fp16_outputs)
     blob, in_bytes, n = _inputs_blob(model, feeds)
     io_size = int(model.plan.get("io_size", model.sizes.get("io", 0)))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -201,7 +201,8 @@ def worst_stack(ci_text: str) -> tuple[int, list[str]]:
     a frame whose size is not static (both would make the depth grow with the model)."""
     import re
 
-    size, calls = {}, {}
+    size: dict[str, int] = {}
+    calls: dict[str, set[str]] = {}
     for m in re.finditer(r'node: \{ title: "([^"]+)" label: "[^"]*?(?:\\n(\d+) bytes \((\w+)\))?" ', ci_text):
         if m.group(3) and m.group(3) != "static":
             raise ValueError(f"{m.group(1)}: stack frame is {m.group(3)}")

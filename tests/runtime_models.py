@@ -90,7 +90,8 @@ def conv_models():
                "pads": [1, 1, 1, 1], "group": 3, "_bias_n": 6}, compress_per_channel=True),
         _conv("conv_uncompressed", (1, 3, 10), (2, 3, 2), _cf(1, _bias_n=2), compress=False),
         # weights beyond the decompress tile (tmp < their fp16 size): decoded while running
-        _conv("conv_streamed_dense", (1, 16, 12), (32, 16, 5), _cf(1, pads=[2, 2], _bias_n=32), compress_per_channel=True),
+        _conv("conv_streamed_dense", (1, 16, 12), (32, 16, 5), _cf(1, pads=[2, 2], _bias_n=32),
+              compress_per_channel=True),
         _conv("conv_streamed_dense_nhwc", (1, 5, 6, 20), (3, 3, 20, 18),
               {"data_format": "NHWC", "w_format": "HWIO", "strides": [1, 1], "dilations": [1, 2],
                "pads": [1, 2, 1, 2], "group": 1, "_bias_n": 18}),
@@ -105,7 +106,8 @@ def _one(name, op, attrs, shapes: dict, consts=None, n_out=1, **kw):
     return name, graph_of([(op, attrs, ins, n_out)], shapes, consts), kw
 
 
-ACT_ATTRS = {"leaky_relu": {"alpha": 0.1}, "clip": {"min": -0.5, "max": 1.25}, "hard_sigmoid": {"alpha": 0.2, "beta": 0.5},
+ACT_ATTRS = {"leaky_relu": {"alpha": 0.1}, "clip": {"min": -0.5, "max": 1.25},
+             "hard_sigmoid": {"alpha": 0.2, "beta": 0.5},
              "elu": {"alpha": 0.7}, "selu": {}, "pow": {"exponent": 3.0}, "gelu": {"approximate": "none"},
              "silu": {"alpha": 1.0}}
 
@@ -135,7 +137,8 @@ def op_models():
         _one("softmax_mid_log", "softmax", {"axis": 1, "log": True}, {"x": (2, 7, 3)}),
         _one("maxpool2d_pads_ceil", "pool", {"kind": "max", "data_format": "NCHW", "kernel": [3, 2], "strides": [2, 2],
                                                "pads": [1, 0, 1, 1], "ceil_mode": 1}, {"x": (1, 3, 8, 7)}),
-        _one("avgpool2d_count_pad_dil", "pool", {"kind": "avg", "data_format": "NHWC", "kernel": [3, 3], "strides": [1, 2],
+        _one("avgpool2d_count_pad_dil", "pool", {"kind": "avg", "data_format": "NHWC", "kernel": [3, 3],
+                                                   "strides": [1, 2],
                                                    "pads": [1, 1, 1, 1], "dilations": [1, 2], "count_include_pad": 1},
              {"x": (1, 7, 9, 2)}),
         _one("avgpool1d_nopad_count", "pool", {"kind": "avg", "data_format": "NCW", "kernel": [3], "strides": [2],
@@ -146,8 +149,10 @@ def op_models():
         _one("transpose", "transpose", {"perm": [0, 2, 3, 1]}, {"x": (1, 3, 4, 5)}),
         _one("concat", "concat", {"axis": 1}, {"a": (2, 3, 4), "b": (2, 1, 4), "c": (2, 2, 4)}),
         _one("split", "split", {"axis": 2, "sizes": [1, 4, 2]}, {"x": (2, 3, 7)}, n_out=3),
-        _one("slice_neg_step", "slice", {"starts": [0, 5, 1], "ends": [2, -1, 6], "steps": [1, -2, 2]}, {"x": (2, 6, 7)}),
-        _one("pad_constant_crop", "pad", {"pads": [0, 2, -1, 0, -1, 3], "mode": "constant", "value": 0.75}, {"x": (1, 4, 6)}),
+        _one("slice_neg_step", "slice", {"starts": [0, 5, 1], "ends": [2, -1, 6], "steps": [1, -2, 2]},
+             {"x": (2, 6, 7)}),
+        _one("pad_constant_crop", "pad", {"pads": [0, 2, -1, 0, -1, 3], "mode": "constant", "value": 0.75},
+             {"x": (1, 4, 6)}),
         _one("pad_reflect", "pad", {"pads": [0, 2, 1, 0, 1, 3], "mode": "reflect"}, {"x": (1, 4, 6)}),
         _one("pad_edge", "pad", {"pads": [0, 0, 2, 0, 3, 1], "mode": "edge"}, {"x": (1, 4, 6)}),
         _one("cast", "cast", {"to": "float32"}, {"x": (3, 5)}),
@@ -172,7 +177,8 @@ def op_models():
 def chain_model():
     """A conv -> relu -> pool -> reshape -> fc -> softmax chain with fp16 and fp32 outputs."""
     g = graph_of([("conv", _cf(1, pads=[1, 1]), ["x", "w", "b"], 1), ("act", {"fn": "relu"}, ["t0_0"], 1),
-                  ("pool", {"kind": "max", "data_format": "NCW", "kernel": [2], "strides": [2], "pads": [0, 0]}, ["t1_0"], 1),
+                  ("pool", {"kind": "max", "data_format": "NCW", "kernel": [2], "strides": [2], "pads": [0, 0]},
+                   ["t1_0"], 1),
                   ("reshape", {"shape": [1, 40]}, ["t2_0"], 1), ("fc", {"transpose_w": True}, ["t3_0", "fw", "fb"], 1),
                   ("softmax", {"axis": 1}, ["t4_0"], 1)],
                  {"x": (1, 3, 16)}, {"w": rand((5, 3, 3), 1, 0.5), "b": rand((5,), 2), "fw": rand((6, 40), 3, 0.2, 0.6),

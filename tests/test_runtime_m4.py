@@ -17,8 +17,9 @@ from gxnpuc import runtime_host as rh
 
 TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm", "arm-none-eabi-size")
 MISSING = [t for t in TOOLS if shutil.which(t) is None]
-pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"SKIPPED Cortex-M4 runtime test: {', '.join(MISSING)} "
-                                "not installed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
+pytestmark = pytest.mark.skipif(
+    bool(MISSING), reason=f"SKIPPED Cortex-M4 runtime test: {', '.join(MISSING)} not installed "
+    "(apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm)")
 M4 = ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard", "-mthumb", "-Os")
 
 
@@ -34,7 +35,7 @@ def act_chain():
 
 def firmware(model, feeds, tmp_path, tag):
     src = rh.runtime_dir()
-    header = backend.write(model, str(tmp_path / f"{tag}.h"), "c_code")
+    backend.write(model, str(tmp_path / f"{tag}.h"), "c_code")
     g = model.graph
     n = len(feeds[g.inputs[0]])
     blob = np.concatenate([np.asarray(feeds[k], np.float32).reshape(n, -1).astype("<f2") for k in g.inputs], axis=1)

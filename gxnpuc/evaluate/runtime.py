@@ -12,39 +12,50 @@ import os
 
 import numpy as np
 
-from gxnpuc import eval_report
+from dataclasses import dataclass
+
 from gxnpuc import runtime_host as rh
 from gxnpuc.errors import OutputError
+from gxnpuc.evaluate import metrics
+from gxnpuc.evaluate.rows import OutputRow, Report
+from gxnpuc.evaluate.runs import Runs, stacked
 
 
-def add_rows(report: dict, runs, feeds: dict, labels, dump_dir: str | None, stacked) -> None:
+@dataclass
+class RuntimeRow(OutputRow):
+    """An output row of mode "runtime", plus its distance to the simulator's npu mode."""
+    bit_identical_to_npu: bool
+    max_ulp_to_npu: int  # fp16 units in the last place
+
+
+def add_rows(report: Report, runs: Runs, feeds: dict, labels, dump_dir: str | None) -> None:
     """Run the runtime on feeds and insert its rows into report (after each output's npu row)."""
     model = runs.model
     res = rh.run(model, feeds, dump=bool(dump_dir))
     if res.status:
-        report["notes"].append(f"the C runtime refused the model (status {res.status})")
+        report.notes.append(f"the C runtime refused the model (status {res.status})")
         return
-    rows = []
-    for row in report["outputs"]:
+    rows: list[OutputRow] = []
+    for row in report.outputs:
         rows.append(row)
-        k = row["output"]
-        if row["mode"] != "npu" or k not in res.outputs:
+        k = row.output
+        if row.mode != "npu" or k not in res.outputs:
             continue
         ulp = rh.ulp_distance(res.outputs[k], stacked(runs.npu_envs, k))
         worst = int(ulp.max(initial=0))
-        rows.append({"output": k, "mode": "runtime", "shape": row["shape"],
-                     **eval_report.compare(runs.ref[k], np.asarray(res.outputs[k], np.float32), labels),
-                     "bit_identical_to_npu": worst == 0, "max_ulp_to_npu": worst})
-    report["outputs"] = rows
+        rows.append(RuntimeRow(k, "runtime", row.shape,
+                               **metrics.compare(runs.ref[k], np.asarray(res.outputs[k], np.float32), labels),
+                               bit_identical_to_npu=worst == 0, max_ulp_to_npu=worst))
+    report.outputs = rows
     if dump_dir:
-        report["runtime"] = per_op(model, res, runs, stacked)
-        first = report["runtime"]["first_diff_op"]
-        report["notes"].append("runtime vs simulator (npu): every op's outputs bit-identical" if first is None
-                               else f"runtime vs simulator (npu): first op that differs: {first}")
+        report.runtime = per_op(model, res, runs)
+        first = report.runtime["first_diff_op"]
+        report.notes.append("runtime vs simulator (npu): every op's outputs bit-identical" if first is None
+                            else f"runtime vs simulator (npu): first op that differs: {first}")
         _dump(model, res, dump_dir)
 
 
-def per_op(model, res, runs, stacked) -> dict:
+def per_op(model, res, runs: Runs) -> dict:
     ops, first = [], None
     for node in model.graph.nodes:
         worst = max(int(rh.ulp_distance(res.tensors[o], stacked(runs.npu_envs, o)).max(initial=0))
@@ -57,7 +68,7 @@ def per_op(model, res, runs, stacked) -> dict:
 
 
 def _dump(model, res, folder: str) -> None:
-    from gxnpuc.hist import safe_names
+    from gxnpuc.report.files import safe_names
 
     g = model.graph
     names = list(g.inputs) + [o for n in g.nodes for o in n.outputs]
