@@ -260,7 +260,8 @@ def _zip_bomb(path: str) -> None:
     from numpy.lib import format as npy
 
     n = 300 << 18  # float32 values: 300 MB
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf, zf.open("x.npy", "w", force_zip64=True) as fh:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf, \
+            zf.open("x.npy", "w", force_zip64=True) as fh:
         npy.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (n // 128, 1, 2, 8, 8)})
         chunk = bytes(1 << 20)
         for _ in range(n * 4 // len(chunk)):
@@ -319,7 +320,8 @@ FILES = {
     "zerodim.onnx": _bytes(lambda: _one("Relu", x=_x(shape=(1, 0))).SerializeToString()),
     "noname.onnx": _bytes(lambda: _graph_model([helper.make_node("Relu", [""], ["y"])], [_x(name="")],
                                                [_y()]).SerializeToString()),
-    "noout.onnx": _bytes(lambda: _graph_model([helper.make_node("Relu", ["x"], ["y"])], [_x()], []).SerializeToString()),
+    "noout.onnx": _bytes(lambda: _graph_model([helper.make_node("Relu", ["x"], ["y"])], [_x()],
+                                              []).SerializeToString()),
     "pads.onnx": _bytes(lambda: _pads_string().SerializeToString()),
     "opset99.onnx": _bytes(lambda: _graph_model([helper.make_node("Relu", ["x"], ["y"])], [_x()], [_y()],
                                                 opsets=(("", 99),)).SerializeToString()),

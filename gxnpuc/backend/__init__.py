@@ -28,11 +28,14 @@ HASH_WINDOW = 1 << 24  # a multiple of mmap.ALLOCATIONGRANULARITY
 
 # -- build --------------------------------------------------------------------------------------
 def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
-    """Plan memory and compute every section size; the model is then ready to write."""
+    """Plan memory and compute every section size; the model is then ready to write.
+
+    cfg is resolved (gxnpuc.config.names.resolve): FP16_OUT_OPS holds graph output names."""
     target = targets.get(cfg.corename)
     _check_outputs(graph, cfg.model_path)
     weights = complete_weights(graph, weights)
-    model = CompiledModel(graph, weights, fp16_outputs(graph, cfg.fp16_out_ops), cfg.model_info,
+    fp16 = tuple(o for o in graph.outputs if o in set(cfg.fp16_out_ops))  # resolved: output names
+    model = CompiledModel(graph, weights, fp16, cfg.model_info,
                           cfg.npu_unit, cfg.corename, source_hash(cfg.model_path), build_time())
     model.plan = plan.make(graph, weights, model.fp16_outputs, target)
     _check_offsets(model.plan, target, cfg.model_path)
@@ -47,7 +50,7 @@ def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
 
 def _check_outputs(graph: Graph, model_path: str) -> None:
     """An output with no values would be a zero-length C array (refused by -pedantic-errors)."""
-    from gxnpuc.config_files import display_path
+    from gxnpuc.config.files import display_path
 
     for name in graph.outputs:
         if 0 in graph.tensors[name].shape:
@@ -61,10 +64,11 @@ def _check_offsets(p: dict, target, model_path: str) -> None:
     end = max([p["data_size"], p["tmp_size"], p["io_size"]]
               + [off + n for off, n in p["tensors"].values()])
     if end > 0xFFFFFFFF:
-        from gxnpuc.config_files import display_path
+        from gxnpuc.config.files import display_path
 
-        raise ModelError(display_path(model_path) or "model", f"its buffers need {end:,} bytes, more than the 4 GiB that 32-bit "
-                         f"offsets address", f"a model whose tensors fit the target: the {target.chip} "
+        raise ModelError(display_path(model_path) or "model",
+                         f"its buffers need {end:,} bytes, more than the 4 GiB that 32-bit offsets address",
+                         f"a model whose tensors fit the target: the {target.chip} "
                          f"holds {target.sram_bytes // 1024} KB")
 
 
@@ -76,20 +80,6 @@ def complete_weights(graph: Graph, weights: dict) -> dict:
         if name not in out:
             out[name] = store_plain(name, graph.tensors[name].data, family)
     return out
-
-
-def fp16_outputs(graph: Graph, names) -> tuple:
-    """FP16_OUT_OPS entries as graph output tensors: an output's name (also as `name:0`), the
-    node producing it, or a name that lowering renamed (graph.meta["aliases"])."""
-    wanted = set(names or ()) | {n[:-2] for n in names or () if n.endswith(":0")}
-    aliases, queue = graph.meta.get("aliases", {}), list(wanted)
-    while queue:
-        for new in aliases.get(queue.pop(), []):
-            if new not in wanted:
-                wanted.add(new)
-                queue.append(new)
-    by_node = {o for n in graph.nodes if n.name in wanted for o in n.outputs}
-    return tuple(o for o in graph.outputs if o in wanted or o in by_node)
 
 
 def source_hash(path: str) -> str:
@@ -172,5 +162,5 @@ def read(path: str) -> CompiledModel:
     return model_from_sections(sec, path)
 
 
-__all__ = ["build", "write", "read", "chunks", "encode", "complete_weights", "fp16_outputs",
+__all__ = ["build", "write", "read", "chunks", "encode", "complete_weights",
            "source_hash", "build_time", "OUTPUT_TYPES"]

@@ -87,4 +87,5 @@ def _check_node(node, k: int, opset: int, where: str) -> None:
     if node.op_type == "Transpose":
         perm = [a for a in node.attribute if a.name == "perm"]
         if perm and sorted(perm[0].ints) != list(range(len(perm[0].ints))):
-            raise ModelError(at, f"perm {list(perm[0].ints)} is not a permutation", f"each axis 0..{len(perm[0].ints) - 1} once")
+            raise ModelError(at, f"perm {list(perm[0].ints)} is not a permutation",
+                             f"each axis 0..{len(perm[0].ints) - 1} once")
