@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering, unsupported
 from gxnpuc.ops.conv_kernels import conv_channels_first, conv_channels_last, depthwise_flat, out_size
 
@@ -128,6 +129,16 @@ class Conv(OpDef):
         if b is not None:
             y += b
         return [np.ascontiguousarray(np.moveaxis(y, -1, 1) if first else y, dtype=x.dtype)]
+
+    def run_npu(self, node, xs):
+        """Sequential fp32 dot products (npu_kernels.conv) in any layout."""
+        a, x = node.attrs, np.asarray(xs[0], np.float32)
+        first = a["data_format"].startswith("NC")
+        w_oi = np.moveaxis(taps_weight(np.asarray(xs[1], np.float32), a["w_format"]), (-1, -2), (0, 1))
+        b = xs[2] if len(xs) > 2 else None
+        y = npu_kernels.conv(x if first else np.moveaxis(x, -1, 1), w_oi, b, a["strides"],
+                             a["dilations"], a["pads"], a["group"])
+        return [np.ascontiguousarray(y if first else np.moveaxis(y, 1, -1))]
 
     def check(self, node, in_shapes):
         a, x, w = node.attrs, in_shapes[0], in_shapes[1]
