@@ -43,11 +43,11 @@ def _f32(x) -> np.ndarray:
 
 
 def _bits(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x, dtype=np.float32).view(_U)
+    return np.asarray(x, dtype=np.float32, order="C").view(_U)  # (keeps 0-d arrays 0-d)
 
 
 def _float(b: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(b, dtype=_U).view(np.float32)
+    return np.asarray(b, dtype=_U, order="C").view(np.float32)
 
 
 def _abs(x: np.ndarray) -> np.ndarray:
