@@ -124,11 +124,11 @@ def _refs():
         "log": (np.log, (1e-30, 1e30), 0.8), "log1p": (np.log1p, (-0.99, 100), 2.3),
         "tanh": (np.tanh, (-10, 10), 2.2), "sigmoid": (special.expit, (-80, 80), 2.4),
         "erf": (special.erf, (-5, 5), 1.7), "erfc": (special.erfc, (-5, 10), 5.2),
-        "gelu": (lambda v: v * special.ndtr(v), (-10, 10), 190),
+        "gelu": (lambda v: v * special.ndtr(v), (-10, 10), 150),
         "gelu_tanh": (lambda v: v * special.expit(2 * c * (v + 0.044715 * v ** 3)), (-10, 10), 180),
         "silu": (lambda v: v * special.expit(v), (-80, 80), 2.3),
         "softplus": (lambda v: np.logaddexp(0, v), (-80, 80), 2.6),
-        "mish": (lambda v: v * np.tanh(np.logaddexp(0, v)), (-80, 80), 47),
+        "mish": (lambda v: v * np.tanh(np.logaddexp(0, v)), (-80, 80), 4.5),
         "rsqrt": (lambda v: 1 / np.sqrt(v), (1e-20, 1e20), 1.5),
     }
 
