@@ -169,7 +169,8 @@ def test_sum_of_negative_zeros_is_positive_zero():
 
 @pytest.mark.parametrize("attrs", [
     dict(kind="avg", data_format="NCHW", kernel=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], count_include_pad=0),
-    dict(kind="avg", data_format="NCHW", kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1, ceil_mode=1),
+    dict(kind="avg", data_format="NCHW", kernel=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+         count_include_pad=1, ceil_mode=1),
     dict(kind="avg", data_format="NHWC", kernel=[5, 4], strides=[1, 1], pads=[0, 0, 0, 0], count_include_pad=0),
     dict(kind="max", data_format="NCW", kernel=[3], strides=[2], pads=[1, 1], count_include_pad=0),
 ])

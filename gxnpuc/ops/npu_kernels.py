@@ -21,9 +21,10 @@ def seq_sum(x: np.ndarray, axes, keepdims: bool = False) -> np.ndarray:
     rest = [a for a in range(x.ndim) if a not in axes]
     out_shape = [1 if a in axes else d for a, d in enumerate(x.shape)] if keepdims \
         else [x.shape[a] for a in rest]
-    terms = np.transpose(x, axes + rest).reshape(int(np.prod([x.shape[a] for a in axes])), -1)
-    if terms.shape[0] == 0:
+    count = int(np.prod([x.shape[a] for a in axes]))
+    if count == 0:
         return np.zeros(out_shape, F32)
+    terms = np.transpose(x, axes + rest).reshape(count, -1)
     # partial sums t0, t0 + t1, ...: the last one equals the sum from +0.0 except that
     # +0.0 turns an all-(-0) sum into +0.0, which adding +0.0 does here too
     total = np.add.accumulate(terms, axis=0)[-1] + F32(0)
