@@ -332,3 +332,15 @@ def test_every_npu_op_is_pinned():
     pinned = {"conv", "fc", "matmul", "reduce", "pool", "softmax", "batchnorm", "binary", "prelu",
               "act"} | set(MOVES)
     assert {name for name, op in REGISTRY.items() if op.npu} <= pinned
+
+
+def test_conv_skips_padding_taps():
+    """Taps in the zero padding are skipped, not added as 0 * w (which an inf weight shows)."""
+    xs, ws, a = CONVS[0]
+    x, w = f16(*xs), f16(*ws)
+    w[1, 2, 0, 1] = np.inf
+    with np.errstate(invalid="ignore"):
+        got = REGISTRY["conv"].run_npu(node("conv", **a), [x, w])[0]
+        want = conv_oracle(x, w, None, a)
+    assert not np.isnan(want).all()
+    same(got, want)

@@ -49,7 +49,7 @@ def _windows(xp: np.ndarray, kernel, strides, dilations, first: int = 1) -> np.n
               + (every,) * (xp.ndim - first - r) + tuple(slice(None, None, d) for d in dilations))]
 
 
-def _tap_region(tap, sizes, out, strides, dilations, pads):
+def tap_region(tap, sizes, out, strides, dilations, pads):
     """(input slices, output slices) of the output pixels whose input pixel under kernel tap
     `tap` lies inside the input (the others read zero padding); None when there are none."""
     src, dst, r = [], [], len(sizes)
@@ -80,7 +80,7 @@ def depthwise_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilat
         x_v, w_v = x_cl[..., None], w_tc
     terms = []
     for k, tap in enumerate(np.ndindex(*kernel)):
-        reg = _tap_region(tap, sizes, out, strides, dilations, pads)
+        reg = tap_region(tap, sizes, out, strides, dilations, pads)
         if reg:
             src, dst = reg
             whole = all(d.stop - d.start == o for d, o in zip(dst, out))

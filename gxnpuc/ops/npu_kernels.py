@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.ops.conv_kernels import tap_region, out_size
+
 F32 = np.float32
 
 
@@ -81,28 +83,29 @@ def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, gro
     """[n, c, *in] * [c_out, c/group, *k] (+ bias) -> [n, c_out, *out], any group count.
 
     acc = acc + x * w over the group's input channels ascending, then the kernel taps in C
-    order; taps that fall in the zero padding add x = 0 (the same as skipping them: acc is
-    never -0 and the weights are finite); then acc + b.
+    order, skipping the taps that fall in the zero padding; then acc + b.
     """
     x_cf, w_oi = np.asarray(x_cf, F32), np.asarray(w_oi, F32)
     r, n, c_out, cg = x_cf.ndim - 2, x_cf.shape[0], w_oi.shape[0], w_oi.shape[1]
-    kernel, og = w_oi.shape[2:], w_oi.shape[0] // group
-    widths = [(0, 0), (0, 0)] + [(pads[i], pads[r + i]) for i in range(r)]
-    xp = np.pad(x_cf, widths) if any(pads) else x_cf
-    out = [(xp.shape[2 + i] - (kernel[i] - 1) * dilations[i] - 1) // strides[i] + 1 for i in range(r)]
-    xg = xp.reshape(n, group, cg, *xp.shape[2:]).swapaxes(0, 1)  # [group, n, cg, *padded]
+    kernel, og, sizes = w_oi.shape[2:], w_oi.shape[0] // group, x_cf.shape[2:]
+    out = [out_size(sizes[i], kernel[i], strides[i], dilations[i], pads[i], pads[r + i]) for i in range(r)]
+    xg = x_cf.reshape(n, group, cg, *sizes).swapaxes(0, 1)  # [group, n, cg, *in]
     wg = w_oi.reshape(group, og, cg, *kernel)
     # accumulator [group, og, n, *out]: each step is a contiguous run over samples and pixels
     acc = np.zeros((group, og, n, *out), F32)
     tmp = np.empty_like(acc)
+    every = (slice(None),) * 3
     for ci in range(cg):
         for tap in np.ndindex(*kernel):
-            win = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
-                        for t, d, o, s in zip(tap, dilations, out, strides))
-            xs = np.ascontiguousarray(xg[(slice(None), slice(None), ci, *win)])[:, None]
+            region = tap_region(tap, sizes, out, strides, dilations, pads)
+            if region is None:  # the tap reads only padding for every output
+                continue
+            src, dst = region
+            xs = np.ascontiguousarray(xg[(slice(None), slice(None), ci, *src)])[:, None]
             ws = wg[(slice(None), slice(None), ci, *tap)].reshape(group, og, *[1] * (r + 1))
-            np.multiply(ws, xs, out=tmp)
-            np.add(acc, tmp, out=acc)
+            part, into = tmp[(*every, *dst)], acc[(*every, *dst)]
+            np.multiply(ws, xs, out=part)
+            np.add(into, part, out=into)
     acc = np.moveaxis(acc.reshape(c_out, n, *out), 0, 1)
     if bias is not None:
         acc = acc + np.asarray(bias, F32).reshape(-1, *[1] * r)
