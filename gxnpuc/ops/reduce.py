@@ -35,7 +35,7 @@ class Reduce(OpDef):
     def run_npu(self, node, xs):
         """sum: sequential from +0 in C order of the axes; mean: that sum / n."""
         a = node.attrs
-        if a["fn"] not in ("sum", "mean"):
+        if a["fn"] not in ("sum", "mean") or not np.issubdtype(np.asarray(xs[0]).dtype, np.floating):
             return self.run(node, xs)
         kernel = npu_kernels.seq_sum if a["fn"] == "sum" else npu_kernels.mean
         return [kernel(xs[0], list(a["axes"]), bool(a["keepdims"]))]
