@@ -1,7 +1,8 @@
 """The npu-mode numeric rules: what a GX8002-class NPU computes, as small pure functions.
 
-The simulator's npu mode (sim.run_model(..., mode="npu")) is these rules applied around the
-same float32 kernels that float mode uses; docs/numerics.md explains each rule and why.
+The simulator's npu mode (sim.run_model(..., mode="npu")) is these storage rules applied around
+each op's device kernel (OpDef.run_npu: fp32 in the defined operation order, with the math of
+gxnpuc/devmath.py); docs/numerics.md explains each rule and defines every kernel.
 """
 from __future__ import annotations
 

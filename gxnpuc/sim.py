@@ -1,10 +1,11 @@
 """The numpy simulator of the NPU IR, in two modes.
 
 `float` mode runs every op's float32 kernel on the IR as lowered (it must agree with the
-framework to ~1e-5 relative). `npu` mode applies the device's numeric rules of
-gxnpuc.numerics around the same kernels: fp16 activations, weights as the device decodes
-them, float32 computation rounded to fp16 at every op output. The kernels are the same ones
-constant folding uses. A model decoded from model.h / raw runs exactly like the in-memory one.
+framework to ~1e-5 relative); these are the kernels constant folding uses. `npu` mode runs
+every op's device kernel (OpDef.run_npu: float32 in the operation order docs/numerics.md
+defines, the same bits as the C runtime) inside the rules of gxnpuc.numerics: fp16
+activations, weights as the device decodes them, every op output rounded to fp16. A model
+decoded from model.h / raw runs exactly like the in-memory one.
 
 Many samples (run_batch, run_samples, run_model_batch) run in chunks of up to
 batching.CHUNK samples per pass when the graph allows it (gxnpuc/batching.py), with results
