@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.conv_kernels import tap_region, out_size
+from gxnpuc.ops.conv_kernels import out_size, tap_region
 
 F32 = np.float32
 
@@ -83,13 +83,18 @@ def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, gro
     """[n, c, *in] * [c_out, c/group, *k] (+ bias) -> [n, c_out, *out], any group count.
 
     acc = acc + x * w over the group's input channels ascending, then the kernel taps in C
-    order, skipping the taps that fall in the zero padding; then acc + b.
+    order, skipping the taps that fall in the zero padding; then acc + b. With finite
+    weights the padding is read as zeros instead (whole, contiguous steps; 2x faster): a
+    product 0 * w = ±0 leaves acc unchanged, as acc starts at +0.0 and is never -0.
     """
     x_cf, w_oi = np.asarray(x_cf, F32), np.asarray(w_oi, F32)
     r, n, c_out, cg = x_cf.ndim - 2, x_cf.shape[0], w_oi.shape[0], w_oi.shape[1]
     kernel, og, sizes = w_oi.shape[2:], w_oi.shape[0] // group, x_cf.shape[2:]
     out = [out_size(sizes[i], kernel[i], strides[i], dilations[i], pads[i], pads[r + i]) for i in range(r)]
-    xg = x_cf.reshape(n, group, cg, *sizes).swapaxes(0, 1)  # [group, n, cg, *in]
+    zero_pad = any(pads) and bool(np.isfinite(w_oi).all())
+    if zero_pad:
+        x_cf = np.pad(x_cf, [(0, 0), (0, 0)] + [(pads[i], pads[r + i]) for i in range(r)])
+    xg = x_cf.reshape(n, group, cg, *x_cf.shape[2:]).swapaxes(0, 1)  # [group, n, cg, *in]
     wg = w_oi.reshape(group, og, cg, *kernel)
     # accumulator [group, og, n, *out]: each step is a contiguous run over samples and pixels
     acc = np.zeros((group, og, n, *out), F32)
@@ -97,7 +102,7 @@ def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, gro
     every = (slice(None),) * 3
     for ci in range(cg):
         for tap in np.ndindex(*kernel):
-            region = tap_region(tap, sizes, out, strides, dilations, pads)
+            region = _taps(tap, sizes, out, strides, dilations, pads, zero_pad)
             if region is None:  # the tap reads only padding for every output
                 continue
             src, dst = region
@@ -110,6 +115,15 @@ def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, gro
     if bias is not None:
         acc = acc + np.asarray(bias, F32).reshape(-1, *[1] * r)
     return acc
+
+
+def _taps(tap, sizes, out, strides, dilations, pads, zero_pad: bool):
+    """(input slices, output slices) a kernel tap reads and writes: every output from the
+    zero-padded input (zero_pad), or only the outputs whose input pixel is inside."""
+    if zero_pad:
+        src = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilations, out, strides))
+        return src, (slice(None),) * len(out)
+    return tap_region(tap, sizes, out, strides, dilations, pads)
 
 
 def avg_pool_sum(x: np.ndarray, taps, lo_pads, hi_pads, strides, dilations, out, axes) -> np.ndarray:
