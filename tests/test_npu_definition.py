@@ -344,3 +344,11 @@ def test_conv_skips_padding_taps():
         want = conv_oracle(x, w, None, a)
     assert not np.isnan(want).all()
     same(got, want)
+
+
+def test_outputs_are_contiguous():
+    """Kernels hand back C-ordered arrays (callers view their bytes), whatever loop layout."""
+    outs = [REGISTRY["fc"].run_npu(node("fc", transpose_w=False), [f16(40, 6), f16(6, 3)])[0],
+            REGISTRY["matmul"].run_npu(node("matmul"), [f16(4,), f16(2, 4, 3)])[0],
+            REGISTRY["conv"].run_npu(node("conv", **CONVS[2][2]), [f16(*CONVS[2][0]), f16(*CONVS[2][1])])[0]]
+    assert all(y.flags.c_contiguous for y in outs)

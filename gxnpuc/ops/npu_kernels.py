@@ -51,7 +51,7 @@ def fc(x: np.ndarray, w_kn: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         for k in range(w_kn.shape[0]):
             np.multiply(w_kn[k][:, None], x_kr[k], out=tmp)
             np.add(acc, tmp, out=acc)
-        acc = acc.T
+        acc = np.ascontiguousarray(acc.T)
     else:
         acc = np.zeros((rows.shape[0], w_kn.shape[1]), F32)
         tmp = np.empty_like(acc)
@@ -76,7 +76,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         acc = acc[..., 0]
     if a.ndim == 1:
         acc = acc[..., 0, :] if b.ndim > 1 else acc[..., 0]
-    return acc
+    return np.ascontiguousarray(acc)
 
 
 def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, group: int) -> np.ndarray:
