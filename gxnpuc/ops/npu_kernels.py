@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.conv_kernels import out_size, tap_region
+from gxnpuc.ops.conv_kernels import _windows, out_size, tap_region
 
 F32 = np.float32
 
@@ -84,25 +84,64 @@ def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, gro
 
     acc = acc + x * w over the group's input channels ascending, then the kernel taps in C
     order, skipping the taps that fall in the zero padding; then acc + b. With finite
-    weights the padding is read as zeros instead (whole, contiguous steps; 2x faster): a
-    product 0 * w = ±0 leaves acc unchanged, as acc starts at +0.0 and is never -0.
+    weights the padding is read as zeros instead (whole, contiguous steps): a product
+    0 * w = ±0 leaves acc unchanged, as acc starts at +0.0 and is never -0.
     """
     x_cf, w_oi = np.asarray(x_cf, F32), np.asarray(w_oi, F32)
+    r, n, c_out = x_cf.ndim - 2, x_cf.shape[0], w_oi.shape[0]
+    if any(pads) and not np.isfinite(w_oi).all():
+        acc = _conv_regions(x_cf, w_oi, strides, dilations, pads, group)
+    else:
+        if any(pads):
+            x_cf = np.pad(x_cf, [(0, 0), (0, 0)] + [(pads[i], pads[r + i]) for i in range(r)])
+        acc = _conv_whole(x_cf, w_oi, strides, dilations, group)
+    acc = np.moveaxis(acc.reshape(c_out, n, *acc.shape[3:]), 0, 1)
+    if bias is not None:
+        acc = acc + np.asarray(bias, F32).reshape(-1, *[1] * r)
+    return acc
+
+
+_COLS_MAX = 1 << 23  # floats of one im2col block (32 MB)
+
+
+def _conv_whole(xp: np.ndarray, w_oi: np.ndarray, strides, dilations, group: int) -> np.ndarray:
+    """The sum over every tap of the (padded) input: [group, og, n, *out]. The terms of
+    a block of input channels are gathered first (im2col, ordered by reduction index), so
+    each step is one multiply and one add over contiguous [group, og, n, *out] arrays."""
+    r, n, c_out, cg = xp.ndim - 2, xp.shape[0], w_oi.shape[0], w_oi.shape[1]
+    kernel, og = w_oi.shape[2:], c_out // group
+    win = _windows(xp, kernel, strides, dilations, 2)  # [n, c, *out, *kernel]
+    out = win.shape[2:2 + r]
+    taps = int(np.prod(kernel))
+    # terms [cg, *kernel, group, n, *out] and weights [cg, *kernel, group, og]: index ci, tap
+    terms = win.reshape(n, group, cg, *out, *kernel)
+    terms = np.transpose(terms, (2, *range(3 + r, 3 + 2 * r), 1, 0, *range(3, 3 + r)))
+    w_k = np.transpose(w_oi.reshape(group, og, cg, *kernel), (2, *range(3, 3 + r), 0, 1))
+    w_k = w_k.reshape(cg * taps, group, og, *[1] * (r + 1))
+    acc = np.zeros((group, og, n, *out), F32)
+    tmp = np.empty_like(acc)
+    block = max(1, _COLS_MAX // max(1, taps * group * n * int(np.prod(out))))
+    for c0 in range(0, cg, block):
+        cols = np.ascontiguousarray(terms[c0:c0 + block]).reshape(-1, group, 1, n, *out)
+        for k, col in enumerate(cols, c0 * taps):
+            np.multiply(w_k[k], col, out=tmp)
+            np.add(acc, tmp, out=acc)
+    return acc
+
+
+def _conv_regions(x_cf: np.ndarray, w_oi: np.ndarray, strides, dilations, pads, group: int) -> np.ndarray:
+    """The sum over the taps inside the input only, region by region: [group, og, n, *out]."""
     r, n, c_out, cg = x_cf.ndim - 2, x_cf.shape[0], w_oi.shape[0], w_oi.shape[1]
-    kernel, og, sizes = w_oi.shape[2:], w_oi.shape[0] // group, x_cf.shape[2:]
+    kernel, og, sizes = w_oi.shape[2:], c_out // group, x_cf.shape[2:]
     out = [out_size(sizes[i], kernel[i], strides[i], dilations[i], pads[i], pads[r + i]) for i in range(r)]
-    zero_pad = any(pads) and bool(np.isfinite(w_oi).all())
-    if zero_pad:
-        x_cf = np.pad(x_cf, [(0, 0), (0, 0)] + [(pads[i], pads[r + i]) for i in range(r)])
-    xg = x_cf.reshape(n, group, cg, *x_cf.shape[2:]).swapaxes(0, 1)  # [group, n, cg, *in]
+    xg = x_cf.reshape(n, group, cg, *sizes).swapaxes(0, 1)  # [group, n, cg, *in]
     wg = w_oi.reshape(group, og, cg, *kernel)
-    # accumulator [group, og, n, *out]: each step is a contiguous run over samples and pixels
     acc = np.zeros((group, og, n, *out), F32)
     tmp = np.empty_like(acc)
     every = (slice(None),) * 3
     for ci in range(cg):
         for tap in np.ndindex(*kernel):
-            region = _taps(tap, sizes, out, strides, dilations, pads, zero_pad)
+            region = tap_region(tap, sizes, out, strides, dilations, pads)
             if region is None:  # the tap reads only padding for every output
                 continue
             src, dst = region
@@ -111,19 +150,7 @@ def conv(x_cf: np.ndarray, w_oi: np.ndarray, bias, strides, dilations, pads, gro
             part, into = tmp[(*every, *dst)], acc[(*every, *dst)]
             np.multiply(ws, xs, out=part)
             np.add(into, part, out=into)
-    acc = np.moveaxis(acc.reshape(c_out, n, *out), 0, 1)
-    if bias is not None:
-        acc = acc + np.asarray(bias, F32).reshape(-1, *[1] * r)
     return acc
-
-
-def _taps(tap, sizes, out, strides, dilations, pads, zero_pad: bool):
-    """(input slices, output slices) a kernel tap reads and writes: every output from the
-    zero-padded input (zero_pad), or only the outputs whose input pixel is inside."""
-    if zero_pad:
-        src = tuple(slice(t * d, t * d + (o - 1) * s + 1, s) for t, d, o, s in zip(tap, dilations, out, strides))
-        return src, (slice(None),) * len(out)
-    return tap_region(tap, sizes, out, strides, dilations, pads)
 
 
 def avg_pool_sum(x: np.ndarray, taps, lo_pads, hi_pads, strides, dilations, out, axes) -> np.ndarray:
