@@ -86,6 +86,8 @@ CONVS = [  # (x shape, w shape, attrs)
                                       dilations=[1, 1], pads=[1, 1, 1, 1], group=4)),
     ((2, 3, 5, 5), (3, 1, 3, 3), dict(data_format="NCHW", w_format="OIHW", strides=[1, 1],
                                       dilations=[1, 1], pads=[1, 1, 1, 1], group=3)),
+    ((2, 7, 5, 4), (3, 3, 4, 1), dict(data_format="NHWC", w_format="HWIM", strides=[1, 1],
+                                      dilations=[2, 1], pads=[2, 1, 2, 1], group=4)),
 ]
 
 

@@ -91,17 +91,22 @@ def depthwise_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilat
     return y.reshape(*y.shape[:r + 1], c * mult)
 
 
-def depthwise_flat(x: np.ndarray, w_taps: np.ndarray, strides, dilations, pads, first: bool):
+def depthwise_flat(x: np.ndarray, w_taps: np.ndarray, strides, dilations, pads, first: bool,
+                   in_order: bool = False):
     """Stride-1 'same' depthwise (multiplier 1) of finite x, [n, c, *in] (first) or [n, *in, c],
     on each flattened sample: a tap is one shift of the whole sample, and the pixels it would
     pull across an image edge get weight 0 (x * 0 = 0 as x is finite): the per-region sums,
-    with long inner loops and no layout change. None where that does not apply."""
+    with long inner loops and no layout change. None where that does not apply.
+    in_order=True (npu mode, finite weights): acc = acc + x * w from +0.0 over the taps in C
+    order; the zero-weight products across an edge add ±0, which leaves acc unchanged."""
     r = x.ndim - 2
     c, sizes = (x.shape[1], x.shape[2:]) if first else (x.shape[-1], x.shape[1:-1])
     kernel = w_taps.shape[:r]
     same = all(out_size(sizes[i], kernel[i], 1, dilations[i], pads[i], pads[r + i]) == sizes[i]
                for i in range(r))
     if w_taps.shape[-1] != c or max(strides) > 1 or not same or not np.isfinite(x.max() + x.min()):
+        return None
+    if in_order and not np.isfinite(w_taps).all():
         return None
     x, dtype, n = np.ascontiguousarray(x), np.result_type(x, w_taps), x.shape[0]
     size, pitch = x[0].size, np.cumprod((1,) + sizes[:0:-1])[::-1] * (1 if first else c)
@@ -116,6 +121,8 @@ def depthwise_flat(x: np.ndarray, w_taps: np.ndarray, strides, dilations, pads, 
             tile = inside[None] * w_tc[k].reshape(-1, *[1] * r) if first else inside[..., None] * w_tc[k]
             tile = tile.astype(dtype).reshape(-1)[lo:hi]
             terms.append((not inside.all(), flat[:, lo + off:hi + off], tile, (slice(None), slice(lo, hi))))
+    if in_order:
+        terms = [(True, *t[1:]) for t in terms]  # no term starts the sum: acc starts at +0.0
     return _sum_of_products((n, size), dtype, terms).reshape(x.shape)
 
 
