@@ -38,7 +38,7 @@ def _pad_spatial(x: np.ndarray, pads: list[int], first: int = 1) -> np.ndarray:
     return xp
 
 
-def _windows(xp: np.ndarray, kernel, strides, dilations, first: int = 1) -> np.ndarray:
+def windows(xp: np.ndarray, kernel, strides, dilations, first: int = 1) -> np.ndarray:
     """View of every strided, dilated window: [n, *out, c, *kernel] of channels-last xp
     (first=1) or [n, c, *out, *kernel] of channels-first xp (first=2)."""
     r = len(kernel)
@@ -147,7 +147,7 @@ def conv_channels_first(x: np.ndarray, w_oi: np.ndarray, strides, dilations, pad
     if all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(pads):
         out, cols = x.shape[2:], x.reshape(n, x.shape[1], -1)  # pointwise: x is the matrix
     else:
-        win = _windows(_pad_spatial(x, pads, 2), kernel, strides, dilations, 2)
+        win = windows(_pad_spatial(x, pads, 2), kernel, strides, dilations, 2)
         out = win.shape[2:2 + r]
         cols = np.moveaxis(win, tuple(range(2, 2 + r)), tuple(range(2 + r, 2 + 2 * r)))
         cols = cols.reshape(n, -1, int(np.prod(out)))
@@ -161,7 +161,7 @@ def conv_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilations,
     kernel, cg, c_out = w_taps.shape[:r], w_taps.shape[r], w_taps.shape[r + 1]
     if group > 1 and cg == 1:
         return depthwise_channels_last(x_cl, w_taps, strides, dilations, pads)
-    win = _windows(_pad_spatial(x_cl, pads), kernel, strides, dilations)
+    win = windows(_pad_spatial(x_cl, pads), kernel, strides, dilations)
     n, out = win.shape[0], win.shape[1:r + 1]
     if group == 1:  # im2col with channels innermost (contiguous in x), then one GEMM per sample
         cols = np.moveaxis(win, r + 1, -1).reshape(n, -1, int(np.prod(kernel)) * cg)

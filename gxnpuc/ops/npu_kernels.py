@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.conv_kernels import _windows, out_size, tap_region
+from gxnpuc.ops.conv_kernels import windows, out_size, tap_region
 
 F32 = np.float32
 
@@ -110,7 +110,7 @@ def _conv_whole(xp: np.ndarray, w_oi: np.ndarray, strides, dilations, group: int
     each step is one multiply and one add over contiguous [group, og, n, *out] arrays."""
     r, n, c_out, cg = xp.ndim - 2, xp.shape[0], w_oi.shape[0], w_oi.shape[1]
     kernel, og = w_oi.shape[2:], c_out // group
-    win = _windows(xp, kernel, strides, dilations, 2)  # [n, c, *out, *kernel]
+    win = windows(xp, kernel, strides, dilations, 2)  # [n, c, *out, *kernel]
     out = win.shape[2:2 + r]
     taps = int(np.prod(kernel))
     # terms [cg, *kernel, group, n, *out] and weights [cg, *kernel, group, og]: index ci, tap
