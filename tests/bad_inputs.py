@@ -124,6 +124,10 @@ _SHAPES = [
     _c(_S, "dynamic-shape", "an exported dynamic dimension and no INPUT_OPS", "give INPUT_OPS",
        "ONNX_FILE: dynamic.onnx\nOUTPUT_FILE: out/model.h\n", "input 'x'", "INPUT_OPS",
        files=("dynamic.onnx",)),
+    _c(_S, "dynamic-sequence", "an LSTM whose sequence length the export left dynamic (time-major "
+       "input, so it looks like a batch dimension)", "give the number of steps in INPUT_OPS",
+       "ONNX_FILE: dynlstm.onnx\nOUTPUT_FILE: out/model.h\n", "input 'x'", "sequence length",
+       "INPUT_OPS: {x: [T, 1, 4]}", files=("dynlstm.onnx",)),
 ]
 
 _M = "Model files"
@@ -337,6 +341,13 @@ def unsupported_onnx():
                   (("", 17), ("com.example", 1)))
 
 
+def dynamic_lstm():
+    """x[seq, 1, 4] -> LSTM(3): the time axis is the first, dynamic, dimension."""
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="/rnn/LSTM", hidden_size=3)
+    return _model([node], [("x", ["seq", 1, 4])], [("y", None)],
+                  {"W": _rand((1, 12, 4), 1), "R": _rand((1, 12, 3), 2)})
+
+
 def flip(data: bytes, index: int, bit: int = 7) -> bytes:
     out = bytearray(data)
     out[index] ^= 1 << bit
@@ -410,6 +421,7 @@ FILES = {
     "huge.onnx": _bytes(lambda: tiny_onnx(scale=1e6).SerializeToString()),
     "dynamic.onnx": _bytes(lambda: tiny_onnx(x_shape=("batch", 2, "h", 8)).SerializeToString()),
     "unsupported.onnx": _bytes(lambda: unsupported_onnx().SerializeToString()),
+    "dynlstm.onnx": _bytes(lambda: dynamic_lstm().SerializeToString()),
     "nograph.onnx": _bytes(lambda: _model([], [], [], {}).SerializeToString()),
     "noweight.onnx": _bytes(lambda: _model([helper.make_node("Conv", ["x"], ["y"], name="/conv/Conv")],
                                            [("x", [1, 2, 8, 8])], [("y", None)], {}).SerializeToString()),

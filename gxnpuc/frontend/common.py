@@ -39,6 +39,8 @@ class LowerCtx:
         self.unsupported: list[tuple[str, str, str]] = []
         self._names: set[str] = set()
         self.fnode: FNode | None = None  # the framework node being lowered
+        # input -> {axis: dim name} of unknown dims the front end took as batch 1
+        self.guessed_dims: dict[str, dict[int, str]] = {}
 
     # -- reading -------------------------------------------------------------
     def resolve(self, name: str) -> str:

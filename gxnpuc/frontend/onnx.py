@@ -82,7 +82,7 @@ def _checked_override(vi, given: list[int]) -> tuple[int, ...]:
     return tuple(given)
 
 
-def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
+def _input_shape(vi, overrides: dict, notes: list, guessed: dict) -> tuple[int, ...]:
     name = vi.name
     dims = vi.type.tensor_type.shape.dim
     if name in overrides:
@@ -94,6 +94,7 @@ def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
         elif k == 0:
             shape.append(1)
             notes.append(f"input {name!r}: unknown batch dimension set to 1")
+            guessed.setdefault(name, {})[k] = d.dim_param or "?"  # a recurrent layer checks it
         else:
             raise ConfigError(f"input {name!r}", f"dimension {k} is unknown ({d.dim_param or '?'})",
                               f"give the static shape in INPUT_OPS, e.g. INPUT_OPS: {{{name}: [1, ...]}}")
@@ -129,7 +130,7 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
         if vi.name in inits:
             continue
         elem = _ELEM_TYPES.get(vi.type.tensor_type.elem_type, "float32")
-        ctx.add_input(vi.name, _input_shape(vi, overrides, ctx.graph.meta["notes"]), elem)
+        ctx.add_input(vi.name, _input_shape(vi, overrides, ctx.graph.meta["notes"], ctx.guessed_dims), elem)
     fnodes = [FNode(n.name or f"{n.op_type}_{k}", n.op_type, list(n.input), list(n.output), _attrs(n))
               for k, n in enumerate(g.node)]
     for fn, n in zip(fnodes, g.node):

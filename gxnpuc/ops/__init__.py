@@ -16,4 +16,5 @@ from gxnpuc.ops import tf_misc  # noqa: F401,E402
 from gxnpuc.ops import tf_shape  # noqa: F401,E402
 from gxnpuc.ops import runtime_norm  # noqa: F401,E402
 from gxnpuc.ops import resize  # noqa: F401,E402
+from gxnpuc.ops import recurrent  # noqa: F401,E402
 from gxnpuc.ops import rejected  # noqa: F401,E402

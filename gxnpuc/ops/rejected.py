@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from gxnpuc.ops.base import onnx_lowering, tf_lowering, unsupported
 
-_RECURRENT = ("recurrent layers (LSTM/GRU/RNN) are not supported by the NPU; export one time "
-              "step as the model, with the state as an extra input and output, and loop on the host")
 _INDEX = ("index-valued outputs (ArgMax/ArgMin/TopK) are not supported by the NPU; output the "
           "scores and take the arg-max on the host")
 _CONTROL = ("control flow (a while loop, as recurrent layers export, or a conditional) is not "
@@ -21,7 +19,6 @@ def _reject_with(reason: str):
     return lower
 
 
-onnx_lowering("LSTM", "GRU", "RNN", emits=unsupported(_RECURRENT))(_reject_with(_RECURRENT))
 onnx_lowering("ArgMax", "ArgMin", "TopK", emits=unsupported(_INDEX))(_reject_with(_INDEX))
 onnx_lowering("Loop", "If", "Scan", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
 tf_lowering("ArgMax", "ArgMin", "TopKV2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
