@@ -14,7 +14,7 @@ from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend import tf_load
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.frontend.tf_load import Frozen, node_of, tensor_name
-from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs, resolve_switches, topological
+from gxnpuc.frontend.tf_rewrite import collapse_loops, fuse_dilated_convs, resolve_switches, topological
 from gxnpuc.ir import Graph
 from gxnpuc.names import record_alias
 
@@ -29,7 +29,7 @@ def to_ir(cfg) -> Graph:
     overrides = {tensor_name(k): v for k, v in dict(cfg.input_ops or {}).items()}  # `x:0` is `x`
     frozen = load(cfg, overrides)
     fnodes = topological(graph_def_to_fnodes(frozen.graph_def))
-    fnodes = fuse_dilated_convs(resolve_switches(fnodes))
+    fnodes = collapse_loops(fuse_dilated_convs(resolve_switches(fnodes)))
     reject_tf_loops(fnodes)  # while loops (recurrent layers): one clear line, not a cycle error
     ctx = LowerCtx("tensorflow")
     ctx.graph.meta.update(source=cfg.model_path, form=_LOADERS[cfg.model_key])

@@ -17,4 +17,5 @@ from gxnpuc.ops import tf_shape  # noqa: F401,E402
 from gxnpuc.ops import runtime_norm  # noqa: F401,E402
 from gxnpuc.ops import resize  # noqa: F401,E402
 from gxnpuc.ops import recurrent  # noqa: F401,E402
+from gxnpuc.ops import recurrent_tf  # noqa: F401,E402
 from gxnpuc.ops import rejected  # noqa: F401,E402

@@ -147,3 +147,20 @@ def _tf_clip(ctx, fn):
         return ctx.reject("ClipByValue bounds must be constant scalars")
     ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "clip", "min": float(lo), "max": float(hi)})
 
+
+
+_TF_COMPARE = {"Less": "less", "Greater": "greater", "LessEqual": "less_equal",
+               "GreaterEqual": "greater_equal", "Equal": "equal", "NotEqual": "not_equal"}
+_TF_LOGIC = {"LogicalAnd": "and", "LogicalOr": "or", "LogicalNot": "not"}
+
+
+@tf_lowering(*_TF_COMPARE, emits=("compare",))
+@tf_lowering(*_TF_LOGIC, emits=("logic",))
+def _tf_compare_logic(ctx, fn):
+    """Comparisons and boolean logic (loop conditions, masks): folded when constant, else the
+    fold-only ops, which a pattern (guarded division) may still remove."""
+    op, table = ("compare", _TF_COMPARE) if fn.op_type in _TF_COMPARE else ("logic", _TF_LOGIC)
+    out = ctx.emit(op, fn.inputs[:2 if fn.op_type != "LogicalNot" else 1], fn.outputs[:1],
+                   {"fn": table[fn.op_type]})[0]
+    if not ctx.tensor(out).is_const:
+        ctx.graph.tensors[out].dtype = "bool"
