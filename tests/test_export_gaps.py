@@ -61,3 +61,45 @@ def test_clamp_to_a_bound_computed_at_run_time(tmp_path, exporter):
     x = (np.random.default_rng(0).random((1, 4, 10)) ** 8).astype(np.float32)  # 80+ dB of range
     x[0, 0, :3] = 0.0
     assert _against_ort(model, path, {"x": x}) >= 80
+
+
+class Decoder(nn.Module):
+    """An OCR-detection / segmentation decoder: strided, padded, grouped, dilated, 1-D."""
+
+    def __init__(self):
+        super().__init__()
+        self.up1 = nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1)
+        self.up2 = nn.ConvTranspose2d(6, 4, (2, 3), stride=(2, 1), padding=(0, 2), groups=2, dilation=(1, 2))
+        self.up3 = nn.ConvTranspose1d(4, 3, 4, stride=3, padding=2)
+
+    def forward(self, x):
+        y = self.up2(torch.relu(self.up1(x)))
+        return self.up3(y.flatten(2))
+
+
+@pytest.mark.parametrize("exporter", _exporters())
+def test_conv_transpose(tmp_path, exporter):
+    torch.manual_seed(0)
+    path = _export(Decoder(), (1, 4, 5, 3), tmp_path, exporter)
+    model = _compile_onnx(tmp_path, path, "CONV2D_COMPRESS: true\n")
+    x = np.random.default_rng(1).standard_normal((1, 4, 5, 3)).astype(np.float32)
+    assert _against_ort(model, path, {"x": x}) >= 80
+    assert {n.op for n in model.graph.nodes} <= {"conv", "pad", "reshape", "slice", "act"}
+    convs = [w for w in model.weights.values() if w.family == "conv"]
+    assert len(convs) == 3 and all(w.name.endswith("/conv") for w in convs)
+
+
+@pytest.mark.parametrize("pads,auto_pad,out", [([0, 0, 0, 0], None, None), ([2, 1, 0, 2], None, None),
+                                               (None, "SAME_UPPER", None), (None, None, [11, 8])])
+def test_conv_transpose_padding_forms(pads, auto_pad, out):
+    from onnx import helper
+
+    from onnx_util import make_model, run_ort, run_ours
+
+    attrs = {"strides": [2, 2], **({"pads": pads} if pads else {}), **({"auto_pad": auto_pad} if auto_pad else {}),
+             **({"output_shape": out} if out else {})}
+    w = np.random.default_rng(2).standard_normal((3, 2, 3, 3)).astype(np.float32)
+    model = make_model([helper.make_node("ConvTranspose", ["x", "w"], ["y"], **attrs)], [("x", [1, 3, 5, 4])],
+                       [("y", None)], {"w": w})
+    feeds = {"x": np.random.default_rng(3).standard_normal((1, 3, 5, 4)).astype(np.float32)}
+    assert snr_db(run_ours(model, feeds)["y"], run_ort(model, feeds)["y"]) >= 80

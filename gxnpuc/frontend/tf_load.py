@@ -199,7 +199,7 @@ def load_keras(path: str, cfg, resolve_shape) -> Frozen:
                          "KERAS_ALLOW_LAMBDA: true if you trust this file")
     model = _load_keras_model(path, safe=not allow_lambda)
     notes: list[str] = []
-    in_names = [t.name for t in model.inputs]
+    in_names = stable_input_names(path, [t.name for t in model.inputs])
     shapes = [resolve_shape(n, [-1 if d is None else d for d in t.shape], notes)
               for n, t in zip(in_names, model.inputs)]
     specs = [tf.TensorSpec(s, t.dtype, name=n) for n, s, t in zip(in_names, shapes, model.inputs)]
@@ -217,6 +217,24 @@ def load_keras(path: str, cfg, resolve_shape) -> Frozen:
     outputs = {n: tensor_name(t.name) for n, t in zip(out_names, frozen.outputs)}
     return Frozen(frozen.graph.as_graph_def(), inputs, outputs,
                   {n: list(s) for n, s in zip(in_names, shapes)}, notes)
+
+
+def stable_input_names(path: str, names: list[str]) -> list[str]:
+    """The input names a user writes in INPUT_OPS, read from the file's config: a functional
+    model's input layers, a Sequential's InputLayer, or (a Keras 2 Sequential that gave its
+    first layer `batch_input_shape`) `<first layer>_input`, as Keras 2 named it. Keras 3 names
+    such an input after a global counter (`keras_tensor_596`), different on every load."""
+    config = _keras_config(path).get("config") or {}
+    found: list[str] = []
+    spec = config.get("input_layers") if isinstance(config, dict) else None
+    if isinstance(spec, list) and spec:
+        entries = [spec] if isinstance(spec[0], str) else spec
+        found = [str(e[0]) for e in entries if isinstance(e, list) and e]
+    elif isinstance(config, dict) and isinstance(config.get("layers"), list) and config["layers"]:
+        first = config["layers"][0] if isinstance(config["layers"][0], dict) else {}
+        name = str((first.get("config") or {}).get("name", ""))
+        found = [name if first.get("class_name") == "InputLayer" else f"{name}_input"] if name else []
+    return found if len(found) == len(names) and len(set(found)) == len(found) else names
 
 
 def _load_keras_model(path: str, safe: bool):
