@@ -110,9 +110,8 @@ def load_saved_model(path: str, cfg) -> Frozen:
                          "a folder written by model.export() or tf.saved_model.save()")
     try:
         loaded = tf.saved_model.load(path)
-    except Exception as exc:
-        raise ModelError(display_path(path), f"cannot load the SavedModel ({_first_line(exc)})",
-                         "a folder written by model.export() or tf.saved_model.save()") from None
+    except Exception as exc:  # objects current TF cannot revive (a Keras 2 optimizer, ...)
+        return load_saved_model_v1(path, _first_line(exc))
     sig = _signature(loaded, path)
     frozen = convert_variables_to_constants_v2(sig)
     in_keys = _flat_keys(sig.structured_input_signature, frozen.inputs)
@@ -126,6 +125,63 @@ def load_saved_model(path: str, cfg) -> Frozen:
     inputs = {k: _renamed(v, renamed) for k, v in inputs.items()}
     outputs = {k: _renamed(v, renamed) for k, v in outputs.items()}
     return Frozen(gd, inputs, outputs, shapes, renamed=renamed)
+
+
+def load_saved_model_v1(path: str, why: str) -> Frozen:
+    """The TF1 loader (tf.compat.v1.saved_model), which reads only the graph, the variables
+    and the signature: a fallback for SavedModels whose Python objects cannot be revived."""
+    tf = import_tf()
+    from tensorflow.python.saved_model import loader_impl
+
+    try:
+        meta_graphs = loader_impl.parse_saved_model(path).meta_graphs
+        tags = list(next((m.meta_info_def.tags for m in meta_graphs if "serve" in m.meta_info_def.tags),
+                         meta_graphs[0].meta_info_def.tags))
+        graph = tf.Graph()
+        with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+            meta = tf.compat.v1.saved_model.loader.load(sess, tags, path)
+            sig = _signature_v1(meta.signature_def, path)
+            outputs = {k: tensor_name(v.name) for k, v in sorted(sig.outputs.items())}
+            nodes = sorted({node_of(t) for t in outputs.values()})
+            gd = tf.compat.v1.graph_util.convert_variables_to_constants(
+                sess, _inline_functions(graph, nodes), nodes)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(display_path(path), f"cannot load the SavedModel ({why}; the TF1 loader: "
+                         f"{_first_line(exc)})", "a folder written by model.export() or "
+                         "tf.saved_model.save()") from None
+    renamed = strip_inline_prefix(gd)
+    inputs = {k: _renamed(tensor_name(v.name), renamed) for k, v in sorted(sig.inputs.items())}
+    outputs = {k: _renamed(v, renamed) for k, v in outputs.items()}
+    shapes = {k: None if v.tensor_shape.unknown_rank else [int(d.size) for d in v.tensor_shape.dim]
+              for k, v in sig.inputs.items()}
+    note = f"SavedModel read with the TF1 loader (tf.saved_model.load: {why})"
+    return Frozen(gd, inputs, outputs, shapes, [note], renamed)
+
+
+def _inline_functions(graph, outputs: list[str]):
+    """The GraphDef with its function calls (StatefulPartitionedCall) inlined by grappler, so
+    that the v1 freezer sees every variable read."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    meta.collection_def["train_op"].node_list.value.extend(outputs)
+    config = config_pb2.ConfigProto()
+    config.graph_options.rewrite_options.optimizers.append("function")
+    config.graph_options.rewrite_options.min_graph_nodes = -1
+    return tf_optimizer.OptimizeGraph(config, meta)
+
+
+def _signature_v1(defs, path: str):
+    if "serving_default" in defs:
+        return defs["serving_default"]
+    if len(defs) == 1:
+        return next(iter(defs.values()))
+    raise ModelError(display_path(path), f"no serving_default signature (found: {sorted(defs) or 'none'})",
+                     "export with model.export() or tf.saved_model.save(obj, dir, signatures=fn)")
 
 
 def _signature(loaded, path: str):
