@@ -116,3 +116,19 @@ def test_keras2_h5_input_name_is_stable(tmp_path):
         compiled = _compile(tmp_path, "KERAS_FILE", str(tmp_path / "copy.h5"), "INPUT_OPS: {dense_input: [1, 1, 4]}\n")
         assert compiled.graph.inputs == ["dense_input"]
         assert snr_db(_run(compiled, x), np.asarray(model(x[0]))[None]) >= 80
+
+
+def test_input_values_fix_a_tf_input(tmp_path):
+    """INPUT_VALUES turns a placeholder into a constant (a gain the deployment fixes)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    fn = tf.function(lambda x, gain: tf.tanh(x * gain))
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(
+        tf.TensorSpec([1, 4], tf.float32, name="x"), tf.TensorSpec([], tf.float32, name="gain")))
+    tf.io.write_graph(frozen.graph, str(tmp_path), "gain.pb", as_text=False)
+    compiled = _compile(tmp_path, "PB_FILE", str(tmp_path / "gain.pb"),
+                        "OUTPUT_OPS: [Identity]\nINPUT_VALUES: {gain: 0.5}\n")
+    assert compiled.graph.inputs == ["x"]
+    x = np.random.default_rng(4).standard_normal((1, 4)).astype(np.float32)
+    assert snr_db(_run(compiled, x), np.tanh(x.astype(np.float64) * 0.5)) >= 80

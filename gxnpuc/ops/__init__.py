@@ -19,4 +19,5 @@ from gxnpuc.ops import runtime_norm  # noqa: F401,E402
 from gxnpuc.ops import resize  # noqa: F401,E402
 from gxnpuc.ops import recurrent  # noqa: F401,E402
 from gxnpuc.ops import recurrent_tf  # noqa: F401,E402
+from gxnpuc.ops import control  # noqa: F401,E402
 from gxnpuc.ops import rejected  # noqa: F401,E402

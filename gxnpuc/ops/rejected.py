@@ -20,7 +20,7 @@ def _reject_with(reason: str):
 
 
 onnx_lowering("ArgMax", "ArgMin", "TopK", emits=unsupported(_INDEX))(_reject_with(_INDEX))
-onnx_lowering("Loop", "If", "Scan", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+onnx_lowering("Loop", "Scan", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
 tf_lowering("ArgMax", "ArgMin", "TopKV2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
 tf_lowering("If", "StatelessIf", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
 
