@@ -103,3 +103,22 @@ def test_conv_transpose_padding_forms(pads, auto_pad, out):
                        [("y", None)], {"w": w})
     feeds = {"x": np.random.default_rng(3).standard_normal((1, 3, 5, 4)).astype(np.float32)}
     assert snr_db(run_ours(model, feeds)["y"], run_ort(model, feeds)["y"]) >= 80
+
+
+class GuardedDivision(nn.Module):
+    """Energy normalisation that guards against an empty frame: where(b == 0, 0, a / b)."""
+
+    def forward(self, x):
+        a, b = x[:, :4], torch.relu(x[:, 4:])
+        return torch.where(b == 0, torch.zeros_like(a), a / b), torch.where(b != 0, a / b, 0.0)
+
+
+@pytest.mark.parametrize("exporter", _exporters())
+def test_guarded_division(tmp_path, exporter):
+    path = _export(GuardedDivision(), (1, 8), tmp_path, exporter)
+    model = _compile_onnx(tmp_path, path)
+    x = np.random.default_rng(6).standard_normal((1, 8)).astype(np.float32)
+    x[0, 5] = -abs(x[0, 5])  # b = relu(x[4:]) has a zero
+    assert (np.maximum(x[:, 4:], 0) == 0).any()
+    assert _against_ort(model, path, {"x": x}) >= 80
+    assert [n.attrs["fn"] for n in model.graph.nodes if n.op == "binary"] == ["div_no_nan"] * 2

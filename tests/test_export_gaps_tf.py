@@ -132,3 +132,21 @@ def test_input_values_fix_a_tf_input(tmp_path):
     assert compiled.graph.inputs == ["x"]
     x = np.random.default_rng(4).standard_normal((1, 4)).astype(np.float32)
     assert snr_db(_run(compiled, x), np.tanh(x.astype(np.float64) * 0.5)) >= 80
+
+
+def test_div_no_nan_and_its_where_form(tmp_path):
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    def guarded(x):
+        a, b = x[:, :4], tf.nn.relu(x[:, 4:])
+        return tf.math.divide_no_nan(a, b) + tf.where(tf.equal(b, 0.0), tf.zeros_like(a), a / b)
+
+    frozen = convert_variables_to_constants_v2(tf.function(guarded).get_concrete_function(
+        tf.TensorSpec([1, 8], tf.float32, name="x")))
+    tf.io.write_graph(frozen.graph, str(tmp_path), "div.pb", as_text=False)
+    compiled = _compile(tmp_path, "PB_FILE", str(tmp_path / "div.pb"))
+    x = np.random.default_rng(7).standard_normal((1, 8)).astype(np.float32)
+    assert (np.maximum(x[:, 4:], 0) == 0).any()
+    assert snr_db(_run(compiled, x), np.asarray(guarded(tf.constant(x)))) >= 80
+    assert sorted(n.attrs["fn"] for n in compiled.graph.nodes if n.op == "binary") == ["add", "div_no_nan", "div_no_nan"]
