@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from gxnpuc.errors import UnsupportedOpError
 from tests.onnx_util import check_against_ort, make_model, rand, to_ir
 
 N = helper.make_node

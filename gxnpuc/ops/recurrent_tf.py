@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.frontend.common import FNode, lower_node
+from gxnpuc.frontend.tf_rewrite import LOOP_CONTROL
 from gxnpuc.names import record_alias
 from gxnpuc.ops.base import ALIAS, CONSTANT, tf_lowering
 from gxnpuc.ops.shape_ops import emit_reshape
@@ -42,7 +43,7 @@ class _Unroller:
 
     def __init__(self, ctx, fn: FNode):
         self.ctx, self.fn, self.table = ctx, fn, ctx.table
-        self.nodes = [n for n in fn.attrs["frame_nodes"]]
+        self.nodes = list(fn.attrs["frame_nodes"])
         self.env: dict[str, str] = {}
         self.rejected: set[str] = set()
         by_type: dict[str, list[FNode]] = {}
@@ -59,7 +60,7 @@ class _Unroller:
         fixed = {e.outputs[0] for e in self.by_type.get("Enter", []) if e.attrs.get("is_constant")}
         out: set[int] = set()
         for n in self._order():
-            if n.op_type not in ("Enter", "Merge", "Switch", "LoopCond", "NextIteration", "Exit") and \
+            if n.op_type not in LOOP_CONTROL and \
                     n.inputs and all(i in fixed or i not in inner for i in n.inputs if i):
                 out.add(id(n))
                 fixed.update(n.outputs)
@@ -83,7 +84,7 @@ class _Unroller:
         done: set[int] = set()
         order: list[FNode] = []
 
-        def visit(n, depth=0):
+        def visit(n):
             stack = [(n, False)]
             while stack:
                 node, expanded = stack.pop()
