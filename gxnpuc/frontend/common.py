@@ -9,13 +9,13 @@ folded constant keeps the name of the framework tensor that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from gxnpuc.errors import CompileError, ModelError, UnsupportedOpError
 from gxnpuc.ir import Graph, Node, Tensor
-from gxnpuc.names import record_alias, unknown
+from gxnpuc.config.names import unknown
 from gxnpuc.passes.rewrite import rename_tensor
 
 
@@ -43,6 +43,8 @@ class LowerCtx:
         self.guessed_dims: dict[str, dict[int, str]] = {}
         self.table: dict = {}  # the lowering table lower() runs (loops lower their bodies with it)
         self.tensor_lists: dict[str, list] = {}  # TF TensorList placeholder -> its item tensors
+        # the front end's converter of framework nodes (an ONNX If branch's) to FNodes
+        self.fnodes_of: Callable[[Any], list[FNode]] | None = None
 
     # -- reading -------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -96,7 +98,7 @@ class LowerCtx:
     def set_alias(self, out: str, src: str) -> None:
         """Make framework tensor `out` another name for `src` (Identity, Dropout, ...)."""
         self.alias[out] = self.resolve(src)
-        record_alias(self.graph, out, self.alias[out])  # so config names still resolve (names.py)
+        self.graph.record_alias(out, self.alias[out])  # so config names still resolve (names.py)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str] | None = None,
              attrs: dict | None = None, name: str | None = None, source: str | None = None,
@@ -120,7 +122,7 @@ class LowerCtx:
             vals = opdef.run(node, [self.graph.tensors[i].data if i else None for i in ins])
             for old in present + ([fn.name] if fn else []):  # folded names live on in outs
                 for o in outs:
-                    record_alias(self.graph, old, o)
+                    self.graph.record_alias(old, o)
             for o, v in zip(outs, vals):
                 self.graph.tensors[o] = Tensor(o, tuple(np.shape(v)), np.asarray(v).dtype.name,
                                                np.asarray(v))
@@ -130,13 +132,23 @@ class LowerCtx:
             self.graph.tensors[o] = Tensor(o, tuple(int(d) for d in s))
         self.graph.nodes.append(node)
         if fn is not None:
-            record_alias(self.graph, fn.name, node.name)
+            self.graph.record_alias(fn.name, node.name)
         return list(outs)
 
     def reject(self, reason: str) -> None:
         """Record that the current framework node cannot be lowered; lowering goes on."""
         fn = self.fnode
         self.unsupported.append((fn.name, fn.op_type, reason))
+
+    def lower_nodes(self, fnodes: list[FNode]) -> bool:
+        """Lower nested framework nodes (a loop body, an If branch) with the table lower()
+        runs; stops at the first one refused (listed with the others) and returns False.
+        The node being lowered is the current one again afterwards."""
+        outer, rejected = self.fnode, set()
+        try:
+            return all(lower_node(self, fn, self.table, rejected) for fn in fnodes)
+        finally:
+            self.fnode = outer
 
 
 def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -> Graph:

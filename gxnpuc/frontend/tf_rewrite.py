@@ -147,7 +147,6 @@ def _const_pred(by_out: dict, name: str):
 
 
 # -- while loops ------------------------------------------------------------------------------
-LOOP_CONTROL = ("Enter", "Merge", "Switch", "LoopCond", "NextIteration", "Exit")
 
 
 def collapse_loops(fnodes: list[FNode]) -> list[FNode]:

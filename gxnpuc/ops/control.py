@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.frontend.common import lower_node
 from gxnpuc.ops.base import onnx_lowering
 
 _RUNTIME = ("an If whose condition is computed at run time is not supported by the NPU; if it "
@@ -19,8 +18,6 @@ _RUNTIME = ("an If whose condition is computed at run time is not supported by t
 def _onnx_if(ctx, fn):
     from onnx import numpy_helper
 
-    from gxnpuc.frontend.onnx import fnodes_of
-
     cond = ctx.const(fn.inputs[0])
     if cond is None or cond.size != 1:
         return ctx.reject(_RUNTIME)
@@ -29,12 +26,7 @@ def _onnx_if(ctx, fn):
         real = ctx.add_const(t.name, numpy_helper.to_array(t))
         if real != t.name:
             ctx.set_alias(t.name, real)
-    rejected: set[str] = set()
-    for node in fnodes_of(branch.node):
-        if not lower_node(ctx, node, ctx.table, rejected):
-            break
-    ctx.fnode = fn
-    if rejected:
+    if not ctx.lower_nodes(ctx.fnodes_of(branch.node)):
         return None
     for out, b in zip(fn.outputs, branch.output):
         ctx.set_alias(out, b.name)

@@ -12,11 +12,11 @@ the frame's nodes). TensorLists live only at compile time: a list is either a st
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 
-from gxnpuc.frontend.common import FNode, lower_node
-from gxnpuc.frontend.tf_rewrite import LOOP_CONTROL
-from gxnpuc.names import record_alias
 from gxnpuc.ops.base import ALIAS, CONSTANT, tf_lowering
 from gxnpuc.ops.shape_ops import emit_reshape
 
@@ -24,6 +24,8 @@ MAX_STEPS = 4096  # a loop running longer is not a recurrent layer over a static
 _CONTROL = ("control flow (a while loop whose trip count depends on run-time values, or a "
             "conditional) is not supported by the NPU; give static shapes in INPUT_OPS or "
             "export a straight-line graph")
+FNode = Any  # frontend.common.FNode: ops never import the front ends
+LOOP_CONTROL = ("Enter", "Merge", "Switch", "LoopCond", "NextIteration", "Exit")
 _IDENTITY = ("Identity", "IdentityN", "StopGradient", "Snapshot", "PreventGradient")
 _LOOP_OPS = ("fc", "binary", "act", "slice", "split", "reshape", "concat", "matmul", "transpose")
 
@@ -42,10 +44,9 @@ class _Unroller:
     stands for in the current pass."""
 
     def __init__(self, ctx, fn: FNode):
-        self.ctx, self.fn, self.table = ctx, fn, ctx.table
+        self.ctx, self.fn = ctx, fn
         self.nodes = list(fn.attrs["frame_nodes"])
         self.env: dict[str, str] = {}
-        self.rejected: set[str] = set()
         by_type: dict[str, list[FNode]] = {}
         for n in self.nodes:
             by_type.setdefault(n.op_type, []).append(n)
@@ -161,13 +162,11 @@ class _Unroller:
                     self.env[o] = i
                 continue
             copy = self._renamed(n, ins, step)
-            ok = lower_node(ctx, copy, self.table, self.rejected)
+            ok = ctx.lower_nodes([copy])
             for o, c in zip(n.outputs, copy.outputs):
                 self.env[o] = c
             if not ok:
-                ctx.fnode = self.fn
                 return False
-        ctx.fnode = self.fn
         return True
 
     def _weight(self, n: FNode, src: str) -> str:
@@ -177,8 +176,8 @@ class _Unroller:
         layer = self.fn.name.rsplit("/while", 1)[0]
         name = f"{layer}/{n.name.rsplit('/while/', 1)[-1]}"
         real = ctx.add_const(name, ctx.const(src))
-        record_alias(ctx.graph, ctx.resolve(src), real)
-        record_alias(ctx.graph, n.name, real)
+        ctx.graph.record_alias(ctx.resolve(src), real)
+        ctx.graph.record_alias(n.name, real)
         return real
 
     def _renamed(self, n: FNode, ins: list[str], step: int | None) -> FNode:
@@ -187,10 +186,10 @@ class _Unroller:
         where = self.fn.name.rsplit("/while", 1)[0] if step is None else f"{self.fn.name}/t{step}"
         name = self.ctx.fresh(f"{where}/{short}")
         outs = [name] + [f"{name}:{k}" for k in range(1, len(n.outputs))]
-        defs = getattr(self.table, "node_defs", None)
+        defs = getattr(self.ctx.table, "node_defs", None)
         if defs is not None and n.name in defs:
             defs[name] = defs[n.name]  # TensorFlow folds ops we have no lowering for
-        return FNode(name, n.op_type, ins, outs, n.attrs)
+        return replace(n, name=name, inputs=ins, outputs=outs)
 
 
 # -- TensorLists --------------------------------------------------------------------------
