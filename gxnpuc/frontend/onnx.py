@@ -168,14 +168,13 @@ def _add_fixed(ctx, vi, value, elem: str) -> None:
     import numpy as np
 
     arr = np.asarray(value, dtype=elem)
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim] \
-        if vi.type.tensor_type.HasField("shape") else None
-    if dims is not None and None not in dims:
+    tt = vi.type.tensor_type
+    dims = [int(d.dim_value) for d in tt.shape.dim if d.HasField("dim_value")] if tt.HasField("shape") else []
+    if tt.HasField("shape") and len(dims) == len(tt.shape.dim):  # a fully static shape
         if arr.size != int(np.prod(dims, dtype=np.int64)):
-            err = ConfigError("INPUT_VALUES", f"{vi.name!r} has {arr.size} value(s) for the model's "
-                              f"input shape {dims}", "one value per element (a number for a scalar)")
-            err.key, err.name = "INPUT_VALUES", vi.name
-            raise err
+            raise ConfigNameError("INPUT_VALUES", f"{vi.name!r} has {arr.size} value(s) for the model's "
+                                  f"input shape {dims}", "one value per element (a number for a scalar)",
+                                  "INPUT_VALUES", vi.name)
         arr = arr.reshape(dims)
     ctx.add_const(vi.name, arr)
     ctx.graph.meta["notes"].append(f"input {vi.name!r} fixed to {value!r} (INPUT_VALUES)")

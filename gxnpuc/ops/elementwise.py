@@ -296,7 +296,8 @@ def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
         return ctx.set_alias(outputs[0], y)
     guarded = _guarded_division(ctx, cond, x, y) if m is None else None
     if guarded is not None:
-        return emit_binary(ctx, "div_no_nan", *guarded, outputs)
+        emit_binary(ctx, "div_no_nan", *guarded, outputs)
+        return None
     if m is None:  # a run-time condition: kept as the fold-only `where`, reported after the passes
         return ctx.emit("where", [cond, x, y], outputs)
     if not _runtime_ok(ctx, [x, y]):

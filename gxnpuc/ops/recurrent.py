@@ -17,6 +17,7 @@ and are unrolled by ops/tf_loops.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -161,8 +162,8 @@ def _gru_step(e: _Emit, cell: Cell, gx: dict, gh: dict, h: str | None, rh_w: str
         hh = gh.get("h", "")
         cand = _add(e, gx["h"], e.bin("mul", r, hh, "r_hh") if hh else "", "h_pre")
     else:
-        hh = e.fc(e.bin("mul", r, h, "r_h"), rh_w, rh_b, "rh") if h else \
-            (rh_b if rh_b else "")
+        assert rh_w is not None  # _split_candidate_rows found the candidate's rows
+        hh = e.fc(e.bin("mul", r, h, "r_h"), rh_w, rh_b, "rh") if h else (rh_b or "")
         cand = _add(e, gx["h"], hh, "h_pre")
     cand = _activate(e, cell, cand, 1, "h_cand")
     if not h:  # (1 - z) * cand
@@ -198,7 +199,7 @@ def _split_candidate_rows(ctx, cell: Cell) -> tuple[str | None, str | None]:
 
 
 def unroll(ctx, cell: Cell, x: str, time_axis: int, h0: str | None = None, c0: str | None = None,
-           reverse: bool = False) -> tuple[list[str], str, str | None]:
+           reverse: bool = False) -> tuple[list[str], str | None, str | None]:
     """Run one direction of a recurrent layer over x ([T, B, I] for time_axis 0, [B, T, I]
     for 1). h0/c0: initial states [B, H] (None = zeros). Returns (the hidden state of every
     step in time order, each [B, H]; the last state h; the last cell state c, LSTM only)."""
@@ -210,7 +211,8 @@ def unroll(ctx, cell: Cell, x: str, time_axis: int, h0: str | None = None, c0: s
         rh_w, rh_b = _split_candidate_rows(ctx, cell)
     proj = [e.fc(x, w, b, f"x_proj{k}" if len(cell.w_x) > 1 else "x_proj")
             for k, (w, b) in enumerate(zip(cell.w_x, cell.b_x))]
-    h, c, hs = h0, c0, [None] * steps
+    h, c = h0, c0
+    hs: list[str] = [""] * steps
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
         e.base = f"{cell.name}/t{t}"
         parts = []
@@ -252,7 +254,7 @@ def _onnx_acts(ctx, fn, dirs: int) -> list[tuple[dict, ...]] | None:
         if name not in _ACTS:
             ctx.reject(f"activation {name!r} ({', '.join(_ACTS)})")
             return None
-        attrs = {"fn": _ACTS[name]}
+        attrs: dict[str, Any] = {"fn": _ACTS[name]}
         if name in _ALPHA:
             attrs["alpha"] = float(alphas.pop(0)) if alphas else _ALPHA[name]
         if name in _BETA:
@@ -312,6 +314,8 @@ def _onnx_recurrent(ctx, fn):
     if acts is None:
         return None
     _check_static_length(ctx, fn, x, layout)
+    if ctx.shape(x)[layout] < 1:
+        return ctx.reject("an empty sequence (0 steps)")
     results = [_onnx_direction(ctx, fn, d, dirs, direction, hidden, gates, acts[d],
                                (x, w, r, b, h0, c0, p), layout) for d in range(dirs)]
     _onnx_outputs(ctx, fn, results, layout)
