@@ -215,12 +215,15 @@ def unroll(ctx, cell: Cell, x: str, time_axis: int, h0: str | None = None, c0: s
     hs: list[str] = [""] * steps
     for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
         e.base = f"{cell.name}/t{t}"
-        parts = []
-        for k, p in enumerate(proj):
-            row = e.take(p, time_axis, t, f"x{k}")
-            parts += e.split(row, [cell.hidden] * (ctx.shape(row)[-1] // cell.hidden), f"x_gates{k}")
-        gx = _gate_map(xcell, parts)
-        gh = _blocks(e, cell, h, cell.w_h, cell.b_h, "h_proj") if h else _bias_only(e, cell)
+        rows = [e.take(p, time_axis, t, f"x{k}") for k, p in enumerate(proj)]
+        if h and cell.kind != "gru" and len(rows) == 1 and len(cell.w_h) == 1:  # one add, one split
+            pre = e.bin("add", rows[0], e.fc(h, cell.w_h[0], cell.b_h[0], "h_proj"), "pre")
+            gx, gh = _gate_map(xcell, e.split(pre, [cell.hidden] * len(cell.gates), "gates")), {}
+        else:
+            parts = [q for k, row in enumerate(rows)
+                     for q in e.split(row, [cell.hidden] * (ctx.shape(row)[-1] // cell.hidden), f"x_gates{k}")]
+            gx = _gate_map(xcell, parts)
+            gh = _blocks(e, cell, h, cell.w_h, cell.b_h, "h_proj") if h else _bias_only(e, cell)
         if cell.kind == "lstm":
             h, c = _lstm_step(e, cell, gx, gh, h, c)
         elif cell.kind == "gru":
