@@ -29,6 +29,11 @@ class Ctx:
         self.lines: dict = {}
         self.warnings: list[str] = []
 
+    @property
+    def relative_to(self) -> str:
+        """What relative paths start from: the config's folder, or the current one for stdin."""
+        return "the current folder (config read from stdin)" if self.label == "<stdin>" else "the config file"
+
     def err(self, node, key: str, what: str, accepted: str = "") -> ConfigError:
         return ConfigError(f"{self.label}:{node.start_mark.line + 1}: {key}", what, accepted)
 
@@ -168,7 +173,7 @@ def _path(c: Ctx, key: str, node) -> str:
     v = node.value if type(node).__name__ == "ScalarNode" else None  # a path is text as written
     if not isinstance(v, str) or not v.strip():
         raise c.err(node, key, f"expected a path, got {_shown(node)}",
-                    "a path relative to the config file")
+                    f"a path relative to {c.relative_to}")
     return os.path.normpath(os.path.join(c.base_dir, os.path.expanduser(v)))
 
 
