@@ -9,6 +9,7 @@ and passes keep with `record_alias()`.
 from __future__ import annotations
 
 import difflib
+import re
 
 from gxnpuc import config
 from gxnpuc.errors import ConfigError
@@ -53,9 +54,22 @@ def _direct(graph: Graph, name: str, roles: dict) -> list[str]:
     return _node_weights(graph, node, roles) if node is not None else []
 
 
+_CF = re.compile(r"/_\d+__cf__\d+$")  # TF session constant folding: `X/_11__cf__11` replaces X
+
+
 def _spellings(name: str) -> list[str]:
-    """The name, and its TensorFlow node name when written as output 0 (`dense/kernel:0`)."""
-    return [name, name[:-2]] if name.endswith(":0") else [name]
+    """The name, its TensorFlow node name when written as output 0 (`dense/kernel:0`), and the
+    name without the suffix a TF1 session's constant folding gives a folded constant
+    (`.../ExpandDims_1/_11__cf__11` -> `.../ExpandDims_1`)."""
+    out = [name, name[:-2]] if name.endswith(":0") else [name]
+    return list(dict.fromkeys(out + [_CF.sub("", n) for n in out]))
+
+
+def _cf_forms(graph: Graph, names: list[str]) -> list[str]:
+    """Graph names that are a session-folded spelling (`X/_7__cf__7`) of one of `names`."""
+    wanted = set(names)
+    pool = list(graph.tensors) + [n.name for n in graph.nodes]
+    return [p for p in dict.fromkeys(pool) if "__cf__" in p and _CF.sub("", p) in wanted]
 
 
 def weight_for(graph: Graph, name: str) -> list[str]:
@@ -67,11 +81,12 @@ def weight_for(graph: Graph, name: str) -> list[str]:
     """
     roles = _roles(graph)
     direct = lambda n: _direct(graph, n, roles)  # noqa: E731
-    for spelling in _spellings(name):
+    spellings = _spellings(name)
+    for spelling in spellings + _cf_forms(graph, spellings):
         found = direct(spelling)
         if found:
             return found + [w for w in _via_aliases(graph, [spelling], direct) if w not in found]
-    return _via_aliases(graph, _spellings(name), direct)
+    return _via_aliases(graph, spellings, direct)
 
 
 def _via_aliases(graph: Graph, starts: list[str], direct) -> list[str]:
@@ -120,11 +135,31 @@ def _torch_scope(node: str) -> str:
     return scope
 
 
+def _shared_scope(name: str, candidate: str) -> int:
+    """How many leading `/` scopes (layers) two TensorFlow-style names share."""
+    k = 0
+    for a, b in zip(name.split("/")[:-1], candidate.split("/")):
+        if a != b or not a:
+            break
+        k += 1
+    return k
+
+
+def _same_layer(name: str, pool: list[str], n: int) -> list[str]:
+    """Names in the same layer scope as `name` (`tdnn2.affine/...`), most shared scopes first,
+    then most similar: a misspelt weight of one layer never suggests another layer first."""
+    scored = [(-k, -difflib.SequenceMatcher(None, name, c).ratio(), c)
+              for c in pool if (k := _shared_scope(name, c))]
+    return [c for *_, c in sorted(scored)[:n]]
+
+
 def close_matches(name: str, candidates, n: int = 5) -> list[str]:
-    """Near-typos, the nodes of the PyTorch module a `module.weight` name points at, similar
-    names (difflib), then names containing what the user typed."""
+    """Names in the same layer scope, near-typos, the nodes of the PyTorch module a
+    `module.weight` name points at, similar names (difflib), then names containing what the
+    user typed."""
     pool = list(dict.fromkeys(c for c in candidates if c))
-    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.85)
+    found = _same_layer(name, pool, n)
+    found += [c for c in difflib.get_close_matches(name, pool, n=n, cutoff=0.85) if c not in found]
     found += [c for c in _module_nodes(name, pool) if c not in found]
     found += [c for c in difflib.get_close_matches(name, pool, n=n, cutoff=0.5) if c not in found]
     low = name.lower()

@@ -1,0 +1,96 @@
+"""Issue 14, vendor parity: a Kaldi-style TDNN built with the TF1 graph API and frozen two ways
+(plain `convert_variables_to_constants`, and the session-folded graph with `__cf__` names the
+vendor's `-w` prints), run through the real CLI in-process (TensorFlow is imported once).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+import vendor_models as vm  # noqa: E402
+
+from gxnpuc import cli, compiler, config  # noqa: E402
+
+WEIGHT = "{}.affine/conv1d/ExpandDims_1"  # the plain name of a TF Conv1D weight
+
+
+@pytest.fixture(scope="module")
+def tdnn(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("vendor")
+    built = vm.kaldi_tdnn(str(folder))
+    np.savez(folder / "inputs.npz", **built["feeds"])
+    return {"folder": folder, **built}
+
+
+def write(folder, name: str, text: str) -> str:
+    path = os.path.join(folder, name)
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def base(pb: str, out: str) -> str:
+    return f"PB_FILE: {pb}.pb\nOUTPUT_FILE: {out}\nCOMPRESS: true\nCONV2D_COMPRESS: true\n"
+
+
+def run(folder, args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    monkeypatch.chdir(folder)
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def weight_names(tdnn, capsys, monkeypatch, pb: str) -> list[str]:
+    cfg = write(tdnn["folder"], f"{pb}_w.yaml", base(pb, f"{pb}_w.h"))
+    code, out, _ = run(tdnn["folder"], ["-w", cfg], capsys, monkeypatch)
+    assert code == 0
+    return [line.split(": [")[0] for line in out.splitlines() if ": [" in line]
+
+
+# -- 1. folded-name forms are aliases on either pb; unknown names rank the same layer first ------
+def test_names_of_either_folding_work_on_either_pb(tdnn, capsys, monkeypatch):
+    plain_names = weight_names(tdnn, capsys, monkeypatch, "plain")
+    cf_names = weight_names(tdnn, capsys, monkeypatch, "folded")
+    assert WEIGHT.format("tdnn2") in plain_names
+    cf2, cf3 = (vm.folded_name(cf_names, WEIGHT.format(k)) for k in ("tdnn2", "tdnn3"))
+    models = {}
+    for pb, (excl, rng) in {"plain": (cf2, cf3), "folded": (WEIGHT.format("tdnn2"), WEIGHT.format("tdnn3"))}.items():
+        text = base(pb, f"{pb}_alias.h") + f"EXCLUDE_COMPRESS_OPS: [{excl}]\nWEIGHT_MIN_MAX: {{{rng}: [-0.3, 0.3]}}\n"
+        cfg = config.load(write(tdnn["folder"], f"{pb}_alias.yaml", text))
+        models[pb] = compiler.compile(cfg).weights
+    plain, folded = models["plain"], models["folded"]
+    assert not plain[WEIGHT.format("tdnn2")].compressed and not folded[cf2].compressed
+    assert plain[WEIGHT.format("tdnn1")].compressed
+    # the range took effect on both: same codes, same fp16 range, for the same weight
+    for p, f in ((WEIGHT.format("tdnn3"), cf3), (WEIGHT.format("tdnn1"), vm.folded_name(cf_names, WEIGHT.format("tdnn1")))):
+        assert np.array_equal(plain[p].decode(np.float32), folded[f].decode(np.float32))
+    assert float(np.min(plain[WEIGHT.format("tdnn3")].decode(np.float32))) >= -0.3 - 1e-3
+    raw = compiler.compile(config.load(write(tdnn["folder"], "raw.yaml", base("plain", "raw.h")))).weights
+    assert not np.array_equal(raw[WEIGHT.format("tdnn3")].decode(np.float32),
+                              plain[WEIGHT.format("tdnn3")].decode(np.float32))
+
+
+def test_unknown_name_suggests_the_same_layer_first(tdnn, capsys, monkeypatch):
+    text = base("plain", "bad.h") + "EXCLUDE_COMPRESS_OPS: [tdnn2.affine/weights]\n"
+    code, _, err = run(tdnn["folder"], [write(tdnn["folder"], "bad.yaml", text)], capsys, monkeypatch)
+    assert code == 1 and "bad.yaml:5: EXCLUDE_COMPRESS_OPS" in err
+    close = err.split("close matches: ")[1].rstrip(")\n").split(", ")
+    assert close[0].startswith("tdnn2.affine/") and WEIGHT.format("tdnn2") in close[:3]
+    assert not os.path.exists(tdnn["folder"] / "bad.h")
+
+
+# -- 2. EXCLUDE_COMPRESS_WEIGHT_OPS is honoured ---------------------------------------------------
+def test_vendor_spelling_of_exclude_is_honoured_with_a_note(tdnn, capsys, monkeypatch):
+    text = base("plain", "spelled.h") + f"EXCLUDE_COMPRESS_WEIGHT_OPS: [{WEIGHT.format('tdnn2')}]\n"
+    code, out, err = run(tdnn["folder"], ["-w", write(tdnn["folder"], "spelled.yaml", text)], capsys, monkeypatch)
+    assert code == 0
+    assert "spelled.yaml:5: EXCLUDE_COMPRESS_WEIGHT_OPS read as EXCLUDE_COMPRESS_OPS" in err
+    listed = [line.split(":")[0] for line in out.splitlines() if ": [" in line]
+    assert WEIGHT.format("tdnn1") in listed and WEIGHT.format("tdnn2") not in listed
+    both = text + f"EXCLUDE_COMPRESS_OPS: [{WEIGHT.format('tdnn3')}]\n"
+    cfg = config.load(write(tdnn["folder"], "both.yaml", both))
+    assert set(cfg.exclude_compress_ops) == {WEIGHT.format("tdnn2"), WEIGHT.format("tdnn3")}
