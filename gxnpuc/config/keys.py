@@ -254,8 +254,9 @@ OTHER_CORE_KEYS = {
     "USE_DATA_CACHE": ("APUS", "copy temporary data to the cache first"),
     "SPLIT_CMD": ("APUS", "split commands into small pieces"),
     "STATE_8BIT": ("FORNAX", "store recurrent state in 8 bit"),
-    "EXCLUDE_COMPRESS_WEIGHT_OPS": ("FORNAX", "FORNAX spelling of EXCLUDE_COMPRESS_OPS"),
 }
+# The vendor's other spellings of a key: honoured as the key they spell, with a note.
+VENDOR_SPELLINGS = {"EXCLUDE_COMPRESS_WEIGHT_OPS": "EXCLUDE_COMPRESS_OPS"}
 # MODEL_ENCRYPTED (vendor, every core): false is accepted; true is refused.
 ENCRYPTED_KEY = "MODEL_ENCRYPTED"
 
@@ -279,10 +280,35 @@ def read_keys(c: Ctx, root) -> dict:
             if c.value(v_node) is not False:
                 raise c.err(v_node, key, "encrypted model files are not supported",
                             f"a plain model file; {key}: false")
+        elif key in VENDOR_SPELLINGS:
+            _read_spelling(c, values, key, v_node, line)
         elif is_null(v_node):
             values[key] = None  # `KEY:` left empty takes the default
         else:
             values[key] = KEY_BY_NAME[key].parse(c, key, v_node)
+    return _merge_spellings(values)
+
+
+def _read_spelling(c: Ctx, values: dict, key: str, v_node, line: int) -> None:
+    """EXCLUDE_COMPRESS_WEIGHT_OPS: its names join EXCLUDE_COMPRESS_OPS (and errors about a
+    name point at the line where it was written)."""
+    target = VENDOR_SPELLINGS[key]
+    c.warnings.append(f"{c.label}:{line}: {key} read as {target} (the vendor's other spelling)")
+    if is_null(v_node):
+        return
+    names = KEY_BY_NAME[target].parse(c, key, v_node)
+    for name in names:
+        c.lines.setdefault((target, name), c.lines[(key, name)])
+    c.lines.setdefault(target, line)
+    values.setdefault(_SPELLED, {})[target] = names
+
+
+_SPELLED = " spelled"  # values[_SPELLED]: target key -> names given under a vendor spelling
+
+
+def _merge_spellings(values: dict) -> dict:
+    for target, names in values.pop(_SPELLED, {}).items():
+        values[target] = tuple(dict.fromkeys((values.get(target) or ()) + names))
     return values
 
 
@@ -292,9 +318,9 @@ def _key_name(c: Ctx, k_node, seen: dict) -> str:
     key = k_node.value
     if key in seen:
         raise c.err(k_node, key, f"given twice (also on line {seen[key]})", "each key once")
-    if key in KEY_BY_NAME or key in OTHER_CORE_KEYS or key == ENCRYPTED_KEY:
+    if key in KEY_BY_NAME or key in OTHER_CORE_KEYS or key in VENDOR_SPELLINGS or key == ENCRYPTED_KEY:
         return key
-    known = list(KEY_BY_NAME) + list(OTHER_CORE_KEYS) + [ENCRYPTED_KEY]
+    known = list(KEY_BY_NAME) + list(OTHER_CORE_KEYS) + list(VENDOR_SPELLINGS) + [ENCRYPTED_KEY]
     close = [k for k in known if k == key.upper().replace("-", "_").strip()]
     close = close or difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else "see docs/config.md for every key"
@@ -332,6 +358,9 @@ def markdown() -> str:
         "| key | vendor core | meaning there |", "| --- | --- | --- |",
         *[f"| `{k}` | {core} | {m} |" for k, (core, m) in OTHER_CORE_KEYS.items()],
         f"| `{ENCRYPTED_KEY}` | all | encrypted model files: `false` is accepted, `true` is refused |",
+        "", "### Vendor spellings (honoured as the key they spell, with a note)", "",
+        "| key | read as |", "| --- | --- |",
+        *[f"| `{k}` | `{v}` (names of both keys are merged) |" for k, v in VENDOR_SPELLINGS.items()],
         "", END])
 
 
