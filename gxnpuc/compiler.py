@@ -19,6 +19,7 @@ def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
         graph.verify(stage.__name__)
     reject_leftovers(graph)  # fold-only ops still present, and every node's NPU check()
     names.check(cfg, graph)
+    names.order_inputs(cfg, graph)  # struct input: INPUT_OPS order, like struct output's OUTPUT_OPS
     cfg = names.resolve(cfg, graph)  # aliased config names reach compression as weight names
     weights = compress.compress_graph(graph, cfg)
     return backend.build(graph, weights, cfg)

@@ -94,3 +94,31 @@ def test_vendor_spelling_of_exclude_is_honoured_with_a_note(tdnn, capsys, monkey
     both = text + f"EXCLUDE_COMPRESS_OPS: [{WEIGHT.format('tdnn3')}]\n"
     cfg = config.load(write(tdnn["folder"], "both.yaml", both))
     assert set(cfg.exclude_compress_ops) == {WEIGHT.format("tdnn2"), WEIGHT.format("tdnn3")}
+
+
+# -- 3. struct input follows INPUT_OPS, struct output follows OUTPUT_OPS -------------------------
+def struct_members(header: str, struct: str) -> list[str]:
+    body = header.split(f"struct {struct} {{\n", 1)[1].split("}", 1)[0]
+    return [line.split()[1].split("[")[0] for line in body.strip().splitlines()]
+
+
+@pytest.mark.parametrize("order", [("ivector", "feats"), ("feats", "ivector")])
+def test_struct_input_in_input_ops_order(tdnn, order, capsys, monkeypatch):
+    shapes = {"feats": [1, vm.FRAMES, vm.FEATS], "ivector": [1, vm.FRAMES, vm.IVEC]}
+    ops = ", ".join(f"{n}: {shapes[n]}" for n in order)
+    out = f"order_{order[0]}.h"
+    text = f"PB_FILE: folded.pb\nOUTPUT_FILE: {out}\nINPUT_OPS: {{{ops}}}\nOUTPUT_OPS: [{vm.OUTPUT}]\n"
+    code, _, _ = run(tdnn["folder"], [write(tdnn["folder"], f"order_{order[0]}.yaml", text)], capsys, monkeypatch)
+    assert code == 0
+    path = str(tdnn["folder"] / out)
+    header = open(path).read()
+    assert struct_members(header, "input") == list(order)
+    assert struct_members(header, "output") == [vm.OUTPUT]
+    from gxnpuc import backend, sim
+
+    model = backend.read(path)
+    assert list(model.graph.inputs) == list(order)
+    offsets = {n: model.plan["tensors"][n][0] for n in order}
+    assert offsets[order[0]] == 0 and offsets[order[1]] == 2 * int(np.prod(shapes[order[0]]))
+    got = sim.run_file(path, tdnn["feeds"], "float")[vm.OUTPUT]  # fp16 weights: 1e-2 of the scale
+    assert np.max(np.abs(got - tdnn["ref"])) < 1e-2 * np.max(np.abs(tdnn["ref"]))

@@ -210,9 +210,10 @@ KEYS: tuple[Key, ...] = (
         _enum("c_code", "raw")),
     Key("NPU_UNIT", "`NPU32`", "NPU32", "MAC array width", _enum("NPU32")),
     Key("INPUT_OPS", "map name → shape", {}, "input names with static shapes, e.g. "
-        "`{mfcc: [1, 40, 98]}`; default: all graph inputs, unknown batch set to 1", _shapes),
+        "`{mfcc: [1, 40, 98]}`; default: all graph inputs, unknown batch set to 1. `struct input` "
+        "has one member per entry, in this order", _shapes),
     Key("OUTPUT_OPS", _NAMES, (), "outputs; the graph is pruned to what they need. "
-        "Default: all graph outputs", _names),
+        "Default: all graph outputs. `struct output` follows this order", _names),
     Key("FP16_OUT_OPS", _NAMES, (), "outputs written as fp16 (others are fp32)", _names),
     Key("COMPRESS", "bool", False, "compress fully-connected (MatMul/Gemm) weights to 8 bit", _bool),
     Key("CONV2D_COMPRESS", "bool", False, "compress convolution weights to 8 bit", _bool),

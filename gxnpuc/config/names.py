@@ -230,6 +230,14 @@ def _check_io(cfg, graph: Graph, key: str, names, pool: list[str], what: str) ->
             raise locate(cfg, unknown(key, name, pool, what, f"model {role}: " + ", ".join(pool[:8])))
 
 
+def order_inputs(cfg, graph: Graph) -> None:
+    """Graph inputs in INPUT_OPS order (inputs it does not list follow, in graph order), as
+    the vendor's `struct input` has one member per INPUT_OPS entry in that order."""
+    listed = [_io_name(graph, name, graph.inputs) for name in cfg.input_ops]
+    listed = list(dict.fromkeys(n for n in listed if n is not None))
+    graph.inputs = listed + [n for n in graph.inputs if n not in listed]
+
+
 def resolve(cfg, graph: Graph):
     """cfg with every weight-taking name also spelt as the weight tensor(s) it refers to.
 
