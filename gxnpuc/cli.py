@@ -236,6 +236,8 @@ def compile_and_write(cfg, args: argparse.Namespace, out):
     from gxnpuc import backend, compiler, report
 
     model = compiler.compile(cfg)
+    for line in model.graph.meta.get("warnings", []):
+        _warn(line)
     if getattr(args, "eval", None):  # bad -e data is an error before anything is written
         _optional("gxnpuc.evaluate", "-e/--eval").load_inputs(args.eval, model.graph)
     if args.weights:

@@ -20,6 +20,8 @@ def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
     reject_leftovers(graph)  # fold-only ops still present, and every node's NPU check()
     names.check(cfg, graph)
     names.order_inputs(cfg, graph)  # struct input: INPUT_OPS order, like struct output's OUTPUT_OPS
-    cfg = names.resolve(cfg, graph)  # aliased config names reach compression as weight names
-    weights = compress.compress_graph(graph, cfg)
+    resolved = names.resolve(cfg, graph)  # aliased config names reach compression as weight names
+    weights = compress.compress_graph(graph, resolved)
+    graph.meta["warnings"] = names.unused_ranges(cfg, graph, weights)  # the CLI prints them
+    cfg = resolved
     return backend.build(graph, weights, cfg)

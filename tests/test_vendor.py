@@ -122,3 +122,56 @@ def test_struct_input_in_input_ops_order(tdnn, order, capsys, monkeypatch):
     assert offsets[order[0]] == 0 and offsets[order[1]] == 2 * int(np.prod(shapes[order[0]]))
     got = sim.run_file(path, tdnn["feeds"], "float")[vm.OUTPUT]  # fp16 weights: 1e-2 of the scale
     assert np.max(np.abs(got - tdnn["ref"])) < 1e-2 * np.max(np.abs(tdnn["ref"]))
+
+
+# -- 4. FUSE_BN folds forwards where exact and says what stayed; ranges that do nothing warn -----
+def assert_close(got, want, rtol=1e-5):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape and np.max(np.abs(got - want)) <= rtol * np.max(np.abs(want))
+
+
+def test_fuse_bn_folds_kaldi_order_forwards_tf1(tdnn, capsys, monkeypatch):
+    from gxnpuc import sim
+
+    text = f"PB_FILE: plain.pb\nOUTPUT_FILE: bn.h\nFUSE_BN: true\n"
+    code, out, _ = run(tdnn["folder"], [write(tdnn["folder"], "bn.yaml", text)], capsys, monkeypatch)
+    assert code == 0
+    assert "note: FUSE_BN folded 2 BatchNorm(s)" in out
+    assert ("note: FUSE_BN: BatchNorm tdnn2.batchnorm stays a separate op: the next layer "
+            "tdnn3.affine/conv1d pads its input") in out
+    model = compiler.compile(config.load(str(tdnn["folder"] / "bn.yaml")))
+    left = {n.name.split("/")[0] for n in model.graph.nodes if "batchnorm" in n.name}
+    assert left == {"tdnn2.batchnorm"}
+    assert_close(sim.run_model(model, tdnn["feeds"], "float")[vm.OUTPUT], tdnn["ref"])
+    off = compiler.compile(config.load(write(tdnn["folder"], "nobn.yaml", "PB_FILE: plain.pb\nOUTPUT_FILE: nobn.h\n")))
+    assert len(off.graph.nodes) - len(model.graph.nodes) == 4  # mul + add of the two folded BNs
+
+
+def test_fuse_bn_folds_forwards_pytorch_onnx(tmp_path, capsys, monkeypatch):
+    from gxnpuc import sim
+
+    feeds, ref = vm.torch_tdnn(str(tmp_path / "tdnn.onnx"))
+    text = "ONNX_FILE: tdnn.onnx\nOUTPUT_FILE: tdnn.h\nFUSE_BN: true\nCONV2D_COMPRESS: true\n"
+    code, out, _ = run(tmp_path, ["-w", write(tmp_path, "c.yaml", text)], capsys, monkeypatch)
+    assert code == 0 and "note: FUSE_BN folded 2 BatchNorm(s)" in out
+    assert "stays a separate op: the next layer /tdnn3/Conv pads its input" in out
+    model = compiler.compile(config.load(str(tmp_path / "c.yaml")))
+    assert sum(n.op == "batchnorm" for n in model.graph.nodes) == 1
+    plain = compiler.compile(config.load(write(tmp_path, "f.yaml", text.replace("FUSE_BN: true", "FUSE_BN: false")
+                                               .replace("CONV2D_COMPRESS: true", "CONV2D_COMPRESS: false"))))
+    assert_close(sim.run_model(plain, feeds, "float")[vm.OUTPUT], ref)
+    folded_float = compiler.compile(config.load(write(tmp_path, "g.yaml", text.replace("CONV2D_COMPRESS: true", ""))))
+    assert_close(sim.run_model(folded_float, feeds, "float")[vm.OUTPUT], ref)
+
+
+def test_weight_min_max_that_does_nothing_warns(tdnn, capsys, monkeypatch):
+    w1, w2 = WEIGHT.format("tdnn1"), WEIGHT.format("tdnn2")
+    text = (f"PB_FILE: plain.pb\nOUTPUT_FILE: mm.h\nCOMPRESS: true\nEXCLUDE_COMPRESS_OPS: [{w1}]\n"
+            f"WEIGHT_MIN_MAX: {{{w1}: [-1, 1], {w2}: [-0.1, 0.1]}}\n")
+    code, _, err = run(tdnn["folder"], [write(tdnn["folder"], "mm.yaml", text)], capsys, monkeypatch)
+    assert code == 0
+    assert f"mm.yaml:5: WEIGHT_MIN_MAX: range of '{w1}' has no effect: it is also listed in EXCLUDE" in err
+    assert f"range of '{w2}' has no effect: CONV2D_COMPRESS is off" in err
+    code, _, err = run(tdnn["folder"], [write(tdnn["folder"], "mm2.yaml", text.replace("COMPRESS: true", "CONV2D_COMPRESS: true"))],
+                       capsys, monkeypatch)
+    assert code == 0 and w2 not in err and w1 in err

@@ -111,3 +111,41 @@ def folded_name(names: list[str], plain: str) -> str:
     """The `__cf__` spelling, among `names`, of a plain folded constant name."""
     (hit,) = [n for n in names if re.fullmatch(re.escape(plain) + r"/_\d+__cf__\d+", n)]
     return hit
+
+
+def torch_tdnn(path: str, seed: int = 14):
+    """The same TDNN in PyTorch (Conv1d -> ReLU -> BatchNorm1d, the last conv padded), exported
+    with torch.onnx.export as the vendor's PyTorch users do; returns (feeds, onnxruntime output)."""
+    import onnxruntime as ort
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+
+    class Tdnn(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tdnn1, self.bn1 = nn.Conv1d(FEATS, 16, 3), nn.BatchNorm1d(16)
+            self.tdnn2, self.bn2 = nn.Conv1d(16, 16, 3), nn.BatchNorm1d(16)
+            self.tdnn3, self.bn3 = nn.Conv1d(16, 16, 3, padding=1), nn.BatchNorm1d(16)
+            self.output = nn.Conv1d(16, CLASSES, 1)
+
+        def forward(self, x):  # x [N, FEATS, frames]
+            x = self.bn1(torch.relu(self.tdnn1(x)))
+            x = self.bn2(torch.relu(self.tdnn2(x)))
+            x = self.bn3(torch.relu(self.tdnn3(x)))
+            return torch.softmax(self.output(x), dim=1)
+
+    model = Tdnn().eval()
+    with torch.no_grad():
+        for bn in (model.bn1, model.bn2, model.bn3):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.3, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+        x = torch.randn(1, FEATS, FRAMES)
+        torch.onnx.export(model, (x,), path, input_names=["feats"], output_names=[OUTPUT],
+                          dynamo=False, opset_version=13)
+    feeds = {"feats": x.numpy()}
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    return feeds, ref

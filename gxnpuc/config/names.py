@@ -259,3 +259,26 @@ def resolve(cfg, graph: Graph):
     return dataclasses.replace(cfg, exclude_compress_ops=names_of("EXCLUDE_COMPRESS_OPS"),
                                exclude_conv2d_compress_ops=names_of("EXCLUDE_CONV2D_COMPRESS_OPS"),
                                weight_min_max=ranges)
+
+
+def unused_ranges(cfg, graph: Graph, weights: dict) -> list[str]:
+    """Warnings for WEIGHT_MIN_MAX names whose weight is stored uncompressed (the range does
+    nothing there): excluded as well, or a family whose compression is off."""
+    out = []
+    excluded = {w for n in (*cfg.exclude_compress_ops, *cfg.exclude_conv2d_compress_ops)
+                for w in [n, *weight_for(graph, n)]}
+    for name in cfg.weight_min_max:
+        found = [w for w in weight_for(graph, name) if w in weights]
+        if not found or any(weights[w].compressed for w in found):
+            continue
+        family = weights[found[0]].family
+        if excluded & ({name, *found}):
+            why = "it is also listed in EXCLUDE_COMPRESS_OPS / EXCLUDE_CONV2D_COMPRESS_OPS"
+        elif family in COMPRESSIBLE:
+            flag = "CONV2D_COMPRESS" if family == "conv" else "COMPRESS"
+            why = f"{flag} is off, so this {family} weight is stored as fp16"
+        else:
+            why = f"a {family} constant is never compressed"
+        out.append(f"{config.where(cfg, 'WEIGHT_MIN_MAX', name)}: range of {name!r} has no effect: "
+                   f"{why}")
+    return out

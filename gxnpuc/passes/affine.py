@@ -166,7 +166,10 @@ def fold(graph: Graph, node: Node, steps: list[Step]) -> bool:
     if (new_w is None and not np.all(total_s == 1)) or new_b is False:
         return False
     if new_w is not None:
-        set_const(graph, node, 1, new_w, node.inputs[1] + "/folded")
+        name = set_const(graph, node, 1, new_w, node.inputs[1] + "/folded")
+        from gxnpuc.passes.fuse_bn_forward import record_folded
+
+        record_folded(graph, name, [st.node.name for st in steps if st.kind != "move"], "after")
     if new_b is not None:
         set_const(graph, node, 2, new_b, node.name + "/bias")
     for st in steps:
