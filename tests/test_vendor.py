@@ -175,3 +175,41 @@ def test_weight_min_max_that_does_nothing_warns(tdnn, capsys, monkeypatch):
     code, _, err = run(tdnn["folder"], [write(tdnn["folder"], "mm2.yaml", text.replace("COMPRESS: true", "CONV2D_COMPRESS: true"))],
                        capsys, monkeypatch)
     assert code == 0 and w2 not in err and w1 in err
+
+
+# -- 5. -w and -s mark folded weights; the histogram shows the folded values ---------------------
+def tf_consts(pb_path: str) -> dict:
+    import tensorflow as tf
+
+    gd = tf.compat.v1.GraphDef()
+    gd.ParseFromString(open(pb_path, "rb").read())
+    return {n.name: tf.make_ndarray(n.attr["value"].tensor) for n in gd.node if n.op == "Const"}
+
+
+def test_folded_weights_marked_in_w_and_s(tdnn, capsys, monkeypatch):
+    from gxnpuc.report import hist
+
+    drawn = {}
+    real_draw = hist.draw
+
+    def spy(path, name, shape, values, sw, clip, folded=None):
+        drawn[name] = (np.array(values), folded)
+        real_draw(path, name, shape, values, sw, clip, folded)
+
+    monkeypatch.setattr(hist, "draw", spy)
+    text = base("plain", "marked.h") + "FUSE_BN: true\n"
+    code, out, _ = run(tdnn["folder"], ["-w", "-s", write(tdnn["folder"], "marked.yaml", text)], capsys, monkeypatch)
+    assert code == 0
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": [" in line)
+    assert lines[WEIGHT.format("tdnn2")] == "[1, 3, 16, 16]  # folded: BatchNorm tdnn1.batchnorm (before it)"
+    assert lines[WEIGHT.format("tdnn1")] == "[1, 3, 12, 16]"
+    values, folded = drawn[WEIGHT.format("tdnn2")]
+    assert folded == "tdnn1.batchnorm (before it)" and drawn[WEIGHT.format("tdnn1")][1] is None
+    c = tf_consts(str(tdnn["folder"] / "plain.pb"))  # oracle: float64 from TF's own constants
+    scale = c["tdnn1.batchnorm/gamma"].astype(np.float64) / np.sqrt(c["tdnn1.batchnorm/variance"] + 1e-3)
+    want = c["tdnn2.affine/kernel"].astype(np.float64) * scale[None, :, None]
+    assert np.allclose(values, want.ravel(), rtol=1e-6, atol=1e-7)
+    assert "FUSE_BN: BatchNorm tdnn1.batchnorm (before it) folded in" in hist.title(
+        "w", [1], values, compiler.compile(config.load(str(tdnn["folder"] / "marked.yaml"))).weights[
+            WEIGHT.format("tdnn2")], folded)
+    assert len(list((tdnn["folder"] / "npu_jpgs").glob("*.jpg"))) == 4

@@ -37,8 +37,13 @@ def _shape(s) -> str:
 
 # -- -w -------------------------------------------------------------------------------------
 def weight_lines(model) -> list[str]:
-    """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2)."""
-    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in compressed(model)]
+    """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2); a weight
+    FUSE_BN folded a BatchNorm into says so after a `#` (WEIGHT_MIN_MAX applies to the folded
+    values)."""
+    folded = model.graph.meta.get("folded", {})
+    return [f"{sw.name}: {[int(d) for d in sw.shape]}"
+            + (f"  # folded: BatchNorm {folded[sw.name]}" if sw.name in folded else "")
+            for sw in compressed(model)]
 
 
 # -- the compile summary ------------------------------------------------------------------------
