@@ -213,3 +213,69 @@ def test_folded_weights_marked_in_w_and_s(tdnn, capsys, monkeypatch):
         "w", [1], values, compiler.compile(config.load(str(tdnn["folder"] / "marked.yaml"))).weights[
             WEIGHT.format("tdnn2")], folded)
     assert len(list((tdnn["folder"] / "npu_jpgs").glob("*.jpg"))) == 4
+
+
+# -- 6. -L -f PT ------------------------------------------------------------------------------------
+def _torch_rows():
+    """For every PYTORCH_LAYERS row: (module, input shape, opset) that torch.onnx.export exports."""
+    import torch
+    from torch import nn
+
+    class F(nn.Module):
+        def __init__(self, fn):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, *xs):
+            return self.fn(*xs)
+
+    seq = nn.Sequential
+    c2, c1 = (1, 4, 6, 6), (1, 4, 6)
+    return {
+        "nn.Conv1d, nn.Conv2d": (nn.Conv2d(4, 4, 3), c2, 13),
+        "nn.ConvTranspose1d, nn.ConvTranspose2d": (nn.ConvTranspose2d(4, 4, 3), c2, 13),
+        "nn.Linear (2-D input)": (nn.Linear(6, 3), (1, 6), 13),
+        "nn.Linear (3-D input, per frame)": (nn.Linear(6, 3), c1, 13),
+        "nn.BatchNorm1d, nn.BatchNorm2d (after a non-conv)": (seq(nn.ReLU(), nn.BatchNorm2d(4)), c2, 13),
+        "nn.LayerNorm": (nn.LayerNorm(6), c1, 17),
+        "nn.ReLU": (nn.ReLU(), c1, 13), "nn.ReLU6, torch.clamp": (nn.ReLU6(), c1, 13),
+        "nn.LeakyReLU": (nn.LeakyReLU(), c1, 13), "nn.PReLU": (nn.PReLU(), c1, 13),
+        "nn.ELU": (nn.ELU(), c1, 13), "nn.Sigmoid": (nn.Sigmoid(), c1, 13), "nn.Tanh": (nn.Tanh(), c1, 13),
+        "nn.Hardswish": (nn.Hardswish(), c1, 14), "nn.GELU": (nn.GELU(), c1, 13),
+        "nn.SiLU": (nn.SiLU(), c1, 13), "nn.Softmax": (nn.Softmax(-1), c1, 13),
+        "nn.LogSoftmax": (nn.LogSoftmax(-1), c1, 13), "nn.MaxPool1d, nn.MaxPool2d": (nn.MaxPool2d(2), c2, 13),
+        "nn.AvgPool1d, nn.AvgPool2d": (nn.AvgPool2d(2), c2, 13),
+        "nn.AdaptiveAvgPool2d(1)": (nn.AdaptiveAvgPool2d(1), c2, 13),
+        "nn.Upsample (nearest)": (nn.Upsample(scale_factor=2), c2, 13),
+        "nn.ZeroPad2d, F.pad": (nn.ZeroPad2d(1), c2, 13),
+        "torch.flatten": (F(lambda x: torch.flatten(x, 1)), c2, 13),
+        "x.view / x.reshape": (F(lambda x: x.reshape(1, 24)), c1, 13),
+        "x.transpose / x.permute": (F(lambda x: x.transpose(1, 2)), c1, 13),
+        "torch.cat": (F(lambda x: torch.cat([x, x * 2], 1)), c1, 13),
+        "x + y, x * y, x - y, x / y": (F(lambda x: (x + 1) * x - x / 3), c1, 13),
+        "x.mean(dim)": (F(lambda x: x.mean(-1)), c1, 13),
+        "nn.LSTM": (F(nn.LSTM(6, 5, batch_first=True)), c1, 13),
+        "nn.GRU": (F(nn.GRU(6, 5, batch_first=True)), c1, 13),
+    }
+
+
+def test_list_pytorch_ops_match_what_torch_exports(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    import onnx
+
+    from gxnpuc.report.pytorch import PYTORCH_LAYERS
+
+    rows = _torch_rows()
+    assert set(rows) == set(PYTORCH_LAYERS)
+    for layer, (module, shape, opset) in rows.items():
+        path = str(tmp_path / "m.onnx")
+        with torch.no_grad():
+            torch.onnx.export(module.eval(), (torch.randn(*shape),), path, dynamo=False, opset_version=opset)
+        exported = {n.op_type for n in onnx.load(path).graph.node}
+        assert set(PYTORCH_LAYERS[layer]) <= exported, (layer, exported)
+    assert cli.main(["-L", "-f", "PT"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("PyTorch models come in through torch.onnx.export")
+    assert "nn.Conv1d, nn.Conv2d" in out and "ONNX (" in out and "TensorFlow (" not in out
+    assert cli.main(["-L", "-f", "pt", "--markdown"]) == 0
+    assert "| nn.ReLU | Relu | act |" in capsys.readouterr().out

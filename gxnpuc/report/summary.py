@@ -246,9 +246,22 @@ def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = 
     if core not in CORES:
         raise ConfigError("-c", f"unknown core {core!r}", "one of: " + ", ".join(CORES))
     fw = (framework or "").upper()
-    if fw not in ("", "ONNX", "TF", "TENSORFLOW"):
-        raise ConfigError("-f", f"unknown framework {framework!r}", "TF or ONNX")
+    if fw not in ("", "ONNX", "TF", "TENSORFLOW", "PT", "PYTORCH"):
+        raise ConfigError("-f", f"unknown framework {framework!r}", "TF, ONNX or PT")
     sections = [("ONNX", "ONNX op", "onnx", ONNX_LOWERINGS),
                 ("TensorFlow", "TensorFlow op", "tf", TF_LOWERINGS)]
+    if fw in ("PT", "PYTORCH"):
+        return _pytorch(core, [sections[0]], markdown)
     sections = [s for s in sections if not fw or (s[0] == "ONNX") == (fw == "ONNX")]
     return _markdown(core, sections) if markdown else _text(core, sections)
+
+
+def _pytorch(core: str, onnx_section: list, markdown: bool) -> str:
+    """-L -f PT: the intro line, PyTorch layers -> the ONNX ops they export to, then the ONNX ops."""
+    from gxnpuc.report.pytorch import INTRO, rows
+
+    heads = ["PyTorch layer", "ONNX ops (torch.onnx.export)", "npu ops"]
+    if markdown:
+        return "\n".join([f"# PyTorch models ({core})", "", INTRO, "", _md_table(heads, rows()), "",
+                          _markdown(core, onnx_section).split("\n", 1)[1]])
+    return "\n".join([INTRO, "", _table(heads, rows()), "", _text(core, onnx_section)])
