@@ -279,3 +279,45 @@ def test_list_pytorch_ops_match_what_torch_exports(tmp_path, capsys):
     assert "nn.Conv1d, nn.Conv2d" in out and "ONNX (" in out and "TensorFlow (" not in out
     assert cli.main(["-L", "-f", "pt", "--markdown"]) == 0
     assert "| nn.ReLU | Relu | act |" in capsys.readouterr().out
+
+
+# -- 7. -e on per-frame outputs --------------------------------------------------------------------
+def tf_run(pb_path: str, feeds: dict) -> np.ndarray:
+    """TensorFlow's own outputs, sample by sample (the oracle)."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    gd = v1.GraphDef()
+    gd.ParseFromString(open(pb_path, "rb").read())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.import_graph_def(gd, name="")
+    n = len(next(iter(feeds.values())))
+    with v1.Session(graph=graph) as sess:
+        return np.stack([sess.run(f"{vm.OUTPUT}:0", {f"{k}:0": v[i] for k, v in feeds.items()})
+                         for i in range(n)])
+
+
+def test_eval_per_frame_outputs_and_labels(tdnn, capsys, monkeypatch):
+    import json
+
+    rng = np.random.default_rng(7)
+    feeds = {"feats": rng.standard_normal((6, 1, vm.FRAMES, vm.FEATS)).astype(np.float32),
+             "ivector": rng.standard_normal((6, 1, vm.FRAMES, vm.IVEC)).astype(np.float32)}
+    truth = tf_run(str(tdnn["folder"] / "plain.pb"), feeds).argmax(-1)[:, 0, :]  # [6, 11]
+    labels = truth.copy()
+    labels[:3, :4] = (labels[:3, :4] + 1) % vm.CLASSES  # 12 of 66 frames wrong for the framework
+    want = float(np.mean(truth == labels))
+    folder = tdnn["folder"]
+    cfg = write(folder, "ev.yaml", base("plain", "ev.h"))
+    for name, lab in (("idx", labels), ("onehot", np.eye(vm.CLASSES)[labels])):
+        np.savez(folder / f"ev_{name}.npz", labels=lab, **feeds)
+        code, out, err = run(folder, ["-e", f"ev_{name}.npz", cfg], capsys, monkeypatch)
+        assert code == 0, err
+        rows = {r["mode"]: r for r in json.load(open(folder / "ev.eval.json"))["outputs"]}
+        assert rows["framework"]["accuracy"] == pytest.approx(want) and want == pytest.approx(54 / 66)
+        assert rows["float"]["top1_agreement"] == 1.0 and rows["npu"]["top1_agreement"] is not None
+        assert f"{want:.1%}" in out
+    np.savez(folder / "ev_bad.npz", labels=labels[:, :10], **feeds)
+    code, _, err = run(folder, ["-e", "ev_bad.npz", cfg], capsys, monkeypatch)
+    assert code == 1 and "labels: has shape [6, 10]" in err and "per-frame class indices [6, 11]" in err
