@@ -321,3 +321,27 @@ def test_eval_per_frame_outputs_and_labels(tdnn, capsys, monkeypatch):
     np.savez(folder / "ev_bad.npz", labels=labels[:, :10], **feeds)
     code, _, err = run(folder, ["-e", "ev_bad.npz", cfg], capsys, monkeypatch)
     assert code == 1 and "labels: has shape [6, 10]" in err and "per-frame class indices [6, 11]" in err
+
+
+# -- 8. the tuned config: vendor-clean when it can be, and its own OUTPUT_FILE -------------------
+def test_tuned_config_is_vendor_clean_and_writes_its_own_header(tdnn, capsys, monkeypatch):
+    import yaml
+
+    from gxnpuc.config import KEYS, MODEL_KEYS
+
+    folder = tdnn["folder"]
+    text = base("plain", "tune.h") + "TUNE_CLIP_SEARCH: weight\nTUNE_TARGET_SNR_DB: 30\nFUSE_BN: true\n"
+    cfg = write(folder, "tune.yaml", text)
+    assert run(folder, [cfg], capsys, monkeypatch)[0] == 0
+    before = (folder / "tune.h").read_bytes()
+    code, out, err = run(folder, ["-t", cfg], capsys, monkeypatch)
+    assert code == 0, err
+    tuned_text = (folder / "tune.tuned.yaml").read_text()
+    assert "# vendor-clean: every active key is one the vendor's gxnpuc reads" in tuned_text
+    active = yaml.safe_load(tuned_text)
+    vendor = {k.name for k in KEYS if not k.project} | set(MODEL_KEYS)
+    assert set(active) <= vendor and "TUNE_TARGET_SNR_DB" not in active
+    assert active["OUTPUT_FILE"] == "tune.tuned.h" and active["FUSE_BN"] is True
+    code, _, err = run(folder, [str(folder / "tune.tuned.yaml")], capsys, monkeypatch)
+    assert code == 0, err
+    assert (folder / "tune.tuned.h").is_file() and (folder / "tune.h").read_bytes() == before
