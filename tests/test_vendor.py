@@ -345,3 +345,59 @@ def test_tuned_config_is_vendor_clean_and_writes_its_own_header(tdnn, capsys, mo
     code, _, err = run(folder, [str(folder / "tune.tuned.yaml")], capsys, monkeypatch)
     assert code == 0, err
     assert (folder / "tune.tuned.h").is_file() and (folder / "tune.h").read_bytes() == before
+
+
+# -- 9. model.h compiles as C99, gnu99 and C++17 with strict flags ----------------------------------
+READER = r"""
+#include "model.h"
+#include <string.h>
+float first_prob(const struct in_out *io) {  /* no pointer to a packed member: memcpy */
+    float v;
+    memcpy(&v, (const char *)io + sizeof(struct input), sizeof v);
+    return v;
+}
+float prob(const struct in_out *io, int frame, int phone) {  /* or read the member by value */
+    return io->output.phone_prob[0][frame][phone];
+}
+"""
+MAIN = r"""
+#include "model.h"
+#include <stdio.h>
+#include <string.h>
+float first_prob(const struct in_out *io);
+float prob(const struct in_out *io, int frame, int phone);
+static struct in_out io;
+int main(void) {
+    float want = 0.25f;
+    memcpy((char *)&io + sizeof(struct input), &want, sizeof want);
+    printf("%u %u %u %g %g\n", (unsigned)sizeof(struct in_out), io_size, total_size - npu_size,
+           (double)first_prob(&io), (double)prob(&io, 0, 0));
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("compiler_, std, ext", [("gcc", "c99", "c"), ("gcc", "gnu99", "c"),
+                                                 ("g++", "c++17", "cpp")])
+def test_header_compiles_strict_in_c_and_cpp(tdnn, tmp_path, compiler_, std, ext, capsys, monkeypatch):
+    import shutil
+    import subprocess
+
+    if shutil.which(compiler_) is None:
+        pytest.skip(f"{compiler_} not installed")
+    text = f"PB_FILE: {tdnn['folder'] / 'plain.pb'}\nOUTPUT_FILE: model.h\nCOMPRESS: true\nCONV2D_COMPRESS: true\n"
+    assert run(tmp_path, [write(tmp_path, "c.yaml", text)], capsys, monkeypatch)[0] == 0
+    (tmp_path / f"reader.{ext}").write_text(READER)
+    (tmp_path / f"main.{ext}").write_text(MAIN)  # two files include model.h: one copy links
+    flags = [f"-std={std}", "-Wall", "-Wextra", "-Werror"]
+    proc = subprocess.run([compiler_, *flags, f"main.{ext}", f"reader.{ext}", "-o", "prog"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    got = subprocess.run(["./prog"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert got[0] == got[1] == got[2] and got[3] == got[4] == "0.25"
+    # what the docs warn about: a pointer to a packed member fails -Werror
+    (tmp_path / f"bad.{ext}").write_text('#include "model.h"\nconst float *p(struct in_out *io) '
+                                         '{ return &io->output.phone_prob[0][0][0]; }\n')
+    bad = subprocess.run([compiler_, f"-std={std}", "-Wall", "-Werror", "-c", f"bad.{ext}", "-o", "bad.o"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode != 0 and "packed" in bad.stderr
