@@ -401,3 +401,41 @@ def test_header_compiles_strict_in_c_and_cpp(tdnn, tmp_path, compiler_, std, ext
     bad = subprocess.run([compiler_, f"-std={std}", "-Wall", "-Werror", "-c", f"bad.{ext}", "-o", "bad.o"],
                          cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode != 0 and "packed" in bad.stderr
+
+
+# -- 11. the lowered-graph cache ----------------------------------------------------------------------
+PROBE = ("import sys; from gxnpuc import cli; code = cli.main(sys.argv[1:]); "
+         "print('TF-IMPORTED', 'tensorflow' in sys.modules); sys.exit(code)")
+
+
+def test_cache_skips_tensorflow_and_gives_the_same_bytes(tdnn, tmp_path):
+    import subprocess
+    import sys
+
+    folder = tdnn["folder"]
+    cfg = write(folder, "cache.yaml", base("folded", "cache.h"))
+    env = {**os.environ, "GXNPUC_CACHE_DIR": str(tmp_path / "cache"), "SOURCE_DATE_EPOCH": "1"}
+
+    def gx(*args, **extra):
+        proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=folder, capture_output=True,
+                              text=True, env={**env, **extra}, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "TF-IMPORTED True" in gx("-w", cfg)  # cold: lowers with TensorFlow, fills the cache
+    cold = (folder / "cache.h").read_bytes()
+    out = gx("-w", "-e", "inputs.npz", cfg)  # -e twice: the first run stores TF's outputs
+    assert "TF-IMPORTED True" in out and "tdnn2.affine/conv1d/ExpandDims_1/_" in out
+    warm = gx("-w", "-e", "inputs.npz", cfg)
+    assert "TF-IMPORTED False" in warm and warm.split("TF-IMPORTED")[0].replace("\r", "") == out.split("TF-IMPORTED")[0]
+    assert (folder / "cache.h").read_bytes() == cold
+    entries = sorted(p.suffix for p in (tmp_path / "cache").iterdir())
+    assert entries == [".json", ".json", ".npz", ".npz"]
+    for p in (tmp_path / "cache").glob("*.npz"):
+        with np.load(p, allow_pickle=False) as z:  # plain arrays only: loading needs no pickle
+            assert all(z[k].dtype != object for k in z.files)
+    # a config value lowering reads is part of the key: a new entry, TensorFlow again
+    changed = write(folder, "cache2.yaml", base("folded", "cache.h") + f"OUTPUT_OPS: [{vm.OUTPUT}]\n")
+    assert "TF-IMPORTED True" in gx("-w", changed)
+    assert "TF-IMPORTED True" in gx("-w", cfg, GXNPUC_CACHE="off")
+
