@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.ir import Graph, Node
-from gxnpuc.passes.affine import Step, _step
+from gxnpuc.passes.affine import Step, record_folded, step_of
 from gxnpuc.passes.rewrite import only_consumer, remove_node, set_const
 
 
@@ -47,7 +47,7 @@ def _chain_before(graph: Graph, node: Node) -> list[Step]:
     steps, tensor, reader = [], node.inputs[0], node
     while (p := graph.producer(tensor)) is not None and only_consumer(graph, tensor) is reader:
         src = _source(graph, p)
-        step = _step(graph, p, src, axis, channels)[0] if src else None
+        step = step_of(graph, p, src, axis, channels)[0] if src else None
         if step is None or step.kind == "move":
             break
         steps.insert(0, step)
@@ -117,24 +117,6 @@ def _weight_out_axis(node: Node, ndim: int) -> int:
     if node.op == "fc":
         return 0 if node.attrs.get("transpose_w") else ndim - 1
     return 0 if str(node.attrs.get("w_format", "")).startswith("OI") else ndim - 1
-
-
-def record_folded(graph: Graph, weight: str, bn_nodes: list[str], where: str) -> None:
-    """graph.meta["folded"][weight] = "BatchNorm <names> folded in (before|after)" for -w / -s."""
-    label = bn_label(bn_nodes)
-    graph.meta.setdefault("folded", {})[weight] = f"{label} ({where} it)"
-
-
-def bn_label(names: list[str]) -> str:
-    """`tdnn2.batchnorm` for [`tdnn2.batchnorm/mul_1`, `tdnn2.batchnorm/add_1`]: their shared scope."""
-    common = names[0].split("/")
-    for n in names[1:]:
-        parts = n.split("/")
-        k = 0
-        while k < min(len(common), len(parts)) and common[k] == parts[k]:
-            k += 1
-        common = common[:k]
-    return "/".join(common) if common else " + ".join(names)
 
 
 def _is_bn(node: Node) -> bool:

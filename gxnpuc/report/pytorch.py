@@ -46,9 +46,9 @@ PYTORCH_LAYERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def rows() -> list[list[str]]:
-    """[PyTorch layer, ONNX ops, NPU ops (or why not)] for every row, from the lowering table."""
-    from gxnpuc.report.summary import _lowering_row
+def rows(lowering_row) -> list[list[str]]:
+    """[PyTorch layer, ONNX ops, NPU ops (or why not)] for every row; lowering_row(framework,
+    op type) gives [op, npu ops or "-", summary, constraints] from the lowering table."""
     from gxnpuc.ops import ONNX_LOWERINGS
 
     out = []
@@ -58,7 +58,7 @@ def rows() -> list[list[str]]:
             if op not in ONNX_LOWERINGS:
                 npu.append(f"{op}: not supported")
                 continue
-            row = _lowering_row("onnx", op)
+            row = lowering_row("onnx", op)
             npu.append(row[1] if row[1] != "-" else f"{op}: {row[2]}")
         out.append([layer, ", ".join(ops), "; ".join(dict.fromkeys(npu))])
     return out
