@@ -439,3 +439,24 @@ def test_cache_skips_tensorflow_and_gives_the_same_bytes(tdnn, tmp_path):
     assert "TF-IMPORTED True" in gx("-w", changed)
     assert "TF-IMPORTED True" in gx("-w", cfg, GXNPUC_CACHE="off")
 
+
+
+def test_vendor_example_builds_and_its_vendor_names_work(tmp_path, capsys, monkeypatch):
+    """examples/make_kaldi_tf1.py + configs/kaldi_tf1.yaml, as docs/vendor.md runs them."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("make_kaldi_tf1", os.path.join(root, "examples", "make_kaldi_tf1.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(str(tmp_path / "examples" / "build")) == 0
+    (tmp_path / "configs").mkdir()
+    text = open(os.path.join(root, "configs", "kaldi_tf1.yaml")).read()
+    cfg = write(tmp_path / "configs", "k.yaml", text + "EXCLUDE_COMPRESS_OPS: [tdnn3.affine/conv1d/ExpandDims_1/_11__cf__11]\n")
+    code, out, err = run(tmp_path, ["-w", cfg], capsys, monkeypatch)
+    assert code == 0, err
+    assert "tdnn3.affine/conv1d/ExpandDims_1:" not in out and "tdnn4.affine/conv1d/ExpandDims_1: [1, 3, 64, 64]" in out
+    assert "note: FUSE_BN folded 4 BatchNorm(s)" in out
+    cf = write(tmp_path / "configs", "cf.yaml", text.replace("kaldi.pb", "kaldi_cf.pb"))
+    code, out, _ = run(tmp_path, ["-w", cf], capsys, monkeypatch)
+    assert code == 0 and "tdnn3.affine/conv1d/ExpandDims_1/_11__cf__11: [1, 3, 64, 64]" in out

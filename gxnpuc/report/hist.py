@@ -54,8 +54,8 @@ def title(name, shape, values, sw, folded: str | None = None) -> str:
     half = 0.5 * float(np.max(np.asarray(sw.step_f16, dtype=np.float64)))  # still rounds to an end code
     n_sat = int(np.count_nonzero((values < lo - half) | (values > hi + half)))
     sat = f"   saturated {n_sat}" if n_sat and np.size(sw.lo_f16) == 1 else ""  # per tensor only
-    fold = (f"\nFUSE_BN: BatchNorm {_printable(folded, 60)} folded in; values shown are the folded "
-            f"weight (the one WEIGHT_MIN_MAX applies to)") if folded else ""
+    fold = (f"\nFUSE_BN: BatchNorm {_printable(folded, 50)} folded in: the values shown, "
+            f"which WEIGHT_MIN_MAX applies to") if folded else ""
     return (f"{_printable(name)}  {list(shape)}\n"
             f"min {v_min:.4g}   max {v_max:.4g}{spread}   in outer 10% of range {outer_share(values):.2%}"
             f"{codes}{sat}{fold}")
