@@ -58,7 +58,8 @@ def test_names_of_either_folding_work_on_either_pb(tdnn, capsys, monkeypatch):
     assert WEIGHT.format("tdnn2") in plain_names
     cf2, cf3 = (vm.folded_name(cf_names, WEIGHT.format(k)) for k in ("tdnn2", "tdnn3"))
     models = {}
-    for pb, (excl, rng) in {"plain": (cf2, cf3), "folded": (WEIGHT.format("tdnn2"), WEIGHT.format("tdnn3"))}.items():
+    forms = {"plain": (cf2, cf3), "folded": (WEIGHT.format("tdnn2"), WEIGHT.format("tdnn3"))}
+    for pb, (excl, rng) in forms.items():
         text = base(pb, f"{pb}_alias.h") + f"EXCLUDE_COMPRESS_OPS: [{excl}]\nWEIGHT_MIN_MAX: {{{rng}: [-0.3, 0.3]}}\n"
         cfg = config.load(write(tdnn["folder"], f"{pb}_alias.yaml", text))
         models[pb] = compiler.compile(cfg).weights
@@ -66,7 +67,8 @@ def test_names_of_either_folding_work_on_either_pb(tdnn, capsys, monkeypatch):
     assert not plain[WEIGHT.format("tdnn2")].compressed and not folded[cf2].compressed
     assert plain[WEIGHT.format("tdnn1")].compressed
     # the range took effect on both: same codes, same fp16 range, for the same weight
-    for p, f in ((WEIGHT.format("tdnn3"), cf3), (WEIGHT.format("tdnn1"), vm.folded_name(cf_names, WEIGHT.format("tdnn1")))):
+    cf1 = vm.folded_name(cf_names, WEIGHT.format("tdnn1"))
+    for p, f in ((WEIGHT.format("tdnn3"), cf3), (WEIGHT.format("tdnn1"), cf1)):
         assert np.array_equal(plain[p].decode(np.float32), folded[f].decode(np.float32))
     assert float(np.min(plain[WEIGHT.format("tdnn3")].decode(np.float32))) >= -0.3 - 1e-3
     raw = compiler.compile(config.load(write(tdnn["folder"], "raw.yaml", base("plain", "raw.h")))).weights
@@ -133,7 +135,7 @@ def assert_close(got, want, rtol=1e-5):
 def test_fuse_bn_folds_kaldi_order_forwards_tf1(tdnn, capsys, monkeypatch):
     from gxnpuc import sim
 
-    text = f"PB_FILE: plain.pb\nOUTPUT_FILE: bn.h\nFUSE_BN: true\n"
+    text = "PB_FILE: plain.pb\nOUTPUT_FILE: bn.h\nFUSE_BN: true\n"
     code, out, _ = run(tdnn["folder"], [write(tdnn["folder"], "bn.yaml", text)], capsys, monkeypatch)
     assert code == 0
     assert "note: FUSE_BN folded 2 BatchNorm(s)" in out
@@ -172,8 +174,8 @@ def test_weight_min_max_that_does_nothing_warns(tdnn, capsys, monkeypatch):
     assert code == 0
     assert f"mm.yaml:5: WEIGHT_MIN_MAX: range of '{w1}' has no effect: it is also listed in EXCLUDE" in err
     assert f"range of '{w2}' has no effect: CONV2D_COMPRESS is off" in err
-    code, _, err = run(tdnn["folder"], [write(tdnn["folder"], "mm2.yaml", text.replace("COMPRESS: true", "CONV2D_COMPRESS: true"))],
-                       capsys, monkeypatch)
+    conv_on = write(tdnn["folder"], "mm2.yaml", text.replace("COMPRESS: true", "CONV2D_COMPRESS: true"))
+    code, _, err = run(tdnn["folder"], [conv_on], capsys, monkeypatch)
     assert code == 0 and w2 not in err and w1 in err
 
 
@@ -452,7 +454,8 @@ def test_vendor_example_builds_and_its_vendor_names_work(tmp_path, capsys, monke
     assert example.main(str(tmp_path / "examples" / "build")) == 0
     (tmp_path / "configs").mkdir()
     text = open(os.path.join(root, "configs", "kaldi_tf1.yaml")).read()
-    cfg = write(tmp_path / "configs", "k.yaml", text + "EXCLUDE_COMPRESS_OPS: [tdnn3.affine/conv1d/ExpandDims_1/_11__cf__11]\n")
+    vendor_name = "tdnn3.affine/conv1d/ExpandDims_1/_11__cf__11"
+    cfg = write(tmp_path / "configs", "k.yaml", text + f"EXCLUDE_COMPRESS_OPS: [{vendor_name}]\n")
     code, out, err = run(tmp_path, ["-w", cfg], capsys, monkeypatch)
     assert code == 0, err
     assert "tdnn3.affine/conv1d/ExpandDims_1:" not in out and "tdnn4.affine/conv1d/ExpandDims_1: [1, 3, 64, 64]" in out

@@ -44,10 +44,13 @@ def _chain_before(graph: Graph, node: Node) -> list[Step]:
     """The per-channel affine steps that produce node's input, in forward order."""
     axis = _in_axis(graph, node)
     channels = graph.tensors[node.inputs[0]].shape[axis]
-    steps, tensor, reader = [], node.inputs[0], node
+    steps: list[Step] = []
+    tensor, reader = node.inputs[0], node
     while (p := graph.producer(tensor)) is not None and only_consumer(graph, tensor) is reader:
         src = _source(graph, p)
-        step = step_of(graph, p, src, axis, channels)[0] if src else None
+        if src is None:
+            break
+        step = step_of(graph, p, src, axis, channels)[0]
         if step is None or step.kind == "move":
             break
         steps.insert(0, step)
@@ -78,12 +81,15 @@ def why_not(graph: Graph, node: Node) -> str | None:
 
 
 def _fold_into(graph: Graph, node: Node, steps: list[Step]) -> bool:
-    if why_not(graph, node):
-        return False
-    s, t = np.ones_like(steps[0].scale), np.zeros_like(steps[0].scale)
-    for st in steps:
-        s, t = s * st.scale, t * st.scale + st.shift
     w = graph.tensors[node.inputs[1]].data
+    if why_not(graph, node) or w is None:
+        return False
+    channels = graph.tensors[node.inputs[0]].shape[_in_axis(graph, node)]
+    s, t = np.ones(channels), np.zeros(channels)
+    for st in steps:
+        if st.scale is None or st.shift is None:
+            return False
+        s, t = s * st.scale, t * st.scale + st.shift
     in_axis = _weight_in_axis(node, w.ndim)
     if in_axis is None or w.shape[in_axis] != s.size:
         return False
