@@ -33,3 +33,16 @@ def _gxnpuc_cache(tmp_path_factory):
         os.environ.pop("GXNPUC_CACHE_DIR", None)
     else:
         os.environ["GXNPUC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def vendor_tdnn(tmp_path_factory):
+    """The Kaldi-style TF1 TDNN of tests/vendor_models.py, frozen both ways, built once:
+    {"folder", "feeds", "ref", "paths"}; inputs.npz holds the feeds."""
+    import numpy as np
+    import vendor_models
+
+    folder = tmp_path_factory.mktemp("vendor")
+    built = vendor_models.kaldi_tdnn(str(folder))
+    np.savez(folder / "inputs.npz", **built["feeds"])
+    return {"folder": folder, **built}

@@ -149,3 +149,35 @@ def torch_tdnn(path: str, seed: int = 14):
     feeds = {"feats": x.numpy()}
     ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     return feeds, ref
+
+
+# -- helpers the vendor tests share (tests/test_vendor*.py) --------------------------------------
+WEIGHT = "{}.affine/conv1d/ExpandDims_1"  # the plain name of a TF Conv1D weight
+
+
+def write(folder, name: str, text: str) -> str:
+    path = os.path.join(folder, name)
+    with open(path, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def base(pb: str, out: str) -> str:
+    return f"PB_FILE: {pb}.pb\nOUTPUT_FILE: {out}\nCOMPRESS: true\nCONV2D_COMPRESS: true\n"
+
+
+def run(folder, args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """The real CLI in-process (TensorFlow imported once), in `folder`: (exit code, stdout, stderr)."""
+    from gxnpuc import cli
+
+    monkeypatch.chdir(folder)
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def weight_names(tdnn, capsys, monkeypatch, pb: str) -> list[str]:
+    cfg = write(tdnn["folder"], f"{pb}_w.yaml", base(pb, f"{pb}_w.h"))
+    code, out, _ = run(tdnn["folder"], ["-w", cfg], capsys, monkeypatch)
+    assert code == 0
+    return [line.split(": [")[0] for line in out.splitlines() if ": [" in line]
