@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from gxnpuc.ops.base import ALIAS, OpDef, batch_per_sample, onnx_lowering, register
+from gxnpuc.ops.base import ALIAS, OpDef, batch_per_sample, is_f16, onnx_lowering, register
 
 # fn name -> kernel(x, attrs). Each is exactly the framework's definition in float32.
 FUNCS = {
@@ -93,6 +93,12 @@ class Act(OpDef):
     def batch(self, node, shapes, flags):
         return batch_per_sample(node, shapes, flags)
 
+    def keeps_f16(self, node):
+        a = node.attrs
+        if a.get("fn") == "clip":  # ReLU6 & co: x or a bound
+            return is_f16(a.get("min", -np.inf)) and is_f16(a.get("max", np.inf))
+        return a.get("fn") == "relu"
+
 
 @register
 class Identity(OpDef):
@@ -113,6 +119,9 @@ class Identity(OpDef):
 
     def batch(self, node, shapes, flags):
         return batch_per_sample(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 _ONNX_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Neg": "neg",

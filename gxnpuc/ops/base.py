@@ -85,11 +85,24 @@ class OpDef:
         """Arithmetic operations per inference (a MAC counts as 2)."""
         return int(sum(np.prod(s, dtype=np.int64) for s in out_shapes))
 
+    def keeps_f16(self, node) -> bool:
+        """True when rounding the node's outputs to fp16 changes nothing, given fp16 inputs: its
+        outputs hold only values of its inputs (data movement, ReLU, max), so the simulator's npu
+        mode may skip the rounding (numerics.keeps_f16)."""
+        return False
+
     def batch(self, node, in_shapes: list, flags: list[bool]):
         """How the node runs n samples stacked on axis 0 (gxnpuc/batching.py), flags[i] telling
         whether input i carries samples: None (as it is), fn(n) -> attr updates for the batched
         copy, or why it cannot (a str: the simulator then runs one sample at a time)."""
         return "no batching rule for this op"
+
+
+def is_f16(value) -> bool:
+    """The float32 value is exactly an fp16 value."""
+    v = np.float32(value)
+    with np.errstate(over="ignore"):
+        return bool(v == np.float16(v))
 
 
 # -- batch rules several ops share (OpDef.batch) --------------------------------------------------

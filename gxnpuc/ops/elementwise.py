@@ -72,6 +72,9 @@ class Binary(OpDef):
     def batch(self, node, shapes, flags):
         return batch_broadcast(node, shapes, flags)
 
+    def keeps_f16(self, node):
+        return node.attrs.get("fn") in ("max", "min")
+
 
 @register
 class PRelu(OpDef):

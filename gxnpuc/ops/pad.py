@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, is_f16, onnx_lowering, register, tf_lowering
 
 MODES = ("constant", "reflect", "edge")
 
@@ -54,6 +54,10 @@ class Pad(OpDef):
     def batch(self, node, shapes, flags):
         p, r = node.attrs["pads"], len(shapes[0])
         return batch_per_sample(node, shapes, flags) or (None if p[0] == 0 == p[r] else "pads axis 0")
+
+    def keeps_f16(self, node):
+        a = node.attrs
+        return a.get("mode", "constant") != "constant" or is_f16(a.get("value", 0))
 
 
 def _onnx_pad_inputs(ctx, fn, rank: int):

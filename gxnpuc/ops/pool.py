@@ -116,6 +116,9 @@ class Pool(OpDef):
     def batch(self, node, shapes, flags):
         return batch_per_sample(node, shapes, flags)
 
+    def keeps_f16(self, node):
+        return node.attrs.get("kind") == "max"
+
 
 # -- ONNX ----------------------------------------------------------------------------------
 @onnx_lowering("MaxPool", "AveragePool", emits=("pool",))

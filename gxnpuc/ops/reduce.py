@@ -48,6 +48,9 @@ class Reduce(OpDef):
             return lambda n: {"axes": [a for a in axes if a != 0]}
         return "reduces over axis 0 and drops it"
 
+    def keeps_f16(self, node):
+        return node.attrs.get("fn") in ("max", "min")
+
 
 _ONNX_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min",
                 "ReduceProd": "prod"}

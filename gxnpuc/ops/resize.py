@@ -54,6 +54,9 @@ class Upsample(OpDef):
     def batch(self, node, shapes, flags):
         return None if node.attrs["scales"][0] == 1 else "repeats along axis 0"
 
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 # -- the pixel map ------------------------------------------------------------------------------
 def _round(v: float, mode: str) -> int:

@@ -83,6 +83,9 @@ class Reshape(_Move):
         shape = list(node.attrs["shape"])
         return lambda n: {"shape": [n] + shape[1:]}
 
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 @register
 class Transpose(_Move):
@@ -100,6 +103,9 @@ class Transpose(_Move):
 
     def batch(self, node, shapes, flags):
         return None if node.attrs["perm"][0] == 0 else "moves axis 0"
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 @register
@@ -125,6 +131,9 @@ class Concat(_Move):
             return "joins sample data with a constant (that would need broadcasting)"
         return batch_not_axis_0(node, shapes, [False] * len(flags))
 
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 @register
 class Split(_Move):
@@ -143,6 +152,9 @@ class Split(_Move):
 
     def batch(self, node, shapes, flags):
         return batch_not_axis_0(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 def _slices(node):
@@ -169,6 +181,9 @@ class Slice(_Move):
         a = node.attrs
         return lambda n: {"starts": [0] + list(a["starts"][1:]), "ends": [n] + list(a["ends"][1:]),
                           "steps": [1] + list(a["steps"][1:])}
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 @register
