@@ -136,7 +136,7 @@ _MODELS = [
        "ONNX_FILE: nothere.onnx\n", "config.yaml:1: ONNX_FILE", "nothere.onnx", old_output=True),
     _c(_M, "model-missing-stdin", "a config on stdin names a model that does not exist",
        "stdin paths start at the current folder", None, "<stdin>:1: ONNX_FILE", "nothere.onnx",
-       "relative to the current folder", target="-", stdin=b"ONNX_FILE: nothere.onnx\n"),
+       "relative to the current folder", target="-", stdin=b"ONNX_FILE: nothere.onnx\n", files=()),
     _c(_M, "model-folder", "a folder given as ONNX_FILE", "name the .onnx file",
        "ONNX_FILE: a_folder\n", "config.yaml:1: ONNX_FILE", "is a folder", files=("a_folder",)),
     _c(_M, "saved-model-file", "a file given as SAVED_MODEL_DIR", "give the SavedModel folder",
