@@ -242,7 +242,7 @@ def compile_and_write(cfg, args: argparse.Namespace, out):
         _optional("gxnpuc.evaluate", "-e/--eval").load_inputs(args.eval, model.graph)
     if args.weights:
         lines = report.weight_lines(model)
-        for line in lines:
+        for line in lines + report.folded_lines(model):
             out(line)
         if not lines:
             _warn("no weight is compressed, so -w lists nothing (turn on COMPRESS / CONV2D_COMPRESS)")

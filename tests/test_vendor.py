@@ -174,9 +174,16 @@ def test_folded_weights_marked_in_w_and_s(tdnn, capsys, monkeypatch):
     text = base("plain", "marked.h") + "FUSE_BN: true\n"
     code, out, _ = run(tdnn["folder"], ["-w", "-s", write(tdnn["folder"], "marked.yaml", text)], capsys, monkeypatch)
     assert code == 0
-    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": [" in line)
-    assert lines[WEIGHT.format("tdnn2")] == "[1, 3, 16, 16]  # folded: BatchNorm tdnn1.batchnorm (before it)"
-    assert lines[WEIGHT.format("tdnn1")] == "[1, 3, 12, 16]"
+    import yaml
+
+    block = out.split("saved ")[0]  # the -w block (then -s and the summary) stays YAML: `name: [dims]`
+    listed = yaml.safe_load(block)
+    assert listed[WEIGHT.format("tdnn2")] == [1, 3, 16, 16] and listed[WEIGHT.format("tdnn1")] == [1, 3, 12, 16]
+    marks = [line for line in out.splitlines() if line.startswith("# ")]
+    assert marks == [f"# {WEIGHT.format('tdnn2')}: folded: BatchNorm tdnn1.batchnorm (before it); "
+                     "WEIGHT_MIN_MAX applies to the folded values",
+                     f"# {WEIGHT.format('output')}: folded: BatchNorm tdnn3.batchnorm (before it); "
+                     "WEIGHT_MIN_MAX applies to the folded values"]
     values, folded = drawn[WEIGHT.format("tdnn2")]
     assert folded == "tdnn1.batchnorm (before it)" and drawn[WEIGHT.format("tdnn1")][1] is None
     c = tf_consts(str(tdnn["folder"] / "plain.pb"))  # oracle: float64 from TF's own constants

@@ -32,13 +32,16 @@ def _shape(s) -> str:
 
 # -- -w -------------------------------------------------------------------------------------
 def weight_lines(model: CompiledModel) -> list[str]:
-    """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2); a weight
-    FUSE_BN folded a BatchNorm into says so after a `#` (WEIGHT_MIN_MAX applies to the folded
-    values)."""
+    """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2)."""
+    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in model.compressed_weights()]
+
+
+def folded_lines(model: CompiledModel) -> list[str]:
+    """After the -w list, one YAML comment per listed weight FUSE_BN folded a BatchNorm into
+    (WEIGHT_MIN_MAX applies to its folded values); the list lines themselves stay `name: [...]`."""
     folded = model.graph.meta.get("folded", {})
-    return [f"{sw.name}: {[int(d) for d in sw.shape]}"
-            + (f"  # folded: BatchNorm {folded[sw.name]}" if sw.name in folded else "")
-            for sw in model.compressed_weights()]
+    return [f"# {sw.name}: folded: BatchNorm {folded[sw.name]}; WEIGHT_MIN_MAX applies to the folded values"
+            for sw in model.compressed_weights() if sw.name in folded]
 
 
 # -- the compile summary ------------------------------------------------------------------------
