@@ -253,6 +253,7 @@ def test_cache_key_covers_every_value_lowering_reads(tdnn):
     changed = [dataclasses.replace(cfg, input_ops={"feats": (1, vm.FRAMES, vm.FEATS)}),
                dataclasses.replace(cfg, output_ops=(vm.OUTPUT,)),
                dataclasses.replace(cfg, keras_allow_lambda=True),
+               dataclasses.replace(cfg, input_values={"ivector": 0.5}),
                dataclasses.replace(cfg, model_path=str(tdnn["folder"] / "folded.pb")),
                dataclasses.replace(cfg, model_key="SAVED_MODEL_DIR")]
     keys = {cache.graph_key(c) for c in [cfg, *changed]}

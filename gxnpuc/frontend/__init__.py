@@ -19,7 +19,8 @@ def load(cfg) -> Graph:
         if cfg.model_key == "ONNX_FILE":
             from gxnpuc.frontend import onnx
 
-            return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
+            return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None,
+                              dict(getattr(cfg, "input_values", {}) or {}))
         return _tf_cached(cfg)
     except ConfigError as err:
         raise names.locate(cfg, err) from None

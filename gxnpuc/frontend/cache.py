@@ -8,7 +8,7 @@ MAX_ENTRIES entries are kept (least recently used go first).
 
 Safe by construction: an entry is found only by a key that hashes the model file's bytes
 (every file of a SavedModel folder), the model key and path, every config value the front end
-reads (INPUT_OPS, OUTPUT_OPS, KERAS_ALLOW_LAMBDA), the gxnpuc version and the bytes of every
+reads (INPUT_OPS, INPUT_VALUES, OUTPUT_OPS, KERAS_ALLOW_LAMBDA), the gxnpuc version and the bytes of every
 gxnpuc source file (so a changed lowering never reads an old graph), and for outputs the input
 arrays' bytes. Entries are JSON plus a `.npz` of plain arrays read with allow_pickle=False: no
 pickle, no code runs on load. An unreadable entry is ignored and rewritten; a graph holding a
@@ -62,7 +62,9 @@ def graph_key(cfg) -> str:
     parts = {"kind": "graph", "version": __version__, "source": _source_digest(),
              "model": source_hash(cfg.model_path), "model_key": cfg.model_key, "path": cfg.model_path,
              "input_ops": {k: list(v) for k, v in dict(cfg.input_ops).items()},
-             "output_ops": list(cfg.output_ops), "keras_allow_lambda": bool(cfg.keras_allow_lambda)}
+             "output_ops": list(cfg.output_ops), "keras_allow_lambda": bool(cfg.keras_allow_lambda),
+             "input_values": {k: np.asarray(v).tolist()
+                              for k, v in dict(getattr(cfg, "input_values", {}) or {}).items()}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
