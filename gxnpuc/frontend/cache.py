@@ -8,9 +8,9 @@ MAX_ENTRIES entries are kept (least recently used go first).
 
 Safe by construction: an entry is found only by a key that hashes the model file's bytes
 (every file of a SavedModel folder), the model key and path, every config value the front end
-reads (INPUT_OPS, INPUT_VALUES, OUTPUT_OPS, KERAS_ALLOW_LAMBDA), the gxnpuc version and the
-bytes of every gxnpuc source file (so a changed lowering never reads an old graph), and for
-outputs the input arrays' bytes. Entries are JSON plus a `.npz` of plain arrays read with allow_pickle=False: no
+reads (INPUT_OPS, INPUT_VALUES, OUTPUT_OPS, KERAS_ALLOW_LAMBDA), the TensorFlow / Keras and
+gxnpuc versions and the bytes of every gxnpuc source file (so a changed lowering never reads
+an old graph), and for outputs the input arrays' bytes. Entries are JSON plus a `.npz` of plain arrays read with allow_pickle=False: no
 pickle, no code runs on load. An unreadable entry is ignored and rewritten; a graph holding a
 value JSON cannot hold is simply not cached.
 """
@@ -55,11 +55,24 @@ def _source_digest() -> str:
     return _SOURCE_DIGEST[0]
 
 
+def _frameworks() -> dict:
+    """Installed TensorFlow / Keras versions (read from package metadata, without importing)."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("tensorflow", "tensorflow-cpu", "keras"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = ""
+    return out
+
+
 def graph_key(cfg) -> str:
     """The key of cfg's lowered graph: model bytes and every value lowering reads."""
     from gxnpuc.backend import source_hash
 
-    parts = {"kind": "graph", "version": __version__, "source": _source_digest(),
+    parts = {"kind": "graph", "version": __version__, "source": _source_digest(), "frameworks": _frameworks(),
              "model": source_hash(cfg.model_path), "model_key": cfg.model_key, "path": cfg.model_path,
              "input_ops": {k: list(v) for k, v in dict(cfg.input_ops).items()},
              "output_ops": list(cfg.output_ops), "keras_allow_lambda": bool(cfg.keras_allow_lambda),
