@@ -11,8 +11,8 @@ Safe by construction: an entry is found only by a key that hashes the model file
 reads (INPUT_OPS, INPUT_VALUES, OUTPUT_OPS, KERAS_ALLOW_LAMBDA), the TensorFlow / Keras and
 gxnpuc versions and the bytes of every gxnpuc source file (so a changed lowering never reads
 an old graph), and for outputs the input arrays' bytes. Entries are JSON plus a `.npz` of
-plain arrays read with allow_pickle=False: no pickle, no code runs on load. An unreadable entry is ignored and rewritten; a graph holding a
-value JSON cannot hold is simply not cached.
+plain arrays read with allow_pickle=False: no pickle, no code runs on load. An unreadable
+entry is ignored and rewritten; a graph holding a value JSON cannot hold is simply not cached.
 """
 from __future__ import annotations
 
