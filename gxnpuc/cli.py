@@ -237,7 +237,10 @@ def compile_and_write(cfg, args: argparse.Namespace, out):
 
     model = compiler.compile(cfg)
     if getattr(args, "eval", None):  # bad -e data is an error before anything is written
-        _optional("gxnpuc.eval", "-e/--eval").load_inputs(args.eval, model.graph)
+        _optional("gxnpuc.eval", "-e/--eval")
+        from gxnpuc import sequence
+
+        sequence.load(args.eval, model)
     if args.weights:
         lines = report.weight_lines(model)
         for line in lines:

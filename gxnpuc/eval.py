@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc import eval_report, numerics, oracle, sim
+from gxnpuc import eval_report, numerics, oracle, sequence, sim
 from gxnpuc.errors import ConfigError, GxnpucError, OutputError
 
 RANDOM_SAMPLES = 16
@@ -28,10 +28,12 @@ def main(cfg, args, model=None) -> int:
 
     model = model if model is not None else compiler.compile(cfg)
     data = getattr(args, "eval", None) or "random"
-    feeds, labels, source = load_inputs(data, model.graph, getattr(args, "eval_samples", None),
-                                        getattr(args, "seed", None) or 0)
+    model, feeds, labels, source = sequence.load(data, model, getattr(args, "eval_samples", None),
+                                                 getattr(args, "seed", None) or 0)
     report = evaluate(cfg, model, feeds, labels, source, getattr(args, "dump_dir", None))
     print(eval_report.text(report))
+    if report.get("steps"):
+        print(sequence.text(report))
     json_path, csv_path = eval_report.write(report, cfg.output_file)
     print(f"report written: {_shown(json_path)}, {_shown(csv_path)}")
     return 0
@@ -258,6 +260,8 @@ def evaluate(cfg, model, feeds: dict, labels, source: str, dump_dir: str | None 
               "data": source, "samples": n, "threshold_db": float(cfg.eval_snr_threshold_db),
               "output_names": list(model.graph.outputs), "outputs": output_rows(runs, labels),
               "layers": layers, "notes": overflow_notes(runs)}
+    if sequence.is_unrolled(model.graph):
+        report["steps"] = sequence.step_rows(runs)
     from gxnpuc import eval_advice
 
     report["verdict"] = eval_advice.verdict(cfg, runs, report, _progress)

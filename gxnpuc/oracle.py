@@ -26,10 +26,11 @@ def run(cfg, graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np
     The IR has batch 1 and exported models often fix it too, so samples go one by one.
     progress, if given, is called once per sample (a tqdm update).
     """
-    if cfg.model_key == "ONNX_FILE":
-        fn = _onnx_runner(cfg.model_path, graph)
-    else:
-        fn = _tf_runner(cfg, graph)
+    if "sequence" in graph.meta:  # a streaming model unrolled over steps: run step by step
+        from gxnpuc import sequence
+
+        return sequence.reference(cfg, graph, feeds, progress)
+    fn = runner(cfg, graph)
     n = len(next(iter(feeds.values())))
     results = []
     for i in range(n):
@@ -38,6 +39,13 @@ def run(cfg, graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np
         if progress:
             progress()
     return {k: np.stack([r[k] for r in results]) for k in graph.outputs}
+
+
+def runner(cfg, graph):
+    """fn(feeds of one sample, in the graph's shapes) -> {output: array}: the framework."""
+    if cfg.model_key == "ONNX_FILE":
+        return _onnx_runner(cfg.model_path, graph)
+    return _tf_runner(cfg, graph)
 
 
 def _to_ir_shapes(graph, outs: dict) -> dict:
