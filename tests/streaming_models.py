@@ -61,8 +61,9 @@ def speech_like(samples: int, steps: int, seed: int = 1) -> np.ndarray:
     return x.reshape(samples, steps, 1, FRAMES, FEATS).astype(np.float32)
 
 
-def tf_steps(path: str, feats: np.ndarray) -> dict[str, np.ndarray]:
-    """TensorFlow run step by step with its own state carried: {output: [samples, steps, ...]}."""
+def tf_steps(path: str, feats: np.ndarray, carry: bool = True) -> dict[str, np.ndarray]:
+    """TensorFlow run step by step with its own state carried (or zeros at every step when not
+    carry): {output: [samples, steps, ...]}."""
     import tensorflow as tf
 
     gd = tf.compat.v1.GraphDef()
@@ -82,7 +83,7 @@ def tf_steps(path: str, feats: np.ndarray) -> dict[str, np.ndarray]:
                 res = sess.run([n + ":0" for n in names], feed)
                 for n, r in zip(names, res):
                     rows[n].append(r)
-                state = res[1:]
+                state = res[1:] if carry else state
             for n in names:
                 out[n].append(np.stack(rows[n]))
     return {n: np.stack(v) for n, v in out.items()}
