@@ -52,18 +52,20 @@ def load(data: str, model, samples: int | None = None, seed: int = 0):
 
     if not _pairs(model.graph):
         return (model, *ev.load_inputs(data, model.graph, samples, seed))
+    if set(model.graph.inputs) <= set(_pairs(model.graph).values()):
+        raise GxnpucError("--eval", "every input of the model is a state input: nothing to feed per step",
+                          "a streaming model with at least one per-step input")
     if data == "random":
-        n = int(samples or ev.RANDOM_SAMPLES)
-        per_step, state0 = _random(model.graph, n, seed)
-        source = f"random (seed {seed}), {RANDOM_STEPS} steps"
+        per_step, state0 = _random(model.graph, int(samples or ev.RANDOM_SAMPLES), seed)
+        source = f"random (seed {seed})"
     else:
         per_step, state0 = read(data, model.graph)
         if samples:
             per_step = {k: v[:samples] for k, v in per_step.items()}
             state0 = {k: v[:samples] for k, v in state0.items()}
-        steps = next(iter(per_step.values())).shape[1] if per_step else 1
-        source = f"{os.path.basename(data)}, {steps} steps"
+        source = os.path.basename(data)
     steps = next(iter(per_step.values())).shape[1] if per_step else 1
+    source += f", {steps} steps"
     seq = unroll(model, steps)
     feeds = dict(state0)
     for k, v in per_step.items():
