@@ -99,7 +99,7 @@ def error_line(err: str) -> str:
     return lines[-1] if lines else err.strip().splitlines()[-1] if err.strip() else "failed"
 
 
-def run_one(m: Model, folder: str, samples: int) -> dict:
+def run_one(m: Model, folder: str, samples: int, save=lambda row: None) -> dict:
     row = {"model": m.name, "format": m.key.split("_")[0].replace("SAVED", "SavedModel"),
            "package": f"{m.package}=={PACKAGES[m.package][0]}", "kind": m.kind, "file": m.path}
     try:
@@ -114,6 +114,7 @@ def run_one(m: Model, folder: str, samples: int) -> dict:
     row.update(ops=int(ops.group(1)) if ops else None, weights=f"{w.group(1)} / {w.group(2)}" if w else "",
                compile="ok" + (", over the memory limit" if "WARNING: the model needs" in out else ""),
                state="state " in out)
+    save(row)
     npz = os.path.join(folder, "data.npz")
     make_data(m, cfg_path, npz, samples)
     code, out, err = cli(["-e", npz, cfg_path])
@@ -123,6 +124,7 @@ def run_one(m: Model, folder: str, samples: int) -> dict:
         rep = json.load(fh)
     snr = lambda mode: min(float(r["snr_db"]) for r in rep["outputs"] if r["mode"] == mode)  # noqa: E731
     row.update(float_db=snr("float"), npu_db=snr("npu"), eval="ok")
+    save(row)
     code, out, err = cli(["-t", "-e", npz, cfg_path])
     chosen = re.search(r"chosen: .*?output SNR ([-\d.inf]+) dB, ([\d,]+) weight bytes", out)
     if chosen:
@@ -145,9 +147,11 @@ def make_data(m: Model, cfg_path: str, npz: str, samples: int) -> None:
 
 def child(index: int, folder: str, samples: int, result: str) -> None:
     os.makedirs(folder, exist_ok=True)
-    row = run_one(MODELS[index], folder, samples)
-    with open(result, "w") as fh:
-        json.dump(row, fh)
+
+    def save(row: dict) -> None:  # after each stage: a timeout keeps what was measured
+        with open(result, "w") as fh:
+            json.dump(row, fh)
+    save(run_one(MODELS[index], folder, samples, save))
 
 
 # -- the table -----------------------------------------------------------------------------------
@@ -250,7 +254,12 @@ def run_child(i: int, m: Model, a) -> dict:
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=a.timeout)
     except subprocess.TimeoutExpired:
-        return {**base, "compile": f"timeout after {a.timeout:.0f} s (compile, eval and tune together)"}
+        row, stage = base, "compile"
+        if os.path.exists(result):  # the stages that finished
+            with open(result) as fh:
+                row = json.load(fh)
+            stage = "tune" if row.get("eval") else "eval"
+        return {**row, stage: f"timeout after {a.timeout:.0f} s (compile, eval and tune together)"}
     if not os.path.exists(result):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {**base, "compile": f"crashed (exit {proc.returncode}): {tail[:200]}"}
