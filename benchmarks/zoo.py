@@ -29,6 +29,8 @@ from benchmarks.zoo_models import MODELS, PACKAGES, Model, inputs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("GXNPUC_ZOO_CACHE") or os.path.expanduser("~/.cache/gxnpuc-zoo")
 STEPS = 8  # steps of the sequences fed to streaming models
+FORMATS = {"ONNX_FILE": "ONNX", "PB_FILE": "TF .pb", "SAVED_MODEL_DIR": "TF SavedModel",
+           "KERAS_FILE": "Keras .h5", "TFLITE_FILE": "TFLite"}
 
 
 # -- fetching ------------------------------------------------------------------------------------
@@ -100,7 +102,7 @@ def error_line(err: str) -> str:
 
 
 def run_one(m: Model, folder: str, samples: int, save=lambda row: None) -> dict:
-    row = {"model": m.name, "format": m.key.split("_")[0].replace("SAVED", "SavedModel"),
+    row = {"model": m.name, "format": FORMATS[m.key],
            "package": f"{m.package}=={PACKAGES[m.package][0]}", "kind": m.kind, "file": m.path}
     try:
         cfg_path = write_config(m, extract(m), folder)
@@ -231,7 +233,7 @@ def from_rows(a) -> int:
     rows = []
     for i in range(len(MODELS)):
         with open(os.path.join(CACHE, "runs", f"{i:02d}", "row.json")) as fh:
-            rows.append(json.load(fh))
+            rows.append({**json.load(fh), "format": FORMATS[MODELS[i].key]})
     with open(a.out) as fh:
         took = re.search(r"run took (\d+) min", fh.read())
     text = markdown(rows, 60 * float(took.group(1)) if took else 0.0, a.samples)
@@ -249,7 +251,7 @@ def run_child(i: int, m: Model, a) -> dict:
         os.remove(result)
     cmd = [sys.executable, "-m", "benchmarks.zoo", "--child", str(i), "--work", work, "--result", result,
            "--samples", str(a.samples)]
-    base = {"model": m.name, "format": m.key.split("_")[0].replace("SAVED", "SavedModel"),
+    base = {"model": m.name, "format": FORMATS[m.key],
             "package": f"{m.package}=={PACKAGES[m.package][0]}", "kind": m.kind}
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=a.timeout)
