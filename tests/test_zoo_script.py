@@ -65,9 +65,9 @@ def test_table_rows_show_the_reason_of_a_refusal():
     rows = [{"model": "a", "format": "ONNX", "package": "p==1", "kind": "k", "compile": "ok", "ops": 3,
              "weights": "2 / 10", "eval": "ok", "float_db": 120.0, "npu_db": 30.0, "tuned_db": 31.0,
              "tuned_bytes": 1234},
-            {"model": "b", "format": "TFLITE", "package": "p==1", "kind": "k",
+            {"model": "b", "format": "TFLite", "package": "p==1", "kind": "k",
              "compile": "gxnpuc: error: x.yaml:1: TFLITE_FILE: unknown key (did you mean OUTPUT_FILE?)"}]
     text = zoo.markdown(rows, 60, 4)
-    assert "**1 of 2 models compile, 1 evaluate**" in text
+    assert "**1 of 2 models compile, 1 evaluate** (ONNX 1 of 1, TFLite 0 of 1;" in text
     assert "| a | ONNX | p==1 | k | 3 | 2 / 10 | ok | 120.0 | 30.0 | 31.0 | 1,234 |" in text
     assert "TFLITE_FILE: unknown key" in text
