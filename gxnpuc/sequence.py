@@ -95,7 +95,7 @@ def _arrays(path: str) -> dict[str, np.ndarray]:
         raise ConfigError(path, "no such file", f"an .npz file ({HINT}) or the word random")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for non-npz bytes
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for non-npz bytes
         raise GxnpucError(path, f"not a readable .npz file ({type(exc).__name__})", HINT) from None
     if isinstance(loaded, np.ndarray):
         raise GxnpucError(path, "is one array but a streaming model needs named per-step arrays", HINT)
@@ -200,7 +200,7 @@ def unroll_graph(g: Graph, steps: int) -> Graph:
             u.tensors[i] = Tensor(i, g.tensors[i].shape, g.tensors[i].dtype)
     now = {i: i for i in state_of}  # state input -> the tensor holding it at this step
     for t in range(steps):
-        def ren(n: str, t=t) -> str:
+        def ren(n: str, t=t, now=now) -> str:
             return n if not n or n in consts else now.get(n) or f"{n}@{t}"
         for i in g.inputs:
             if i not in state_of:

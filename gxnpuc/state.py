@@ -38,7 +38,7 @@ def pairs_of(graph: Graph) -> dict[str, str]:
 
 # -- finding the pairs ---------------------------------------------------------------------------
 def _norm(name: str) -> str:
-    return (name[:-2] if name.endswith(":0") else name).lower()
+    return name.removesuffix(":0").lower()
 
 
 def _next_names(name: str) -> set[str]:
@@ -54,7 +54,8 @@ def infer(graph: Graph) -> dict[str, str]:
              if o in graph.outputs and i in graph.inputs}
     if given:
         return given
-    shape = lambda n: tuple(graph.tensors[n].shape)  # noqa: E731
+    def shape(n: str) -> tuple:
+        return tuple(graph.tensors[n].shape)
     cands = {o: [i for i in graph.inputs if _norm(o) in _next_names(i) and shape(i) == shape(o)]
              for o in graph.outputs if o not in graph.inputs}
     taken = [i for c in cands.values() for i in c]
@@ -123,9 +124,9 @@ def summary_lines(graph: Graph) -> list[str]:
         return []
     listed = ", ".join(f"{o} -> {i}" for o, i in pairs.items())
     return [f"  state           {len(pairs)} pair(s), output -> next step's input: {listed}",
-            "  struct in_out   vendor streaming layout: inputs (state last), then the non-state "
-            "outputs; the NPU writes struct output (state outputs first, fp16) at the first state "
-            "input of the next buffer (output_offset)"]
+            ("  struct in_out   vendor streaming layout: inputs (state last), then the non-state "
+             "outputs; the NPU writes struct output (state outputs first, fp16) at the first state "
+             "input of the next buffer (output_offset)")]
 
 
 def kind(graph: Graph, name: str) -> str | None:

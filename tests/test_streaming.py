@@ -13,9 +13,9 @@ import subprocess
 
 import numpy as np
 import pytest
-
 import streaming_models as kws
 from bad_inputs import state_onnx
+
 from gxnpuc import backend, cli, config, eval_report, sequence, sim, state
 from gxnpuc.ir import Graph, Tensor
 
@@ -33,7 +33,7 @@ def built(tmp_path_factory):
 
 
 def _struct(text: str, name: str) -> list[str]:
-    body = re.search(r"struct %s \{\n(.*?)\} __attribute__" % name, text, re.S).group(1)
+    body = re.search(rf"struct {name} \{{\n(.*?)\}} __attribute__", text, re.DOTALL).group(1)
     return [ln.strip() for ln in body.splitlines()]
 
 
@@ -66,7 +66,7 @@ def test_vendor_layout(built, capsys):
                      "  _Static_assert(320 + sizeof(struct output) == sizeof(struct in_out), \"tail\");\n"
                      "  return (int)output_offset - 320;\n}\n")
         subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-o", src[:-2], src], check=True)
-        assert subprocess.run([src[:-2]]).returncode == 0
+        assert subprocess.run([src[:-2]], check=False).returncode == 0
 
 
 def _read(buf: np.ndarray, place: tuple, dtype: str, shape) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_eval_over_50_steps(built, capsys):
         assert min(row["snr_db"].values()) >= 80
         npu = next(r for r in report["steps"] if r["output"] == name and r["mode"] == "npu")
         assert 25 <= min(npu["snr_db"].values()) < 80  # compressed weights: a real, finite error
-    assert [r for r in report["steps"] if r["output"] == "phone_prob"][0]["state"] is False
+    assert next(r for r in report["steps"] if r["output"] == "phone_prob")["state"] is False
     # without the state carried the outputs would be far from TensorFlow's: the test can fail
     fresh = kws.tf_steps(os.path.join(folder, "kws.pb"), feats, carry=False)
     assert eval_report.snr_db(ref["phone_prob"][:, 1:], fresh["phone_prob"][:, 1:]) < 30
