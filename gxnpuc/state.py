@@ -72,7 +72,9 @@ def find(cfg, graph: Graph) -> dict[str, str]:
     for o_name, i_name in cfg.state_ops.items():
         o = names._io_name(graph, o_name, graph.outputs)
         if o is None:
-            raise names.locate(cfg, names.unknown(KEY, o_name, graph.outputs, "is not an output of the model",
+            what = "is not an output of the model" + ("; list state outputs in OUTPUT_OPS too"
+                                                       if cfg.output_ops else "")
+            raise names.locate(cfg, names.unknown(KEY, o_name, graph.outputs, what,
                                                   "model outputs: " + ", ".join(graph.outputs[:8])))
         i = names._io_name(graph, i_name, graph.inputs)
         if i is None:
