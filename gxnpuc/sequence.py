@@ -236,20 +236,27 @@ def _stack_part(u: Graph, o: str, value: str, t: int) -> None:
 # -- the framework, step by step -------------------------------------------------------------------
 def reference(cfg, graph: Graph, feeds: dict, progress=None) -> dict[str, np.ndarray]:
     """The framework's outputs on the unrolled graph's feeds, stacked as the graph stacks
-    them ([samples, 1, steps, ...]): one framework run per step, its own state carried."""
+    them ([samples, 1, steps, ...]): one framework run per step, its own state carried.
+
+    A runner with `carries_state` set keeps the state inside the framework (TFLite resource
+    variables): its `reset(state)` starts each sample from the initial state given, it is fed
+    the per-step inputs only, and it still returns the state outputs (the values it assigns)."""
     from gxnpuc import oracle
 
     info = graph.meta[META]
     g, steps, pairs = info["graph"], info["steps"], info["pairs"]
     fn = oracle.runner(cfg, g)
+    inside = bool(getattr(fn, "carries_state", False))
     n = len(next(iter(feeds.values())))
     out = {o: np.zeros((n, 1, steps, *_rest(g.tensors[o].shape)), np.float32) for o in g.outputs}
     for s in range(n):
         state = {i: np.asarray(feeds[i][s]).reshape(g.tensors[i].shape) for i in pairs.values()}
+        if inside:
+            fn.reset(state)
         for t in range(steps):
             one = {i: np.asarray(feeds[f"{i}@{t}"][s]).reshape(g.tensors[i].shape)
                    for i in g.inputs if i not in state}
-            res = fn({**one, **state})
+            res = fn(one if inside else {**one, **state})
             for o in g.outputs:
                 out[o][s, 0, t] = np.asarray(res[o], np.float32).reshape(_rest(g.tensors[o].shape))
             state = {i: np.asarray(res[o], np.float32).reshape(g.tensors[i].shape) for o, i in pairs.items()}

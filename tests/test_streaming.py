@@ -216,3 +216,32 @@ def test_given_initial_state_is_used(tmp_path):
     want = s0[:, None].astype(np.float64) + np.cumsum(x[:, :, 0].astype(np.float64) + z, axis=1)
     assert eval_report.snr_db(want, got["s_out"][:, 0]) >= 120
     assert np.array_equal(got["t_out"], np.zeros_like(got["t_out"]))  # t starts at zeros, halves
+
+
+def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch):
+    """The protocol TFLite resource variables need: the runner carries the state itself
+    (reset per sample, per-step inputs only); the reference equals the explicit-state one."""
+    from gxnpuc import compiler, oracle
+
+    path = _onnx_case(tmp_path)
+    seq, feeds, _, _ = sequence.load("random", compiler.compile(config.load(path)), 2)
+    cfg = config.load(path)
+    explicit = sequence.reference(cfg, seq.graph, feeds)
+    plain = oracle.runner
+
+    def keeping(cfg, graph):
+        inner = plain(cfg, graph)
+        held = {}
+
+        def fn(one):
+            assert set(one) == {"x", "z"}  # the state is not fed
+            res = inner({**one, **held})
+            held.update({i: res[o] for o, i in state.pairs_of(graph).items()})
+            return res
+        fn.carries_state = True
+        fn.reset = lambda initial: (held.clear(), held.update(initial))
+        return fn
+    monkeypatch.setattr(oracle, "runner", keeping)
+    inside = sequence.reference(cfg, seq.graph, feeds)
+    for k, v in explicit.items():
+        assert np.array_equal(v, inside[k]), k
