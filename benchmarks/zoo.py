@@ -199,7 +199,8 @@ def markdown(rows: list[dict], seconds: float, samples: int) -> str:
         f"{samples} samples of inputs that resemble real data (speech-like audio, log-mel features,",
         f"natural-image-like arrays; {STEPS}-step sequences for models with state), `gxnpuc -t` with the",
         "default target (EVAL_SNR_THRESHOLD_DB, 20 dB). SNRs are the worst output's, against the model's",
-        "own runtime (onnxruntime / TensorFlow). A refused model shows the exact error line.", "",
+        "own runtime (onnxruntime / TensorFlow). A refused model shows the exact error line. Downloads",
+        "and runs are cached in `$GXNPUC_ZOO_CACHE` (default `~/.cache/gxnpuc-zoo`), never in the repository.", "",
         f"**{ok} of {len(rows)} models compile, {ev} evaluate** ({per}; {took}).",
         *(["", "This gxnpuc has no TFLite front end yet: its TFLite rows stop at the `TFLITE_FILE` key."]
           if waiting else []), "", table(rows), ""])
