@@ -66,17 +66,17 @@ def find(cfg, graph: Graph) -> dict[str, str]:
     """The pairs: STATE_OPS resolved and checked, or inferred when the key is not given."""
     if cfg.state_ops is None:
         return infer(graph)
-    from gxnpuc import names
+    from gxnpuc.config import names
 
     out: dict[str, str] = {}
     for o_name, i_name in cfg.state_ops.items():
-        o = names._io_name(graph, o_name, graph.outputs)
+        o = names.io_name(graph, o_name, graph.outputs)
         if o is None:
             what = "is not an output of the model" + ("; list state outputs in OUTPUT_OPS too"
                                                        if cfg.output_ops else "")
             raise names.locate(cfg, names.unknown(KEY, o_name, graph.outputs, what,
                                                   "model outputs: " + ", ".join(graph.outputs[:8])))
-        i = names._io_name(graph, i_name, graph.inputs)
+        i = names.io_name(graph, i_name, graph.inputs)
         if i is None:
             raise names.locate(cfg, names.unknown(KEY, i_name, graph.inputs, "is not an input of the model",
                                                   "model inputs: " + ", ".join(graph.inputs[:8])))

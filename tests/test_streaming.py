@@ -16,7 +16,9 @@ import pytest
 import streaming_models as kws
 from bad_inputs import state_onnx
 
-from gxnpuc import backend, cli, config, eval_report, sequence, sim, state
+from gxnpuc import backend, cli, config, sim, state
+from gxnpuc.evaluate import sequence
+from gxnpuc.evaluate.metrics import snr_db
 from gxnpuc.ir import Graph, Tensor
 
 STEPS = 50
@@ -114,16 +116,16 @@ def test_eval_over_50_steps(built, capsys):
     mine = sim.run_model_batch(seq, feeds, "float")
     for name, want in ref.items():
         got = mine[name].reshape(want.shape)
-        assert eval_report.snr_db(want, got) >= 80, name
+        assert snr_db(want, got) >= 80, name
         row = next(r for r in report["steps"] if r["output"] == name and r["mode"] == "float")
-        assert row["snr_db"]["all steps"] == pytest.approx(eval_report.snr_db(want, got), abs=0.5)
+        assert row["snr_db"]["all steps"] == pytest.approx(snr_db(want, got), abs=0.5)
         assert min(row["snr_db"].values()) >= 80
         npu = next(r for r in report["steps"] if r["output"] == name and r["mode"] == "npu")
         assert 25 <= min(npu["snr_db"].values()) < 80  # compressed weights: a real, finite error
     assert next(r for r in report["steps"] if r["output"] == "phone_prob")["state"] is False
     # without the state carried the outputs would be far from TensorFlow's: the test can fail
     fresh = kws.tf_steps(os.path.join(folder, "kws.pb"), feats, carry=False)
-    assert eval_report.snr_db(ref["phone_prob"][:, 1:], fresh["phone_prob"][:, 1:]) < 30
+    assert snr_db(ref["phone_prob"][:, 1:], fresh["phone_prob"][:, 1:]) < 30
 
 
 def test_tune_over_sequences(built):
@@ -197,7 +199,7 @@ def test_onnx_eval_random_sequences_against_onnxruntime(tmp_path, capsys):
         st = {"s": feeds["s"][s], "t": feeds["t"][s]}
         for t in range(sequence.RANDOM_STEPS):
             y, s_out, t_out = sess.run(["y", "s_out", "t_out"], {"x": feeds[f"x@{t}"][s], "z": feeds[f"z@{t}"][s], **st})
-            assert eval_report.snr_db(y, mine["y"][s, 0, t]) >= 80
+            assert snr_db(y, mine["y"][s, 0, t]) >= 80
             st = {"s": s_out, "t": t_out}
 
 
@@ -214,14 +216,15 @@ def test_given_initial_state_is_used(tmp_path):
     assert source == "seq.npz, 5 steps"
     got = sim.run_model_batch(seq, feeds, "float")
     want = s0[:, None].astype(np.float64) + np.cumsum(x[:, :, 0].astype(np.float64) + z, axis=1)
-    assert eval_report.snr_db(want, got["s_out"][:, 0]) >= 120
+    assert snr_db(want, got["s_out"][:, 0]) >= 120
     assert np.array_equal(got["t_out"], np.zeros_like(got["t_out"]))  # t starts at zeros, halves
 
 
 def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch):
     """The protocol TFLite resource variables need: the runner carries the state itself
     (reset per sample, per-step inputs only); the reference equals the explicit-state one."""
-    from gxnpuc import compiler, oracle
+    from gxnpuc import compiler
+    from gxnpuc.evaluate import oracle
 
     path = _onnx_case(tmp_path)
     seq, feeds, _, _ = sequence.load("random", compiler.compile(config.load(path)), 2)

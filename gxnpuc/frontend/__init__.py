@@ -11,7 +11,7 @@ from gxnpuc.ir import Graph
 
 def load(cfg) -> Graph:
     """The model named by cfg (ONNX_FILE, PB_FILE, SAVED_MODEL_DIR or KERAS_FILE) as NPU IR."""
-    from gxnpuc import names
+    from gxnpuc.config import names
 
     try:
         if cfg.model_key == "ONNX_FILE":

@@ -48,7 +48,7 @@ def step_graph(graph: Graph) -> Graph:
 def load(data: str, model, samples: int | None = None, seed: int = 0):
     """(model to evaluate, feeds, labels, source). A model without state pairs: eval's inputs,
     the model as it is; with state pairs: sequences, the model unrolled over their steps."""
-    from gxnpuc import eval as ev
+    from gxnpuc.evaluate import inputs as ev
 
     if not _pairs(model.graph):
         return (model, *ev.load_inputs(data, model.graph, samples, seed))
@@ -241,7 +241,7 @@ def reference(cfg, graph: Graph, feeds: dict, progress=None) -> dict[str, np.nda
     A runner with `carries_state` set keeps the state inside the framework (TFLite resource
     variables): its `reset(state)` starts each sample from the initial state given, it is fed
     the per-step inputs only, and it still returns the state outputs (the values it assigns)."""
-    from gxnpuc import oracle
+    from gxnpuc.evaluate import oracle
 
     info = graph.meta[META]
     g, steps, pairs = info["graph"], info["steps"], info["pairs"]
@@ -274,33 +274,33 @@ def ranges(steps: int) -> list[tuple[str, int, int]]:
 
 def step_rows(runs) -> list[dict]:
     """SNR of every output (float IR and npu, against the framework) per step range."""
-    from gxnpuc import eval_report
-    from gxnpuc.eval import stacked
+    from gxnpuc.evaluate.metrics import snr_db
 
     g = runs.model.graph
     steps = g.meta[META]["steps"]
     rows = []
     for o in g.outputs:
         for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs)):
-            x = stacked(envs, o)
+            x = np.stack([np.asarray(e[o]) for e in envs])
             row = {"output": o, "mode": mode, "steps": steps,
                    "state": o in g.meta[META]["pairs"], "snr_db": {}}
             for label, a, b in ranges(steps):
-                row["snr_db"][label] = eval_report.snr_db(runs.ref[o][:, :, a:b], x[:, :, a:b])
+                row["snr_db"][label] = snr_db(runs.ref[o][:, :, a:b], x[:, :, a:b])
             rows.append(row)
     return rows
 
 
 def text(report: dict) -> str:
     """The step-range table printed after eval's report."""
-    from gxnpuc import eval_report
+    from gxnpuc.evaluate.report import fmt_db
+    from gxnpuc.tables import numbers_table
 
-    rows = report.get("steps") or []
+    rows = report.steps or []
     if not rows:
         return ""
     labels = list(rows[0]["snr_db"])
     body = [[r["output"] + (" (state)" if r["state"] else ""), r["mode"],
-             *[eval_report.fmt_db(r["snr_db"][k]) for k in labels]] for r in rows]
+             *[fmt_db(r["snr_db"][k]) for k in labels]] for r in rows]
     head = (f"streaming: {rows[0]['steps']} steps, state carried in each mode; SNR dB against "
-            f"{report['framework']} per step range (error that grows shows in the last quarter):")
-    return head + "\n" + eval_report.table(["output", "mode", *labels], body)
+            f"{report.framework} per step range (error that grows shows in the last quarter):")
+    return head + "\n" + numbers_table(["output", "mode", *labels], body)
