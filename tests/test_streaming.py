@@ -150,7 +150,8 @@ def _graph(inputs: dict, outputs: dict) -> Graph:
 @pytest.mark.parametrize("inputs, outputs, want", [
     ({"x": [1, 40], "State_c0": [1, 3, 64]}, {"y": [1, 5], "State_c0_out": [1, 3, 64]}, {"State_c0_out": "State_c0"}),
     ({"input": [1, 512], "state": [2, 1, 128]}, {"output": [1, 1], "stateN": [2, 1, 128]}, {"stateN": "state"}),
-    ({"x": [1, 8], "h0": [1, 16], "c0": [1, 16]}, {"y": [1, 2], "hn": [1, 16], "cn": [1, 16]}, {"hn": "h0", "cn": "c0"}),
+    ({"x": [1, 8], "h0": [1, 16], "c0": [1, 16]}, {"y": [1, 2], "hn": [1, 16], "cn": [1, 16]},
+     {"hn": "h0", "cn": "c0"}),
     ({"x": [1, 8], "cache": [1, 4, 8]}, {"y": [1, 2], "next_cache": [1, 4, 8]}, {"next_cache": "cache"}),
     ({"s": [1, 4], "s_in": [1, 4]}, {"s_out": [1, 4]}, {}),  # two inputs claim s_out: ambiguous
     ({"x": [1, 8], "s": [1, 4]}, {"s_out": [1, 5]}, {}),  # the name matches, the shape does not
@@ -198,7 +199,8 @@ def test_onnx_eval_random_sequences_against_onnxruntime(tmp_path, capsys):
     for s in range(3):
         st = {"s": feeds["s"][s], "t": feeds["t"][s]}
         for t in range(sequence.RANDOM_STEPS):
-            y, s_out, t_out = sess.run(["y", "s_out", "t_out"], {"x": feeds[f"x@{t}"][s], "z": feeds[f"z@{t}"][s], **st})
+            feed = {"x": feeds[f"x@{t}"][s], "z": feeds[f"z@{t}"][s], **st}
+            y, s_out, t_out = sess.run(["y", "s_out", "t_out"], feed)
             assert snr_db(y, mine["y"][s, 0, t]) >= 80
             st = {"s": s_out, "t": t_out}
 

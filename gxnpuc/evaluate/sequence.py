@@ -16,11 +16,15 @@ from __future__ import annotations
 import copy
 import math
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gxnpuc.errors import ConfigError, GxnpucError
 from gxnpuc.ir import Graph, Node, Tensor
+
+if TYPE_CHECKING:
+    from gxnpuc.evaluate.rows import Report
 
 META = "sequence"  # graph.meta key of an unrolled graph
 RANDOM_STEPS = 16  # steps of `-e random` for a streaming model
@@ -290,7 +294,7 @@ def step_rows(runs) -> list[dict]:
     return rows
 
 
-def text(report: dict) -> str:
+def text(report: Report) -> str:
     """The step-range table printed after eval's report."""
     from gxnpuc.evaluate.report import fmt_db
     from gxnpuc.tables import numbers_table

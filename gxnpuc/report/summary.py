@@ -138,8 +138,9 @@ def _kind(model: CompiledModel, name: str, region: str) -> str:
     from gxnpuc import state
 
     g = model.graph
-    if state.kind(g, name):
-        return state.kind(g, name)
+    streaming = state.kind(g, name)
+    if streaming:
+        return streaming
     if region == "weight" or name in model.weights:
         sw = model.weights.get(name)
         return "weight 8-bit" if sw is not None and sw.compressed else "weight fp16"
