@@ -17,7 +17,8 @@ def load(cfg) -> Graph:
         if cfg.model_key == "ONNX_FILE":
             from gxnpuc.frontend import onnx
 
-            return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
+            return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None,
+                              dict(getattr(cfg, "input_values", {}) or {}))
         from gxnpuc.frontend import tf
 
         return tf.to_ir(cfg)
