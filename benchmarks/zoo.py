@@ -81,6 +81,8 @@ def write_config(m: Model, model_path: str, folder: str) -> str:
     if m.input_ops:
         lines.append("INPUT_OPS:")
         lines += [f"  {json.dumps(k)}: {list(v)}" for k, v in m.input_ops.items()]
+    if m.values:
+        lines.append("INPUT_VALUES: " + json.dumps(m.values))
     path = os.path.join(folder, "config.yaml")
     with open(path, "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -39,6 +39,7 @@ class Model:
     input_ops: dict = field(default_factory=dict)  # static shapes where the model has none
     scale: tuple = (1.0, 0.0)  # value = generated * scale[0] + scale[1]
     rate: int = 16000  # audio sample rate
+    values: dict = field(default_factory=dict)  # INPUT_VALUES: inputs fixed by the config (sample rate)
 
 
 _BP = "basic_pitch/saved_models/icassp_2022/"
@@ -56,9 +57,9 @@ MODELS = [
     Model("basic-pitch nmp", "basic-pitch", _BP + "nmp.tflite", "TFLITE_FILE", "audio CNN (note transcription)",
           "audio", rate=22050),
     Model("silero_vad", "silero-vad", _SV + "silero_vad.onnx", "ONNX_FILE", "VAD (LSTM, state, If on sr)",
-          "audio", {"input": [1, 512], "state": [2, 1, 128]}),
+          "audio", {"input": [1, 512], "state": [2, 1, 128]}, values={"sr": 16000}),
     Model("silero_vad_16k_op15", "silero-vad", _SV + "silero_vad_16k_op15.onnx", "ONNX_FILE", "VAD (state, If)",
-          "audio", {"input": [1, 512], "state": [2, 1, 128]}),
+          "audio", {"input": [1, 512], "state": [2, 1, 128]}, values={"sr": 16000}),
     Model("silero_vad_half", "silero-vad", _SV + "silero_vad_half.onnx", "ONNX_FILE", "VAD fp16 (state)",
           "audio", {"input": [1, 512], "state": [2, 1, 128]}),
     Model("silero_vad_openvino_16k", "silero-vad", _SV + "silero_vad_openvino_16k.onnx", "ONNX_FILE",
