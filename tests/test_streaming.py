@@ -250,3 +250,24 @@ def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch)
     inside = sequence.reference(cfg, seq.graph, feeds)
     for k, v in explicit.items():
         assert np.array_equal(v, inside[k]), k
+
+
+def test_input_values_reach_the_reference(tmp_path):
+    """An INPUT_VALUES input is fed to onnxruntime with the config's value, not zeros (the
+    silero VAD's `sr` chooses its branch); y = x * k with k fixed to 3."""
+    from onnx import helper
+
+    from bad_inputs import _model
+    from gxnpuc import compiler
+    from gxnpuc.evaluate import oracle
+
+    model = _model([helper.make_node("Mul", ["x", "k"], ["y"], name="/mul")], [("x", [1, 4]), ("k", [1])],
+                   [("y", [1, 4])], {})
+    with open(tmp_path / "k.onnx", "wb") as fh:
+        fh.write(model.SerializeToString())
+    (tmp_path / "c.yaml").write_text("ONNX_FILE: k.onnx\nOUTPUT_FILE: m.h\nINPUT_VALUES: {k: [3.0]}\n")
+    cfg = config.load(str(tmp_path / "c.yaml"))
+    graph = compiler.compile(cfg).graph
+    assert graph.inputs == ["x"]
+    x = np.arange(8, dtype=np.float32).reshape(2, 1, 4)
+    assert np.array_equal(oracle.run(cfg, graph, {"x": x})["y"], 3 * x)
