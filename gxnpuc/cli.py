@@ -243,7 +243,7 @@ def compile_and_write(cfg, args: argparse.Namespace, out):
     for line in model.graph.meta.get("warnings", []):
         _warn(line)
     if getattr(args, "eval", None):  # bad -e data is an error before anything is written
-        _optional("gxnpuc.evaluate", "-e/--eval").load_inputs(args.eval, model.graph)
+        _optional("gxnpuc.evaluate", "-e/--eval").sequence.load(args.eval, model)
     if args.weights:
         lines = report.weight_lines(model)
         for line in lines + report.folded_lines(model):

@@ -135,6 +135,16 @@ def _min_max(c: Ctx, key: str, node) -> dict:
     return out
 
 
+def _state_ops(c: Ctx, key: str, node) -> dict:
+    """{state output: state input}, names as written (checked against the model later)."""
+    out: dict = {}
+    for name, v_node in _pairs(c, key, node, "State_c0_out: State_c0"):
+        value = _text(c, key, v_node)
+        c.lines.setdefault((key, value), v_node.start_mark.line + 1)
+        out[name] = value
+    return out
+
+
 def _bool(c: Ctx, key: str, node) -> bool:
     v = c.value(node)
     if not isinstance(v, bool):
@@ -244,6 +254,11 @@ KEYS: tuple[Key, ...] = (
     Key("WEIGHT_MIN_MAX", "map name → `[min, max]`", {}, "quantization range for one weight; "
         "values outside saturate; min < max", _min_max),
     Key("MODEL_INFO", "text", "", "free text embedded in the output", _info),
+    Key("STATE_OPS", "map output → input", None, "streaming state: each output whose value is the "
+        "named input's value at the next step, e.g. `{State_c0_out: State_c0}`. Default: inferred "
+        "where unambiguous (an output named like an input plus `_out`/`_next`/`_new`/`N`, same "
+        "shape; TFLite resource variables); `{}`: none. `struct in_out` then has the vendor "
+        "streaming layout, state outputs are fp16, and `--eval`/`--tune` run sequences", _state_ops, True),
     Key("COMPRESS_PER_CHANNEL", "bool", False, "one 8-bit range per output channel instead of "
         "one per weight (SPEC 5)", _bool, True),
     Key("WEIGHT_CLIP", "`minmax` \\| `mse` \\| `percentile`", "minmax", "how each weight's range "
@@ -353,6 +368,8 @@ def _md_default(k: Key) -> str:
         return "—"
     if isinstance(k.default, bool):
         return f"`{str(k.default).lower()}`"
+    if k.name == "STATE_OPS":
+        return "inferred"
     if k.default is None:
         return "`null` (off)"
     if k.default in ((), {}):

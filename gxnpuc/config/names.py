@@ -101,7 +101,7 @@ def _via_aliases(graph: Graph, starts: list[str], direct) -> list[str]:
     return out
 
 
-def _io_name(graph: Graph, name: str, pool: list[str]) -> str | None:
+def io_name(graph: Graph, name: str, pool: list[str]) -> str | None:
     """The graph input/output `name` refers to (itself, its :0 spelling, or an alias)."""
     for spelling in _spellings(name):
         if spelling in pool:
@@ -227,7 +227,7 @@ def _check_weight(cfg: Config, graph: Graph, key: str, name: str, roles: dict, a
 
 def _check_io(cfg: Config, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
     for name in names:
-        if _io_name(graph, name, pool) is None:
+        if io_name(graph, name, pool) is None:
             role = "inputs" if key == "INPUT_OPS" else "outputs"
             raise locate(cfg, unknown(key, name, pool, what, f"model {role}: " + ", ".join(pool[:8])))
 

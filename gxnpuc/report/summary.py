@@ -106,6 +106,9 @@ def summary(model: CompiledModel, cfg: Config) -> str:
              f"  weight bytes    {_n(st['fp32'])} as fp32 -> {_n(st['stored'])} stored{ratio}"]
     lines += _size_lines(sz)
     lines.append(_fit_line(model))
+    from gxnpuc import state
+
+    lines += state.summary_lines(g)
     lines += [f"note: {n}" for n in g.meta.get("notes", [])]
     return "\n".join(lines)
 
@@ -140,7 +143,12 @@ REGION_ORDER = {"io": 0, "data": 1, "weight": 2}
 
 
 def _kind(model: CompiledModel, name: str, region: str) -> str:
+    from gxnpuc import state
+
     g = model.graph
+    streaming = state.kind(g, name)
+    if streaming:
+        return streaming
     if region == "weight" or name in model.weights:
         sw = model.weights.get(name)
         return "weight 8-bit" if sw is not None and sw.compressed else "weight fp16"
@@ -161,7 +169,9 @@ def mem_table(model: CompiledModel) -> str:
     keys = ("cmd", "weight", "ops", "data", "tmp", "io", "npu_size", "total_size", "limit")
     sizes = ", ".join(f"{k} {_n(model.sizes[k])}" for k in keys if k in model.sizes)
     peak = f"; activations alive at once at most {_n(plan['peak_live'])} B" if "peak_live" in plan else ""
-    return f"{table}\nsizes (bytes): {sizes}{peak}"
+    from gxnpuc import state
+
+    return "\n".join([f"{table}\nsizes (bytes): {sizes}{peak}", *state.summary_lines(g)[1:]])
 
 
 # -- -L ---------------------------------------------------------------------------------------
