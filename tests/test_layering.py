@@ -97,7 +97,7 @@ LAYERS = (("gxnpuc", "gxnpuc.errors", "gxnpuc.ir", "gxnpuc.tables", "gxnpuc.outp
            "gxnpuc.inputs"),
           ("gxnpuc.ops", "gxnpuc.numerics", "gxnpuc.ranges", "gxnpuc.compress", "gxnpuc.config"),
           ("gxnpuc.frontend", "gxnpuc.passes", "gxnpuc.backend", "gxnpuc.targets", "gxnpuc.model",
-           "gxnpuc.batching", "gxnpuc.sim", "gxnpuc.compiler", "gxnpuc.runtime_host"),
+           "gxnpuc.batching", "gxnpuc.sim", "gxnpuc.compiler", "gxnpuc.runtime_host", "gxnpuc.state"),
           ("gxnpuc.report", "gxnpuc.evaluate", "gxnpuc.tune", "gxnpuc.cli", "gxnpuc.__main__"))
 
 

@@ -77,21 +77,50 @@ def _members(names, shapes, types) -> list[str]:
             for n, s, t in zip(names, shapes, types)]
 
 
+def _out_types(model, names) -> list[str]:
+    fp16 = set(model.fp16_outputs)
+    return ["npu_data_t" if n in fp16 else "float" for n in names]
+
+
+def _in_out(model) -> list[str]:
+    """struct in_out: input + output, or in the vendor streaming layout (STATE_OPS) the
+    inputs and only the non-state outputs, with output_offset for the NPU's output address."""
+    g = model.graph
+    pairs = g.meta.get("state_pairs") or {}
+    if not pairs:
+        return ["// Input + output buffer the application hands to the NPU",
+                "struct in_out {", "    struct input input;", "    struct output output;",
+                "} __attribute__ ((packed));", ""]
+    rest = [n for n in g.outputs if n not in pairs]
+    taken = {"input"}
+    members = [f"    {t} {c_identifier(n, taken)}{''.join(f'[{int(d)}]' for d in g.tensors[n].shape)};"
+               for n, t in zip(rest, _out_types(model, rest))]
+    first = min(g.inputs.index(i) for i in pairs.values())
+    offset = sum(g.tensors[n].size * 2 for n in g.inputs[:first])
+    return ["// Streaming layout (STATE_OPS): keep two or more of these buffers. Run step k with the",
+            "// input address &buf[k] and the output address (char *)&buf[(k + 1) % n] + output_offset:",
+            "// struct output then lands with each state output on its state input of the next",
+            "// buffer and the other outputs after the inputs, where struct in_out has them.",
+            "struct in_out {", "    struct input input;", *members, "} __attribute__ ((packed));",
+            "// offset of the first state input in struct in_out: where the NPU writes struct output",
+            f"const unsigned int output_offset = {offset};", ""]
+
+
 def io_structs(model) -> str:
-    g, fp16 = model.graph, set(model.fp16_outputs)
+    g = model.graph
+    stateful = bool(g.meta.get("state_pairs"))
     ins = _members(g.inputs, [g.tensors[n].shape for n in g.inputs], ["npu_data_t"] * len(g.inputs))
-    outs = _members(g.outputs, [g.tensors[n].shape for n in g.outputs],
-                    ["npu_data_t" if n in fp16 else "float" for n in g.outputs])
+    outs = _members(g.outputs, [g.tensors[n].shape for n in g.outputs], _out_types(model, g.outputs))
     names = lambda ns: "{" + ", ".join([c_string(n) for n in ns] or ["0"]) + "}"  # noqa: E731
     return "\n".join([
         "// fp16 bit patterns (IEEE 754 binary16)", "typedef unsigned short npu_data_t;", "",
-        "// Input structure of the model (graph inputs in order, fp16)",
+        "// Input structure of the model (graph inputs in order, fp16)"
+        + ("; the state inputs last" if stateful else ""),
         "struct input {", *ins, "} __attribute__ ((packed));", "",
-        "// Output structure of the model (fp32, or fp16 for FP16_OUT_OPS)",
+        "// Output structure of the model (fp32, or fp16 for FP16_OUT_OPS)"
+        + ("; the state outputs first, in the order of their state inputs" if stateful else ""),
         "struct output {", *outs, "} __attribute__ ((packed));", "",
-        "// Input + output buffer the application hands to the NPU",
-        "struct in_out {", "    struct input input;", "    struct output output;",
-        "} __attribute__ ((packed));", "",
+        *_in_out(model),
         "// Framework names of the struct members, in member order",
         f"const char *const input_names[{max(len(g.inputs), 1)}] = {names(g.inputs)};",
         f"const char *const output_names[{max(len(g.outputs), 1)}] = {names(g.outputs)};", ""])
@@ -152,20 +181,24 @@ def chunks(sec: Sections, model) -> Iterator[bytes]:
     yield ("\n// NPU working memory (zero-initialised): activations, and the decompressor's tile\n"
            f"unsigned char data_content[{max(sec.data_size, 1)}] {ALIGNED};\n"
            f"unsigned char tmp_content[{max(sec.tmp_size, 1)}] {ALIGNED};\n"
-           f"{weak_pragmas(sec.info['sizes'])}"
+           f"{weak_pragmas(sec.info['sizes'], bool(model.graph.meta.get('state_pairs')))}"
            "\n#endif  // GXNPUC_MODEL_H\n").encode("ascii")
 
 
-def weak_pragmas(sizes: dict) -> str:
+def weak_pragmas(sizes: dict, stateful: bool = False) -> str:
     """Every symbol is weak, so the header may be included by several .c files of one firmware
-    and the linker keeps one copy (one NPU working memory), not a multiple-definition error."""
-    names = ["total_size", "npu_size", *[c for k, c in SIZE_CONSTS.items()
-                                         if k not in ("npu_size", "total_size") and k in sizes],
-             "debug_size", "format_version", "build_time", *STRINGS.values(), "input_names", "output_names",
-             *ARRAYS, "data_content", "tmp_content"]
+    and the linker keeps one copy (one NPU working memory), not a multiple-definition error.
+    In C++ a namespace-scope const has internal linkage (each file its own copy, which may not
+    be weak: "weak declaration must be public"), so there only the non-const ones are weak."""
+    consts = ["total_size", "npu_size", *[c for k, c in SIZE_CONSTS.items()
+                                          if k not in ("npu_size", "total_size") and k in sizes],
+              "debug_size", "format_version", "build_time", "input_names", "output_names", *ARRAYS]
+    consts += ["output_offset"] if stateful else []
+    shared = [*STRINGS.values(), "data_content", "tmp_content"]
     return ("\n// Included by several .c files, the linker keeps one copy of each symbol.\n"
-            + "".join(f"#pragma weak {n}\n" for n in names)
-            + f"#ifndef GXNPUC_NO_DEBUG\n#pragma weak {DEBUG}\n#endif\n")
+            "#ifndef __cplusplus\n" + "".join(f"#pragma weak {n}\n" for n in consts)
+            + f"#ifndef GXNPUC_NO_DEBUG\n#pragma weak {DEBUG}\n#endif\n#endif\n"
+            + "".join(f"#pragma weak {n}\n" for n in shared))
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -19,14 +19,20 @@ def align(n: int, a: int) -> int:
 
 
 def io_layout(graph: Graph, fp16_outputs) -> dict[str, tuple[int, int]]:
-    """tensor -> (offset, nbytes) in the packed struct in_out: inputs, then outputs."""
+    """tensor -> (offset, nbytes) in the packed struct in_out: inputs, then outputs. A state
+    output (graph.meta["state_pairs"], gxnpuc/state.py) is written over its state input of the
+    next buffer, so it gets that input's offset and takes no bytes of its own."""
     out, off = {}, 0
     fp16 = set(fp16_outputs)
+    pairs = graph.meta.get("state_pairs") or {}
     for name in graph.inputs:
         out[name] = (off, graph.tensors[name].size * 2)
         off += out[name][1]
     for name in graph.outputs:
         if name in out:
+            continue
+        if name in pairs:
+            out[name] = (out[pairs[name]][0], graph.tensors[name].size * 2)
             continue
         out[name] = (off, graph.tensors[name].size * (2 if name in fp16 else 4))
         off += out[name][1]
@@ -89,7 +95,7 @@ def make(graph: Graph, weights: dict, fp16_outputs, target) -> dict:
     region = {n: "io" for n in io}
     region.update({n: "data" for n in offsets})
     return {"tensors": tensors, "region": region, "data_size": int(data_size),
-            "io_size": int(sum(nb for _, nb in io.values())),
+            "io_size": int(max((o + nb for o, nb in io.values()), default=0)),
             "tmp_size": int(tmp_bytes(graph, weights, target.decompress_tile_bytes)),
             "alignment": target.alignment, "peak_live": peak_live(acts, live)}
 

@@ -24,8 +24,8 @@ OPS_RECORD = struct.Struct("<IBBBBIIiIII")  # 32 bytes
 REGIONS = ("none", "io", "data", "weight")
 FAMILIES = ("activation", "conv", "fc", "bias", "param")
 PACKINGS = ("none", "fp16", "dense", "bitmap", "int32")
-F_COMPRESSED, F_INPUT, F_OUTPUT, F_FP16_OUT = 1, 2, 4, 8
-META_KEYS = ("framework", "opset", "notes", "aliases")  # graph.meta entries kept (never absolute paths)
+F_COMPRESSED, F_INPUT, F_OUTPUT, F_FP16_OUT, F_STATE_OUT = 1, 2, 4, 8, 16
+META_KEYS = ("framework", "opset", "notes", "aliases", "state_pairs")  # graph.meta entries kept (never absolute paths)
 
 
 @dataclass
@@ -121,7 +121,8 @@ def encode_debug(model, order: list[str]) -> bytes:
 def _record(i: int, name: str, model, place: tuple[str, int, int]) -> bytes:
     g, sw = model.graph, model.weights.get(name)
     flags = (F_INPUT * (name in g.inputs) | F_OUTPUT * (name in g.outputs)
-             | F_FP16_OUT * (name in model.fp16_outputs))
+             | F_FP16_OUT * (name in model.fp16_outputs)
+             | F_STATE_OUT * (name in (g.meta.get("state_pairs") or {})))
     if sw is None:
         fam, pack, axis, ch, nnz = 0, 0, -1, 0, 0
     else:

@@ -56,6 +56,7 @@ class Config:
     tune_max_weight_bytes: int | None = None
     tune_clip_search: str = "output"  # output | weight | percentile | none
     tune_per_channel: bool = False
+    state_ops: dict | None = None  # state output -> state input; None: inferred from the model
     input_values: dict = field(default_factory=dict)  # name -> fixed value (number or nested list)
     # -- filled by load(): where each key / name was written, and warnings for the user --
     lines: dict = field(default_factory=dict, compare=False, repr=False)  # KEY or (KEY, name) -> line

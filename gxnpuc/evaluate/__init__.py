@@ -14,6 +14,7 @@ Modules: inputs.py, runs.py (the engine), oracle.py (the source framework), metr
 advice.py (the verdict and the clip search), accuracy.py (the report), report.py (its text
 and files).
 """
+from gxnpuc.evaluate import sequence
 from gxnpuc.evaluate.accuracy import evaluate, main
 from gxnpuc.evaluate.advice import clip_candidates, round_sig
 from gxnpuc.evaluate.inputs import RANDOM_SAMPLES, load_inputs
@@ -24,4 +25,4 @@ from gxnpuc.evaluate.runs import (Runs, compressed_weights, first_reader, output
 
 __all__ = ["RANDOM_SAMPLES", "Runs", "accuracy", "clip_candidates", "compare", "compressed_weights",
            "evaluate", "first_reader", "fmt_db", "load_inputs", "main", "output_snrs", "outputs_with",
-           "progress", "round_sig", "simulate", "snr_db", "stacked"]
+           "progress", "round_sig", "sequence", "simulate", "snr_db", "stacked"]

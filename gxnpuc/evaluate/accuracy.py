@@ -19,7 +19,7 @@ from gxnpuc import numerics, outputs
 from gxnpuc.config import display_path
 from gxnpuc.evaluate import advice, metrics, oracle
 from gxnpuc.evaluate import report as eval_report
-from gxnpuc.evaluate.inputs import load_inputs
+from gxnpuc.evaluate import sequence
 from gxnpuc.evaluate.rows import LayerRow, OutputRow, Report
 from gxnpuc.evaluate.runs import (Runs, compressed_weights, first_reader, float_value, layer_output,
                                   output_snrs, outputs_with, progress, simulate, stacked)
@@ -36,10 +36,12 @@ def main(cfg: Config, args, model=None) -> int:
     from gxnpuc import compiler
 
     model = model if model is not None else compiler.compile(cfg)
-    feeds, labels, source = load_inputs(args.eval or "random", model.graph)
+    model, feeds, labels, source = sequence.load(args.eval or "random", model)
     report = evaluate(cfg, model, feeds, labels, source, args.dump_dir,
                       runtime=bool(getattr(args, "runtime", False)))
     print(eval_report.text(report))
+    if report.steps:
+        print(sequence.text(report))
     json_path, csv_path = eval_report.write(report, cfg.output_file)
     print(f"report written: {display_path(json_path)}, {display_path(csv_path)}")
     return 0
@@ -56,6 +58,8 @@ def evaluate(cfg: Config, model: CompiledModel, feeds: dict, labels, source: str
     report = Report(os.path.basename(cfg.model_path) or "?", oracle.name(cfg), source, n,
                     float(cfg.eval_snr_threshold_db), list(model.graph.outputs), output_rows(runs, labels),
                     layers, overflow_notes(runs))
+    if sequence.is_unrolled(model.graph):  # a streaming model over steps: SNR per step range
+        report.steps = sequence.step_rows(runs)
     report.verdict = advice.verdict(cfg, runs, report, progress)
     if dump_dir:
         report.notes.append(f"intermediate tensors written to {dump(runs, dump_dir)}")

@@ -62,9 +62,12 @@ class Report:
     notes: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     runtime: dict | None = None  # --runtime --dump-dir: per-op comparison (evaluate/runtime.py)
+    steps: list | None = None  # streaming models: SNR per output and step range (evaluate/sequence.py)
 
     def as_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if d["runtime"] is None:  # absent unless --runtime --dump-dir asked for it
             del d["runtime"]
+        if d["steps"] is None:  # absent unless the model was evaluated over sequences
+            del d["steps"]
         return d

@@ -13,7 +13,7 @@ import numpy as np
 
 from gxnpuc import numerics, sim
 from gxnpuc.errors import GxnpucError
-from gxnpuc.evaluate import oracle
+from gxnpuc.evaluate import oracle, sequence
 from gxnpuc.evaluate.metrics import snr_db
 from gxnpuc.model import CompiledModel
 
@@ -50,7 +50,8 @@ def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool
     """
     g = model.graph
     samples = [sim.sample(g, feeds, i) for i in range(len(next(iter(feeds.values()))))]
-    ref = oracle.run(cfg, g, feeds, progress=lambda: bar.update())
+    run = sequence.reference if sequence.is_unrolled(g) else oracle.run  # streaming: step by step
+    ref = run(cfg, g, feeds, progress=lambda: bar.update())
     weights = compressed_weights(model)
     base_c = dict(sim.model_consts(model, "npu"))
     for sw in weights:

@@ -36,6 +36,14 @@ def weight_lines(model: CompiledModel) -> list[str]:
     return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in model.compressed_weights()]
 
 
+def folded_lines(model: CompiledModel) -> list[str]:
+    """After the -w list, one YAML comment per listed weight FUSE_BN folded a BatchNorm into
+    (WEIGHT_MIN_MAX applies to its folded values); the list lines themselves stay `name: [...]`."""
+    folded = model.graph.meta.get("folded", {})
+    return [f"# {sw.name}: folded: BatchNorm {folded[sw.name]}; WEIGHT_MIN_MAX applies to the folded values"
+            for sw in model.compressed_weights() if sw.name in folded]
+
+
 # -- the compile summary ------------------------------------------------------------------------
 def _target_limit(model: CompiledModel) -> int | None:
     """Bytes of memory the target offers, from the backend's target table (None if unknown)."""
@@ -98,6 +106,9 @@ def summary(model: CompiledModel, cfg: Config) -> str:
              f"  weight bytes    {_n(st['fp32'])} as fp32 -> {_n(st['stored'])} stored{ratio}"]
     lines += _size_lines(sz)
     lines.append(_fit_line(model))
+    from gxnpuc import state
+
+    lines += state.summary_lines(g)
     lines += [f"note: {n}" for n in g.meta.get("notes", [])]
     return "\n".join(lines)
 
@@ -132,7 +143,12 @@ REGION_ORDER = {"io": 0, "data": 1, "weight": 2}
 
 
 def _kind(model: CompiledModel, name: str, region: str) -> str:
+    from gxnpuc import state
+
     g = model.graph
+    streaming = state.kind(g, name)
+    if streaming:
+        return streaming
     if region == "weight" or name in model.weights:
         sw = model.weights.get(name)
         return "weight 8-bit" if sw is not None and sw.compressed else "weight fp16"
@@ -153,7 +169,9 @@ def mem_table(model: CompiledModel) -> str:
     keys = ("cmd", "weight", "ops", "data", "tmp", "io", "npu_size", "total_size", "limit")
     sizes = ", ".join(f"{k} {_n(model.sizes[k])}" for k in keys if k in model.sizes)
     peak = f"; activations alive at once at most {_n(plan['peak_live'])} B" if "peak_live" in plan else ""
-    return f"{table}\nsizes (bytes): {sizes}{peak}"
+    from gxnpuc import state
+
+    return "\n".join([f"{table}\nsizes (bytes): {sizes}{peak}", *state.summary_lines(g)[1:]])
 
 
 # -- -L ---------------------------------------------------------------------------------------
@@ -258,9 +276,22 @@ def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = 
     if core not in CORES:
         raise ConfigError("-c", f"unknown core {core!r}", "one of: " + ", ".join(CORES))
     fw = (framework or "").upper()
-    if fw not in ("", "ONNX", "TF", "TENSORFLOW"):
-        raise ConfigError("-f", f"unknown framework {framework!r}", "TF or ONNX")
+    if fw not in ("", "ONNX", "TF", "TENSORFLOW", "PT", "PYTORCH"):
+        raise ConfigError("-f", f"unknown framework {framework!r}", "TF, ONNX or PT")
     sections = [("ONNX", "ONNX op", "onnx", ONNX_LOWERINGS),
                 ("TensorFlow", "TensorFlow op", "tf", TF_LOWERINGS)]
+    if fw in ("PT", "PYTORCH"):
+        return _pytorch(core, [sections[0]], markdown)
     sections = [s for s in sections if not fw or (s[0] == "ONNX") == (fw == "ONNX")]
     return _markdown(core, sections) if markdown else _text(core, sections)
+
+
+def _pytorch(core: str, onnx_section: list, markdown: bool) -> str:
+    """-L -f PT: the intro line, PyTorch layers -> the ONNX ops they export to, then the ONNX ops."""
+    from gxnpuc.report.pytorch import INTRO, rows
+
+    heads = ["PyTorch layer", "ONNX ops (torch.onnx.export)", "npu ops"]
+    if markdown:
+        return "\n".join([f"# PyTorch models ({core})", "", INTRO, "", markdown_table(heads, rows(_lowering_row)), "",
+                          _markdown(core, onnx_section).split("\n", 1)[1]])
+    return "\n".join([INTRO, "", text_table(heads, rows(_lowering_row)), "", _text(core, onnx_section)])

@@ -142,7 +142,7 @@ def _tune(cfg: Config, data, samples, seed, jobs, pool_min_seconds) -> Result:
     if not names:
         raise GxnpucError("--tune", "the model has no conv or fully-connected weight to compress",
                           "a model with Conv / MatMul / Gemm weights")
-    feeds, _, source = evaluate.load_inputs(data, probe.graph, samples, seed)
+    probe, feeds, _, source = evaluate.sequence.load(data, probe, samples, seed)
     n = len(next(iter(feeds.values())))
     with evaluate.progress(4 * n, "tune: simulate") as bar:
         runs = evaluate.simulate(cfg, probe, feeds, bar)
@@ -194,7 +194,7 @@ class Planner:
         model = runs.model
         self.other = {k: v for k, v in model.weights.items() if k not in set(names)}
         self.other_bytes = sum(int(sw.nbytes_stored) for sw in self.other.values())
-        self.work = costmodel.op_work(model.graph)
+        self.work = costmodel.op_work(evaluate.sequence.step_graph(model.graph))  # latency of one step
         self.base = evaluate.output_snrs(runs, {k: evaluate.stacked(runs.base_envs, k) for k in model.graph.outputs})
         self.notes: list[str] = []
 
@@ -223,7 +223,7 @@ class Planner:
         snrs = self.measure(choice)
         weights = {**self.other, **{n: o.stored for n, o in choice.items()}}
         nbytes = self.other_bytes + sum(o.nbytes for o in choice.values())
-        g, core = self.runs.model.graph, self.cfg.corename
+        g, core = evaluate.sequence.step_graph(self.runs.model.graph), self.cfg.corename
         lat = [costmodel.latency_seconds(g, weights, core, flash, self.work) for flash in (False, True)]
         return Step(label, path, dict(choice), snrs, nbytes, lat[0], lat[1], selectable, parent, changed)
 
@@ -365,7 +365,7 @@ def verify(result: Result, runs: Runs) -> None:
 
     cfg = result.cfg
     tuned = config.loads(result.text.encode("utf-8"), result.tuned_path, os.path.dirname(cfg.path))
-    model = compiler.compile(tuned)
+    model = evaluate.sequence.like(compiler.compile(tuned), runs.model)
     for name, opt in result.chosen.choice.items():
         if not _stored_alike(model.weights.get(name), opt):
             raise CompileError("--tune", f"internal error: the tuned config stores {name!r} differently "
