@@ -235,7 +235,7 @@ def _check_io(cfg: Config, graph: Graph, key: str, names, pool: list[str], what:
 def order_inputs(cfg, graph: Graph) -> None:
     """Graph inputs in INPUT_OPS order (inputs it does not list follow, in graph order), as
     the vendor's `struct input` has one member per INPUT_OPS entry in that order."""
-    found = [_io_name(graph, name, graph.inputs) for name in cfg.input_ops]
+    found = [io_name(graph, name, graph.inputs) for name in cfg.input_ops]
     listed = list(dict.fromkeys(n for n in found if n is not None))
     graph.inputs = listed + [n for n in graph.inputs if n not in listed]
 

@@ -112,7 +112,7 @@ def _onnx_runner(path: str, graph: Graph, values: dict | None = None):
                                types[i.name]) for i in sess.get_inputs() if i.name not in graph.inputs}
     for name, value in (values or {}).items():  # INPUT_VALUES: the value the config fixed, not zeros
         if name in unused:
-            arr = np.asarray(value, types[name])
+            arr: np.ndarray = np.asarray(value, types[name])
             unused[name] = arr.reshape(unused[name].shape) if arr.size == unused[name].size else arr
     outputs = list(graph.outputs)
 
