@@ -17,7 +17,7 @@ from gxnpuc import __version__
 from gxnpuc.errors import GxnpucError
 
 DEBUG_ENV = "GXNPUC_DEBUG"
-FRAMEWORKS = ("TF", "ONNX")
+FRAMEWORKS = ("TF", "ONNX", "TFLITE")
 
 EPILOG = """\
 examples:
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with -t: maximum stored weight bytes (overrides TUNE_MAX_WEIGHT_BYTES)")
     p.add_argument("-L", "--list", action="store_true", help="list the supported ops and exit")
     p.add_argument("-c", "--core", metavar="CORE", help="with -L: the target core (GRUS)")
-    p.add_argument("-f", "--framework", metavar="TF|ONNX", type=str.upper,
+    p.add_argument("-f", "--framework", metavar="TF|ONNX|TFLITE", type=str.upper,
                    help="with -L: only this framework's ops")
     p.add_argument("--markdown", action="store_true", help="with -L: a Markdown table")
     p.add_argument("-V", "--version", action="version", version=f"gxnpuc {__version__}")
@@ -76,7 +76,7 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         if args.config:
             parser.error("-L/--list takes no config file")
         if args.framework and args.framework not in FRAMEWORKS:
-            parser.error(f"-f/--framework: {args.framework!r} is not one of TF, ONNX")
+            parser.error(f"-f/--framework: {args.framework!r} is not one of TF, ONNX, TFLITE")
         return
     for flag, given in (("-c/--core", args.core), ("-f/--framework", args.framework),
                         ("--markdown", args.markdown)):

@@ -1,7 +1,8 @@
 """The reference: run the user's model in its source framework on the same inputs.
 
 ONNX models run in onnxruntime; TensorFlow models (frozen .pb, SavedModel, Keras) are loaded
-exactly as the TensorFlow front end loads them (one frozen GraphDef) and run by TensorFlow.
+exactly as the TensorFlow front end loads them (one frozen GraphDef) and run by TensorFlow;
+TFLite models run in the LiteRT interpreter (oracle_tflite.py).
 Both are imported lazily, and only here. Outputs come back keyed by the IR's output names,
 stacked over samples: {name: [samples, *ir_shape]}.
 """
@@ -17,6 +18,10 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 def name(cfg) -> str:
     """The framework label shown in the report."""
+    if cfg.model_key == "TFLITE_FILE":
+        from gxnpuc.oracle_tflite import NAME
+
+        return NAME
     return "onnxruntime" if cfg.model_key == "ONNX_FILE" else "tensorflow"
 
 
@@ -28,6 +33,10 @@ def run(cfg, graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np
     """
     if cfg.model_key == "ONNX_FILE":
         fn = _onnx_runner(cfg.model_path, graph)
+    elif cfg.model_key == "TFLITE_FILE":
+        from gxnpuc.oracle_tflite import runner
+
+        fn = runner(cfg.model_path, graph)
     else:
         fn = _tf_runner(cfg, graph)
     n = len(next(iter(feeds.values())))

@@ -10,7 +10,8 @@ from gxnpuc.ir import Graph
 
 
 def load(cfg) -> Graph:
-    """The model named by cfg (ONNX_FILE, PB_FILE, SAVED_MODEL_DIR or KERAS_FILE) as NPU IR."""
+    """The model named by cfg (ONNX_FILE, PB_FILE, SAVED_MODEL_DIR, KERAS_FILE or
+    TFLITE_FILE) as NPU IR."""
     from gxnpuc import names
 
     try:
@@ -18,6 +19,10 @@ def load(cfg) -> Graph:
             from gxnpuc.frontend import onnx
 
             return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
+        if cfg.model_key == "TFLITE_FILE":
+            from gxnpuc.frontend import tflite
+
+            return tflite.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
         from gxnpuc.frontend import tf
 
         return tf.to_ir(cfg)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, unsupported
+from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_lowering, unsupported
 from gxnpuc.ops.shape_ops import NOT_CONST, onnx_opset
 
 _EMITS = ("upsample", "slice")
@@ -223,4 +223,15 @@ _INTERPOLATION = "only nearest-neighbour resizing (interpolation is not supporte
 
 @tf_lowering("ResizeBilinear", "ResizeBicubic", "ResizeArea", emits=unsupported(_INTERPOLATION))
 def _tf_resize_other(ctx, fn):
+    ctx.reject(_INTERPOLATION)
+
+
+# -- TensorFlow Lite ------------------------------------------------------------------------------
+@tflite_lowering("RESIZE_NEAREST_NEIGHBOR", emits=_EMITS)
+def _tflite_resize_nearest(ctx, fn):
+    _tf_resize_nearest(ctx, fn)  # same inputs (x, size) and options as TF
+
+
+@tflite_lowering("RESIZE_BILINEAR", emits=unsupported(_INTERPOLATION))
+def _tflite_resize_bilinear(ctx, fn):
     ctx.reject(_INTERPOLATION)
