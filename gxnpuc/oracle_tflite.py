@@ -77,7 +77,7 @@ def _check_state(name: str, value: np.ndarray, initial) -> None:
     if not np.array_equal(np.asarray(value, np.float32), np.asarray(start, np.float32)):
         raise GxnpucError(f"input {name!r}", "is a variable kept inside the TFLite interpreter, which "
                           "starts each sample from the model's initial value",
-                          f"give {name!r} that initial value ({'zeros' if initial is None else 'as in the model'})")
+                          f"give {name!r} that initial value ({'zeros' if not np.any(start) else 'as in the model'})")
 
 
 def _quant(d: dict) -> tuple[float, int]:

@@ -185,9 +185,8 @@ def _options(op, tflite) -> dict:
 def _fields(opts, tflite) -> dict:
     """Every scalar, string and numeric-vector field of a generated options table."""
     cls, out = type(opts), {}
-    skip = ("Init", "GetRootAs")
     for name, fn in vars(cls).items():
-        if not callable(fn) or name.startswith(skip) or name.startswith("_") or \
+        if not callable(fn) or name == "Init" or name.startswith(("GetRootAs", "_")) or \
                 name.endswith(("AsNumpy", "Length", "IsNone", "BufferHasIdentifier")):
             continue
         if hasattr(cls, name + "AsNumpy"):

@@ -1,0 +1,200 @@
+"""TensorFlow Lite front end on converter-made models (tests/tflite_models.py): every covered
+op lowers; the float IR matches the LiteRT interpreter (>= 80 dB, or for a fully int8 model
+to the interpreter's own noise floor measured against the float Keras model); `-w` lists the
+TFLite tensor names; the CLI compiles and evaluates; resource variables become state pairs.
+Models are converted once per session (module fixture).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+pytest.importorskip("tflite")
+pytest.importorskip("ai_edge_litert")
+
+import tflite_models as tm  # noqa: E402
+
+from gxnpuc import sim  # noqa: E402
+from gxnpuc.config import Config  # noqa: E402
+from gxnpuc.frontend import tflite as front  # noqa: E402
+from gxnpuc.oracle_tflite import runner  # noqa: E402
+
+SAMPLES = 6
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """name -> path of a converted .tflite (plus the Keras cnn for the int8 noise floor)."""
+    root = tmp_path_factory.mktemp("tflite")
+    out = {}
+
+    def save(name, data):
+        path = str(root / f"{name}.tflite")
+        with open(path, "wb") as fh:
+            fh.write(data)
+        out[name] = path
+    for q in tm.QUANT:
+        data, model = tm.cnn_tflite(q)
+        save(f"cnn_{q}", data)
+    out["keras_cnn"] = model
+    for name in ("movement", "unsupported", "streaming", "sparse"):
+        save(name, getattr(tm, f"{name}_tflite")())
+    return out
+
+
+def snr(ref, x) -> float:
+    ref, x = np.asarray(ref, np.float64), np.asarray(x, np.float64)
+    err = float(np.sum((ref - x) ** 2))
+    return float("inf") if err == 0 else 10 * np.log10(float(np.sum(ref ** 2)) / err)
+
+
+def compile_tflite(path: str, out_dir, **kw):
+    from gxnpuc import compiler
+
+    cfg = Config(model_key="TFLITE_FILE", model_path=path, output_file=str(out_dir / "model.h"), **kw)
+    return compiler.compile(cfg), cfg
+
+
+def feeds_for(graph, seed: int, quant_grid: dict | None = None) -> dict[str, np.ndarray]:
+    """Random inputs [SAMPLES, *shape]; on the model's int8 grid for quantised inputs."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in graph.inputs:
+        x = rng.standard_normal((SAMPLES, *graph.tensors[name].shape)).astype(np.float32)
+        if quant_grid and name in quant_grid:
+            s, z, _ = quant_grid[name]
+            x = ((np.clip(np.round(x / s) + z, -128, 127) - z) * s).astype(np.float32)
+        if name in graph.meta.get("state_pairs", {}).values():
+            x[:] = 0  # the interpreter starts every sample from the variable's initial value
+        out[name] = x
+    return out
+
+
+def float_vs_interpreter(path: str, out_dir, seed: int = 0) -> tuple[dict, dict, object]:
+    model, _ = compile_tflite(path, out_dir)
+    g = model.graph
+    feeds = feeds_for(g, seed, front.io_quantisation(path))
+    ref = runner(path, g)
+    want = [ref({k: v[i:i + 1] for k, v in feeds.items()}) for i in range(SAMPLES)]
+    got = [sim.run_model(model, {k: v[i].reshape(g.tensors[k].shape) for k, v in feeds.items()})
+           for i in range(SAMPLES)]
+    return ({o: np.stack([w[o].reshape(g.tensors[o].shape) for w in want]) for o in g.outputs},
+            {o: np.stack([r[o] for r in got]) for o in g.outputs}, feeds)
+
+
+@pytest.mark.parametrize("quant", ["float", "fp16", "dynamic"])
+def test_cnn_float_ir_matches_interpreter(files, tmp_path, quant):
+    """CONV_2D, DEPTHWISE_CONV_2D, PRELU, HARD_SWISH, pools, PAD, CONCATENATION, MEAN,
+    FULLY_CONNECTED, SOFTMAX with float, fp16 and dynamic-range int8 weights."""
+    want, got, _ = float_vs_interpreter(files[f"cnn_{quant}"], tmp_path)
+    for o in want:
+        assert snr(want[o], got[o]) >= 80, (quant, o, snr(want[o], got[o]))
+
+
+def test_int8_model_to_the_interpreters_noise_floor(files, tmp_path):
+    """A fully int8 model computes its activations in int8; the float IR (dequantised weights)
+    agrees with it as closely as the interpreter agrees with the float Keras model."""
+    want, got, feeds = float_vs_interpreter(files["cnn_int8"], tmp_path, seed=3)
+    x = next(iter(feeds.values()))
+    keras_out = np.asarray(files["keras_cnn"](x.reshape(SAMPLES, 12, 12, 3), training=False))
+    (o,) = want
+    floor = snr(keras_out, want[o].reshape(keras_out.shape))  # the interpreter against float
+    agree = snr(want[o], got[o])
+    assert 25 < floor < 60, floor
+    assert agree >= floor - 6, (agree, floor)
+    assert snr(keras_out, got[o].reshape(keras_out.shape)) > floor  # weights only: closer to float
+
+
+def test_movement_ops_match_interpreter(files, tmp_path):
+    """SPLIT, SPLIT_V, STRIDED_SLICE, PACK, TRANSPOSE, RESHAPE, EXPAND_DIMS, SQUEEZE,
+    MIRROR_PAD, RESIZE_NEAREST_NEIGHBOR, element-wise ops, REDUCE_MAX, SUM, LOG_SOFTMAX."""
+    want, got, _ = float_vs_interpreter(files["movement"], tmp_path)
+    assert len(want) == 5
+    for o in want:
+        assert snr(want[o], got[o]) >= 80, (o, snr(want[o], got[o]))
+
+
+def test_sparse_weight_densified(files, tmp_path):
+    want, got, _ = float_vs_interpreter(files["sparse"], tmp_path)
+    for o in want:
+        assert snr(want[o], got[o]) >= 80
+    model, _ = compile_tflite(files["sparse"], tmp_path)
+    assert any("sparse weights made dense" in n for n in model.graph.meta["notes"])
+
+
+def test_weights_keep_tflite_names(files, tmp_path):
+    """-w prints the names of the tensors that store the weights (fp16: the stored tensor, not
+    the DEQUANTIZE output), in their TFLite layouts (OHWI, 1HWO, [N, K])."""
+    from gxnpuc.frontend.tflite_read import read
+
+    sg = read(files["cnn_fp16"], "cnn").subgraphs[0]
+    stored = {t.name: list(t.shape) for t in sg.tensors if t.data is not None and t.dtype == "float16"}
+    proc = subprocess.run([sys.executable, "-m", "gxnpuc", "-w", _config(tmp_path, files["cnn_fp16"])],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    listed = dict(line.rsplit(": ", 1) for line in proc.stdout.splitlines() if line.endswith("]"))
+    assert listed and all(name in stored for name in listed), (listed, stored)
+    assert any(v == "[16, 3, 3, 3]" for v in listed.values())  # OHWI
+    assert any(v.startswith("[1, 3, 3, 32]") for v in listed.values())  # depthwise 1HWO
+    assert any(v == "[64, 64]" for v in listed.values())  # FULLY_CONNECTED [N, K]
+
+
+def _config(tmp_path, model: str, extra: str = "") -> str:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"TFLITE_FILE: {model}\nOUTPUT_FILE: {tmp_path / 'model.h'}\nCOMPRESS: true\n"
+                   f"CONV2D_COMPRESS: true\n{extra}")
+    return str(cfg)
+
+
+def test_cli_compiles_and_evaluates_int8(files, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gxnpuc", "-e", "random", _config(tmp_path, files["cnn_int8"])],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.getsize(tmp_path / "model.h") > 0
+    assert "is int8 in the model" in proc.stdout and "tflite (ai-edge-litert)" in proc.stdout
+
+
+def test_streaming_variable_becomes_state_pair(files, tmp_path):
+    """VAR_HANDLE/READ_VARIABLE/ASSIGN_VARIABLE/CALL_ONCE: input `ctx`, output `ctx_next`,
+    paired on the graph; stepping the IR by hand matches the interpreter stepping itself."""
+    from gxnpuc.oracle_tflite import interpreter
+
+    model, _ = compile_tflite(files["streaming"], tmp_path)
+    g = model.graph
+    assert g.meta["state_pairs"] == {"ctx_next": "ctx"}
+    assert "ctx" in g.inputs and "ctx_next" in g.outputs
+    assert not any(n.source in ("READ_VARIABLE", "ASSIGN_VARIABLE") for n in g.nodes)
+    it = interpreter(files["streaming"], False)
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    frame = next(n for n in g.inputs if n != "ctx")
+    (y,) = [o for o in g.outputs if o != "ctx_next"]
+    state = np.zeros(g.tensors["ctx"].shape, np.float32)
+    rng = np.random.default_rng(7)
+    for _ in range(5):  # the interpreter keeps its own state between invokes
+        x = rng.standard_normal(inp["shape"]).astype(np.float32)
+        it.set_tensor(inp["index"], x)
+        it.invoke()
+        r = sim.run_model(model, {frame: x.reshape(g.tensors[frame].shape), "ctx": state})
+        assert snr(it.get_tensor(out["index"]), r[y].reshape(out["shape"])) >= 80
+        state = r["ctx_next"]
+
+
+def test_unsupported_ops_listed_at_once(files, tmp_path):
+    from gxnpuc.errors import UnsupportedOpError
+
+    with pytest.raises(UnsupportedOpError) as err:
+        compile_tflite(files["unsupported"], tmp_path)
+    kinds = {op for _, op, _ in err.value.items}
+    assert kinds == {"RESIZE_BILINEAR", "TRANSPOSE_CONV", "ARG_MAX"}
+
+
+def test_list_ops_shows_tflite():
+    proc = subprocess.run([sys.executable, "-m", "gxnpuc", "-L", "-f", "TFLITE"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "TensorFlow Lite" in proc.stdout and "CONV_2D" in proc.stdout and "Conv2D " not in proc.stdout
