@@ -128,7 +128,7 @@ _SHAPES = [
 
 _M = "Model files"
 _MODELS = [
-    _c(_M, "no-model", "no model key at all", "add ONNX_FILE, PB_FILE, SAVED_MODEL_DIR or KERAS_FILE",
+    _c(_M, "no-model", "no model key at all", "add ONNX_FILE, PB_FILE, SAVED_MODEL_DIR, KERAS_FILE or TFLITE_FILE",
        "COMPRESS: true\n", "config.yaml", "no model given"),
     _c(_M, "several-models", "two model keys", "keep exactly one",
        BASE + "PB_FILE: model.pb\n", "config.yaml:3: PB_FILE", "several models"),
@@ -202,6 +202,20 @@ _WEIGHTS = [
     _c(_W, "unsupported-ops", "three ops the NPU cannot run", "replace them, or cut them off "
        "with OUTPUT_OPS", "ONNX_FILE: unsupported.onnx\nOUTPUT_FILE: out/model.h\n",
        "3 unsupported op(s)", "Hardmax", "TopK", "com.example.MyOp", files=("unsupported.onnx",),
+       old_output=True),
+]
+
+_T = "TensorFlow Lite files"
+_TFLITE = [
+    _c(_T, "tflite-truncated", "a truncated .tflite (interrupted download or copy)", "copy it again",
+       "TFLITE_FILE: trunc.tflite\nOUTPUT_FILE: out/model.h\n", "trunc.tflite",
+       "corrupt TensorFlow Lite flatbuffer", files=("trunc.tflite",), old_output=True),
+    _c(_T, "tflite-not-flatbuffer", "an ONNX file given as TFLITE_FILE", "use ONNX_FILE",
+       "TFLITE_FILE: model.onnx\n", "model.onnx", "not a TensorFlow Lite flatbuffer"),
+    _c(_T, "tflite-unsupported-ops", "a .tflite with three ops the NPU cannot run (bilinear resize, "
+       "transposed convolution, arg-max)", "replace them, or cut them off with OUTPUT_OPS",
+       "TFLITE_FILE: unsupported.tflite\nOUTPUT_FILE: out/model.h\n", "3 unsupported op(s)",
+       "[RESIZE_BILINEAR]", "[TRANSPOSE_CONV]", "[ARG_MAX]", files=("unsupported.tflite",),
        old_output=True),
 ]
 
@@ -279,8 +293,8 @@ _EVAL = [
     ]
 ]
 
-CASES: tuple[Case, ...] = (*_CONFIG, *_TYPES, *_SHAPES, *_MODELS, *_WEIGHTS, *_NAMES, *_RANGES,
-                           *_OUTPUTS, *_EVAL)
+CASES: tuple[Case, ...] = (*_CONFIG, *_TYPES, *_SHAPES, *_MODELS, *_TFLITE, *_WEIGHTS, *_NAMES,
+                           *_RANGES, *_OUTPUTS, *_EVAL)
 GROUPS = list(dict.fromkeys(c.group for c in CASES))
 
 
@@ -388,6 +402,23 @@ def tf_bytes(name: str) -> bytes:
     return _TF[name]
 
 
+_TFLITE_FILES: dict[str, bytes] = {}
+
+
+def tflite_bytes(name: str) -> bytes:
+    """streaming.tflite and unsupported.tflite (tests/tflite_models.py), converted once."""
+    if name not in _TFLITE_FILES:
+        import contextlib
+        import io
+
+        import tflite_models
+
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # Keras' export notes
+            warnings.simplefilter("ignore")
+            _TFLITE_FILES[name] = getattr(tflite_models, f"{name}_tflite")()
+    return _TFLITE_FILES[name]
+
+
 def _npz(**arrays):
     def make(path):
         with open(path, "wb") as fh:  # np.savez(path) would append .npz to a path without it
@@ -425,6 +456,9 @@ FILES = {
     "model.h5": _bytes(lambda: tf_bytes("model.h5")),
     "trunc.h5": _bytes(lambda: tf_bytes("model.h5")[:len(tf_bytes("model.h5")) // 2]),
     "flip.h5": _bytes(lambda: flip(tf_bytes("model.h5"), 20, 3)),
+    "unsupported.tflite": _bytes(lambda: tflite_bytes("unsupported")),
+    "streaming.tflite": _bytes(lambda: tflite_bytes("streaming")),
+    "trunc.tflite": _bytes(lambda: tflite_bytes("streaming")[:len(tflite_bytes("streaming")) // 2]),
     "a_file": _bytes(lambda: b"a regular file, not a folder\n"),
     "nokey.npz": _npz(input=_rand((2, 1, 2, 8, 8), 5)),
     "shape.npz": _npz(x=_rand((2, 3, 8, 8), 6)),
@@ -432,7 +466,8 @@ FILES = {
     "text.npz": _bytes(lambda: b"x = [1, 2, 3]\n"),
     "naninput.npz": _npz(x=np.full((2, 1, 2, 8, 8), np.nan, np.float32)),
 }
-TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5"}
+TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5",
+            "unsupported.tflite", "streaming.tflite", "trunc.tflite"}
 
 
 def needs_tf(case: Case) -> bool:

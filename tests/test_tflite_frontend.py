@@ -198,3 +198,16 @@ def test_list_ops_shows_tflite():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "TensorFlow Lite" in proc.stdout and "CONV_2D" in proc.stdout and "Conv2D " not in proc.stdout
+
+
+def test_eval_refuses_state_other_than_the_initial_value(files, tmp_path):
+    from gxnpuc.errors import GxnpucError
+
+    model, _ = compile_tflite(files["streaming"], tmp_path)
+    g = model.graph
+    fn = runner(files["streaming"], g)
+    frame = next(n for n in g.inputs if n != "ctx")
+    x = np.ones((1, *g.tensors[frame].shape), np.float32)
+    assert set(fn({frame: x, "ctx": np.zeros((1, *g.tensors["ctx"].shape), np.float32)})) == set(g.outputs)
+    with pytest.raises(GxnpucError, match="kept inside the TFLite interpreter"):
+        fn({frame: x, "ctx": np.ones((1, *g.tensors["ctx"].shape), np.float32)})

@@ -88,8 +88,8 @@ def read(path: str, shown: str) -> TfliteModel:
     except ModelError:
         raise
     except Exception as exc:  # the generated accessors raise many types on corrupt offsets
-        raise ModelError(shown, f"corrupt TensorFlow Lite flatbuffer ({type(exc).__name__})",
-                         _ACCEPTED) from None
+        why = str(exc) if isinstance(exc, ValueError) else "offsets or sizes point outside the file"
+        raise ModelError(shown, f"corrupt TensorFlow Lite flatbuffer ({why})", _ACCEPTED) from None
     if not subgraphs:
         raise ModelError(shown, "the TensorFlow Lite model has no subgraph", _ACCEPTED)
     return TfliteModel(subgraphs, desc)
