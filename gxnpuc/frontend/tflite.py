@@ -45,15 +45,12 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
                          output_dtypes=[sg.tensors[i].dtype for i in op.outputs]))
               for k, op in enumerate(sg.ops)]
     state = tflite_state.resolve(ctx, model, fnodes, path)
-    model_inputs = [names[i] for i in sg.inputs]
     _add_inputs(ctx, sg.tensors, names, sg.inputs, dict(input_shapes or {}), notes)
     state.add_inputs(ctx)
     outs = list(outputs or [names[i] for i in sg.outputs])
     _note_quantised_outputs(ctx, sg, names, outs)
     outs += state.outputs(outs)
-    graph = lower(ctx, state.fnodes, outs, TFLITE_LOWERINGS)
-    graph.meta["tflite_inputs"] = model_inputs
-    return graph
+    return lower(ctx, state.fnodes, outs, TFLITE_LOWERINGS)
 
 
 def unique_names(tensors: list[TfTensor]) -> list[str]:
