@@ -42,8 +42,10 @@ def files(tmp_path_factory):
         data, model = tm.cnn_tflite(q)
         save(f"cnn_{q}", data)
     out["keras_cnn"] = model
-    for name in ("movement", "unsupported", "streaming", "sparse"):
+    for name in ("movement", "more_ops", "unsupported", "streaming", "sparse"):
         save(name, getattr(tm, f"{name}_tflite")())
+    for q in ("float", "int8"):
+        save(f"dynamic_{q}", tm.dynamic_batch_tflite(q))
     return out
 
 
@@ -56,6 +58,7 @@ def snr(ref, x) -> float:
 def compile_tflite(path: str, out_dir, **kw):
     from gxnpuc import compiler
 
+    out_dir.mkdir(exist_ok=True)
     cfg = Config(model_key="TFLITE_FILE", model_path=path, output_file=str(out_dir / "model.h"), **kw)
     return compiler.compile(cfg), cfg
 
@@ -117,6 +120,29 @@ def test_movement_ops_match_interpreter(files, tmp_path):
     assert len(want) == 5
     for o in want:
         assert snr(want[o], got[o]) >= 80, (o, snr(want[o], got[o]))
+
+
+def test_more_ops_match_interpreter(files, tmp_path):
+    """Conv1D as EXPAND_DIMS/CONV_2D, BATCH_MATMUL, GATHER, SLICE, TILE, UNPACK, PADV2, SOFTMAX,
+    MEAN, REDUCE_MIN, ADD_N, SELECT, GELU, SQRT, RSQRT, EXP, LOG, NEG, SQUARE, POW, RELU_N1_TO_1."""
+    want, got, _ = float_vs_interpreter(files["more_ops"], tmp_path)
+    assert len(want) == 9
+    for o in want:
+        assert snr(want[o], got[o]) >= 80, (o, snr(want[o], got[o]))
+
+
+def test_open_batch_and_float_interface_int8(files, tmp_path):
+    """An open batch (Flatten's SHAPE chain, Conv1D's EXPAND_DIMS) in float; the same model in
+    int8 behind a float interface (QUANTIZE / DEQUANTIZE) agrees with its interpreter to the
+    int8 noise floor (the int8 interpreter against the float one)."""
+    want, got, feeds = float_vs_interpreter(files["dynamic_float"], tmp_path / "f")
+    (o,) = want
+    assert snr(want[o], got[o]) >= 80
+    want8, got8, feeds8 = float_vs_interpreter(files["dynamic_int8"], tmp_path / "q")
+    assert all(np.array_equal(feeds[k], feeds8[k]) for k in feeds)
+    floor = snr(want[o], want8[o])
+    assert 20 < floor < 60, floor
+    assert snr(want8[o], got8[o]) >= floor - 6
 
 
 def test_sparse_weight_densified(files, tmp_path):
@@ -225,7 +251,8 @@ def test_tflite_lowerings_emit_what_they_declare(files, monkeypatch):
         seen.add((self.fnode.op_type if self.fnode else "", op))
         return real(self, op, *args, **kw)
     monkeypatch.setattr(LowerCtx, "emit", watch)
-    for name in ("cnn_float", "cnn_int8", "movement", "streaming", "sparse"):
+    for name in ("cnn_float", "cnn_int8", "cnn_fp16", "movement", "more_ops", "streaming", "sparse",
+                 "dynamic_int8"):
         front.to_ir(files[name])
     assert len({t for t, _ in seen}) > 25
     wrong = [(t, op) for t, op in seen if op not in LOWERING_EMITS[("tflite", t)]]

@@ -161,3 +161,62 @@ def sparse_tflite() -> bytes:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     return conv.convert()
+
+
+def more_ops_tflite() -> bytes:
+    """A second concrete function for the rest of the covered ops: CONV_2D of a Conv1D
+    (EXPAND_DIMS / RESHAPE), BATCH_MATMUL, GATHER, SLICE, TILE, UNPACK, PADV2, SOFTMAX with
+    beta, MEAN (keep_dims), REDUCE_MIN, ADD_N, SELECT_V2 with a constant condition, GELU,
+    SQRT, RSQRT, EXP, LOG, NEG, SQUARE, POW, RELU, RELU_N1_TO_1."""
+    tf = _tf()
+    rng = np.random.default_rng(8)
+    w1d = tf.constant(rng.normal(0, 0.3, (3, 4, 6)).astype(np.float32))
+    keep = tf.constant(rng.random((1, 4, 6)) < 0.5)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4, 6], tf.float32, name="x")])
+    def fn(x):
+        k = tf.nn.relu(tf.nn.conv1d(tf.transpose(x, [0, 2, 1])[:, :, :4], w1d, stride=1, padding="SAME"))
+        b = tf.matmul(x, x, transpose_b=True)  # [1, 4, 4]
+        g = tf.gather(x, [3, 0, 2], axis=2)[:, 1:, :] + tf.slice(x, [0, 1, 0], [1, 3, 3])
+        t = tf.tile(x[:, :1, :], [1, 2, 1])
+        parts = tf.unstack(x, axis=1)
+        p = tf.pad(x, [[0, 0], [1, 0], [0, 2]], constant_values=1.5)
+        s = tf.nn.softmax(x * 2.0)
+        a = tf.abs(x) + 0.5
+        e = tf.add_n([tf.sqrt(a), tf.math.rsqrt(a), tf.exp(-a), tf.math.log(a), tf.square(x),
+                      tf.pow(a, 3.0), tf.nn.gelu(x, approximate=True), -x, tf.clip_by_value(x, -1.0, 1.0)])
+        return {"k": k, "b": b, "g": g, "t": t, "u": parts[0] - parts[3], "p": p, "s": s,
+                "m": tf.reduce_mean(e, axis=1, keepdims=True) + tf.reduce_min(e, axis=1, keepdims=True),
+                "w": tf.where(keep, x, e)}
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    return conv.convert()
+
+
+def dynamic_batch_tflite(quant: str = "int8") -> bytes:
+    """A Keras model with an open batch dimension, converted to int8 with a float interface:
+    QUANTIZE/DEQUANTIZE at the edges, Conv1D as EXPAND_DIMS + CONV_2D + SQUEEZE, Flatten's
+    SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chain, ReLU(max_value=1) (RELU_0_TO_1), RELU."""
+    import keras
+
+    tf = _tf()
+    L = keras.layers
+    keras.utils.set_random_seed(9)
+    x = keras.Input((10, 4), name="seq")
+    y = L.Conv1D(8, 3, padding="same", name="conv1d")(x)
+    y = L.ReLU(max_value=1.0, name="relu01")(y)
+    y = L.Flatten(name="flat")(y)
+    y = L.ReLU(name="relu")(L.Dense(6, name="fc")(y))
+    model = keras.Model(x, y)
+    _randomize(model, 9)
+    rng = np.random.default_rng(9)
+
+    def rep():
+        for _ in range(16):
+            yield [rng.standard_normal((1, 10, 4)).astype(np.float32)]
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quant == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return conv.convert()
+    return conv.convert()
