@@ -212,7 +212,7 @@ _TFLITE = [
        "corrupt TensorFlow Lite flatbuffer", files=("trunc.tflite",), old_output=True),
     _c(_T, "tflite-not-flatbuffer", "an ONNX file given as TFLITE_FILE", "use ONNX_FILE",
        "TFLITE_FILE: model.onnx\n", "model.onnx", "not a TensorFlow Lite flatbuffer"),
-    _c(_T, "tflite-unsupported-ops", "a .tflite with three ops the NPU cannot run (bilinear resize, "
+    _c(_T, "tflite-unsupported-ops", "a .tflite with three ops the NPU cannot run (bilinear resize by 1.5, "
        "transposed convolution, arg-max)", "replace them, or cut them off with OUTPUT_OPS",
        "TFLITE_FILE: unsupported.tflite\nOUTPUT_FILE: out/model.h\n", "3 unsupported op(s)",
        "[RESIZE_BILINEAR]", "[TRANSPOSE_CONV]", "[ARG_MAX]", files=("unsupported.tflite",),

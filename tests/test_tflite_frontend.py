@@ -115,9 +115,10 @@ def test_int8_model_to_the_interpreters_noise_floor(files, tmp_path):
 
 def test_movement_ops_match_interpreter(files, tmp_path):
     """SPLIT, SPLIT_V, STRIDED_SLICE, PACK, TRANSPOSE, RESHAPE, EXPAND_DIMS, SQUEEZE,
-    MIRROR_PAD, RESIZE_NEAREST_NEIGHBOR, element-wise ops, REDUCE_MAX, SUM, LOG_SOFTMAX."""
+    MIRROR_PAD, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR, element-wise ops, REDUCE_MAX, SUM,
+    LOG_SOFTMAX."""
     want, got, _ = float_vs_interpreter(files["movement"], tmp_path)
-    assert len(want) == 5
+    assert len(want) == 7
     for o in want:
         assert snr(want[o], got[o]) >= 80, (o, snr(want[o], got[o]))
 

@@ -72,9 +72,10 @@ def test_refusals_are_listed_together():
     ctx = LowerCtx("tflite")
     ctx.add_input("x", X.shape)
     ctx.add_const("p", np.array([[0, 0], [2, 2], [0, 0], [0, 0]], np.int32))
+    ctx.add_const("size", np.array([5, 8], np.int32))  # 3 -> 5 rows: not an integer factor
     fnodes = [FNode("a", "MIRROR_PAD", ["x", "p"], ["a"], {"mode": "SYMMETRIC"}),
               FNode("b", "Convolution2DTransposeBias", ["x"], ["b"], {}),
-              FNode("c", "RESIZE_BILINEAR", ["x"], ["c"], {})]
+              FNode("c", "RESIZE_BILINEAR", ["x", "size"], ["c"], {})]
     with pytest.raises(UnsupportedOpError) as err:
         lower(ctx, fnodes, ["a", "b", "c"], TFLITE_LOWERINGS)
     assert [op for _, op, _ in err.value.items] == ["MIRROR_PAD", "Convolution2DTransposeBias",

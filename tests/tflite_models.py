@@ -83,7 +83,8 @@ def movement_tflite() -> bytes:
     """A concrete function of data movement and element-wise ops: SPLIT, SPLIT_V,
     STRIDED_SLICE, PACK, TRANSPOSE, RESHAPE, EXPAND_DIMS, SQUEEZE, MIRROR_PAD (REFLECT and
     SYMMETRIC by 1), RESIZE_NEAREST_NEIGHBOR, ADD/SUB/MUL/DIV/MAXIMUM/MINIMUM,
-    SQUARED_DIFFERENCE, TANH/LOGISTIC/RELU6/LEAKY_RELU/ELU, REDUCE_MAX, SUM, LOG_SOFTMAX."""
+    SQUARED_DIFFERENCE, TANH/LOGISTIC/RELU6/LEAKY_RELU/ELU, REDUCE_MAX, SUM, LOG_SOFTMAX,
+    RESIZE_BILINEAR (x2 and x3, with and without half-pixel centers)."""
     tf = _tf()
     rng = np.random.default_rng(3)
     c = tf.constant(rng.uniform(0.5, 1.5, (1, 4, 6, 1)).astype(np.float32))
@@ -101,7 +102,9 @@ def movement_tflite() -> bytes:
         e = tf.nn.tanh(p) * c + tf.nn.sigmoid(q) - tf.nn.relu6(p) / (tf.abs(q) + 1.0)
         e = tf.maximum(e, tf.nn.leaky_relu(q, 0.1)) + tf.minimum(tf.nn.elu(p), 0.5)
         e = e + tf.math.squared_difference(p, q)
-        return {"t": t, "m": tf.reduce_max(m, axis=3, keepdims=True),
+        b1 = tf.image.resize(x, [8, 18], method="bilinear")  # half-pixel centers, factors 2 and 3
+        b2 = tf.compat.v1.image.resize_bilinear(x, [8, 12], half_pixel_centers=False)
+        return {"b1": b1, "b2": b2, "t": t, "m": tf.reduce_max(m, axis=3, keepdims=True),
                 "u": tf.reduce_sum(u, axis=[1, 2]), "e": e,
                 "rs": tf.nn.log_softmax(tf.concat([r, s], axis=2), axis=-1)}
     conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
@@ -109,15 +112,16 @@ def movement_tflite() -> bytes:
 
 
 def unsupported_tflite() -> bytes:
-    """RESIZE_BILINEAR, TRANSPOSE_CONV and ARG_MAX in one model (all listed at once)."""
+    """RESIZE_BILINEAR by a non-integer factor, TRANSPOSE_CONV and ARG_MAX in one model (all
+    listed at once)."""
     import keras
 
     tf = _tf()
     L = keras.layers
     keras.utils.set_random_seed(4)
     x = keras.Input((4, 4, 2), batch_size=1, name="x")
-    a = L.Resizing(8, 8, interpolation="bilinear", name="bilinear")(x)
-    b = L.Conv2DTranspose(2, 2, strides=2, name="deconv")(x)
+    a = L.Resizing(8, 6, interpolation="bilinear", name="bilinear")(x)  # width 4 -> 6
+    b = L.Conv2DTranspose(2, (2, 3), strides=(2, 1), name="deconv")(x)
     y = L.Lambda(lambda t: tf.cast(tf.argmax(t, axis=-1), tf.float32), name="argmax")(a + b)
     return tf.lite.TFLiteConverter.from_keras_model(keras.Model(x, y)).convert()
 
