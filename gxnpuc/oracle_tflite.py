@@ -51,6 +51,7 @@ def runner(path: str, graph):
                           "outputs named as the model names its tensors")
     preserve = any(k not in sg.outputs for k in fetch.values())
     it = interpreter(path, preserve)
+    _resize_inputs(it, graph, index)
     pairs = {v: k for k, v in graph.meta.get("state_pairs", {}).items()}
     initial = graph.meta.get("state_initial", {})
     feed_to = {d["index"]: d for d in it.get_input_details()}
@@ -70,6 +71,19 @@ def runner(path: str, graph):
         it.invoke()
         return {o: _to_real(it.get_tensor(k), details[k]) for o, k in fetch.items()}
     return fn
+
+
+def _resize_inputs(it, graph, index: dict) -> None:
+    """Give the interpreter the static shapes the IR has (INPUT_OPS for open dimensions)."""
+    changed = False
+    for d in it.get_input_details():
+        name = next((n for n, k in index.items() if k == d["index"]), None)
+        want = graph.tensors[name].shape if name in graph.tensors else None
+        if want is not None and tuple(d["shape"]) != tuple(want):
+            it.resize_tensor_input(d["index"], list(want))
+            changed = True
+    if changed:
+        it.allocate_tensors()
 
 
 def _check_state(name: str, value: np.ndarray, initial) -> None:

@@ -212,6 +212,10 @@ _TFLITE = [
        "corrupt TensorFlow Lite flatbuffer", files=("trunc.tflite",), old_output=True),
     _c(_T, "tflite-not-flatbuffer", "an ONNX file given as TFLITE_FILE", "use ONNX_FILE",
        "TFLITE_FILE: model.onnx\n", "model.onnx", "not a TensorFlow Lite flatbuffer"),
+    _c(_T, "tflite-open-dimension", "a .tflite whose input has an open (None) time dimension, "
+       "no INPUT_OPS", "give the static shape in INPUT_OPS",
+       "TFLITE_FILE: open_time.tflite\n", "input 'serving_default_seq:0'", "dimension 1 is unknown",
+       "INPUT_OPS", files=("open_time.tflite",)),
     _c(_T, "tflite-unsupported-ops", "a .tflite with three ops the NPU cannot run (bilinear resize by 1.5, "
        "transposed convolution, arg-max)", "replace them, or cut them off with OUTPUT_OPS",
        "TFLITE_FILE: unsupported.tflite\nOUTPUT_FILE: out/model.h\n", "3 unsupported op(s)",
@@ -406,7 +410,7 @@ _TFLITE_FILES: dict[str, bytes] = {}
 
 
 def tflite_bytes(name: str) -> bytes:
-    """streaming.tflite and unsupported.tflite (tests/tflite_models.py), converted once."""
+    """streaming, unsupported and open_time .tflite files (tests/tflite_models.py), converted once."""
     if name not in _TFLITE_FILES:
         import contextlib
         import io
@@ -458,6 +462,7 @@ FILES = {
     "flip.h5": _bytes(lambda: flip(tf_bytes("model.h5"), 20, 3)),
     "unsupported.tflite": _bytes(lambda: tflite_bytes("unsupported")),
     "streaming.tflite": _bytes(lambda: tflite_bytes("streaming")),
+    "open_time.tflite": _bytes(lambda: tflite_bytes("open_time")),
     "trunc.tflite": _bytes(lambda: tflite_bytes("streaming")[:len(tflite_bytes("streaming")) // 2]),
     "a_file": _bytes(lambda: b"a regular file, not a folder\n"),
     "nokey.npz": _npz(input=_rand((2, 1, 2, 8, 8), 5)),
@@ -467,7 +472,7 @@ FILES = {
     "naninput.npz": _npz(x=np.full((2, 1, 2, 8, 8), np.nan, np.float32)),
 }
 TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5",
-            "unsupported.tflite", "streaming.tflite", "trunc.tflite"}
+            "unsupported.tflite", "streaming.tflite", "trunc.tflite", "open_time.tflite"}
 
 
 def needs_tf(case: Case) -> bool:

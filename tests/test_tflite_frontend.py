@@ -46,6 +46,7 @@ def files(tmp_path_factory):
         save(name, getattr(tm, f"{name}_tflite")())
     for q in ("float", "int8"):
         save(f"dynamic_{q}", tm.dynamic_batch_tflite(q))
+    save("open_time", tm.open_time_tflite())
     return out
 
 
@@ -144,6 +145,23 @@ def test_open_batch_and_float_interface_int8(files, tmp_path):
     floor = snr(want[o], want8[o])
     assert 20 < floor < 60, floor
     assert snr(want8[o], got8[o]) >= floor - 6
+
+
+def test_open_time_dimension_fixed_by_input_ops(files, tmp_path):
+    """[batch, None, 4]: INPUT_OPS gives the length (with or without TFLite's `:0`); the
+    interpreter is resized to it; SQUEEZE / EXPAND_DIMS of Conv1D with an open length."""
+    from gxnpuc.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dimension 1 is unknown"):
+        front.to_ir(files["open_time"])
+    g = front.to_ir(files["open_time"], {"serving_default_seq": [1, 10, 4]})
+    assert g.tensors["serving_default_seq:0"].shape == (1, 10, 4)
+    model, _ = compile_tflite(files["open_time"], tmp_path, input_ops={"serving_default_seq:0": [1, 10, 4]})
+    ref = runner(files["open_time"], model.graph)
+    x = np.random.default_rng(11).standard_normal((1, 10, 4)).astype(np.float32)
+    (o,) = model.graph.outputs
+    want = ref({"serving_default_seq:0": x[None]})[o]
+    assert snr(want, sim.run_model(model, {"serving_default_seq:0": x})[o]) >= 80
 
 
 def test_sparse_weight_densified(files, tmp_path):
@@ -255,6 +273,7 @@ def test_tflite_lowerings_emit_what_they_declare(files, monkeypatch):
     for name in ("cnn_float", "cnn_int8", "cnn_fp16", "movement", "more_ops", "streaming", "sparse",
                  "dynamic_int8"):
         front.to_ir(files[name])
+    front.to_ir(files["open_time"], {"serving_default_seq:0": [1, 7, 4]})
     assert len({t for t, _ in seen}) > 25
     wrong = [(t, op) for t, op in seen if op not in LOWERING_EMITS[("tflite", t)]]
     assert not wrong, wrong

@@ -196,6 +196,20 @@ def more_ops_tflite() -> bytes:
     return conv.convert()
 
 
+def open_time_tflite() -> bytes:
+    """A Keras model whose time dimension is open ([batch, None, 4]): INPUT_OPS fixes it."""
+    import keras
+
+    tf = _tf()
+    keras.utils.set_random_seed(10)
+    x = keras.Input((None, 4), name="seq")
+    y = keras.layers.Conv1D(6, 3, padding="same", activation="relu", name="conv1d")(x)
+    y = keras.layers.GlobalMaxPooling1D(name="gmp")(y)
+    model = keras.Model(x, keras.layers.Dense(3, name="fc")(y))
+    _randomize(model, 10)
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
 def dynamic_batch_tflite(quant: str = "int8") -> bytes:
     """A Keras model with an open batch dimension, converted to int8 with a float interface:
     QUANTIZE/DEQUANTIZE at the edges, Conv1D as EXPAND_DIMS + CONV_2D + SQUEEZE, Flatten's

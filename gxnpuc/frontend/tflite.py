@@ -121,6 +121,9 @@ def _quant_note(what: str, name: str, t: TfTensor) -> str:
 
 def _add_inputs(ctx, tensors, names, inputs: list[int], overrides: dict, notes: list) -> None:
     free = [names[i] for i in inputs]
+    for name in list(overrides):  # `serving_default_x` names `serving_default_x:0`
+        if name not in free and f"{name}:0" in free:
+            overrides[f"{name}:0"] = overrides.pop(name)
     for name in overrides:
         if name not in free:
             raise unknown("INPUT_OPS", name, free, "is not an input of the model",
