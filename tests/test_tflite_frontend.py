@@ -277,3 +277,27 @@ def test_tflite_lowerings_emit_what_they_declare(files, monkeypatch):
     assert len({t for t, _ in seen}) > 25
     wrong = [(t, op) for t, op in seen if op not in LOWERING_EMITS[("tflite", t)]]
     assert not wrong, wrong
+
+
+def test_mutated_flatbuffers_end_in_one_error_line(files, tmp_path):
+    """Truncations and bit flips of a real .tflite: the model compiles or the front end raises
+    a GxnpucError (the CLI's one line), never another exception."""
+    from gxnpuc.errors import GxnpucError
+
+    data = open(files["cnn_fp16"], "rb").read()
+    rng = np.random.default_rng(12)
+    cases = [data[:n] for n in (8, 64, len(data) // 3, len(data) - 16)]
+    for _ in range(60):
+        b = bytearray(data)
+        for _ in range(3):
+            b[int(rng.integers(8, min(len(b), 4096)))] ^= 1 << int(rng.integers(0, 8))
+        cases.append(bytes(b))
+    path = tmp_path / "m.tflite"
+    errors = 0
+    for case in cases:
+        path.write_bytes(case)
+        try:
+            front.to_ir(str(path))
+        except GxnpucError:
+            errors += 1
+    assert errors >= 4  # the truncations at least
