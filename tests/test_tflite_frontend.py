@@ -301,3 +301,21 @@ def test_mutated_flatbuffers_end_in_one_error_line(files, tmp_path):
         except GxnpucError:
             errors += 1
     assert errors >= 4  # the truncations at least
+
+
+def test_output_ops_cut_at_an_inner_tensor(files, tmp_path):
+    """OUTPUT_OPS naming an inner TFLite tensor: the graph is cut there, and the oracle reads
+    that tensor from the interpreter (all tensors preserved)."""
+    from gxnpuc.frontend.tflite_read import read
+
+    sg = read(files["cnn_float"], "cnn").subgraphs[0]
+    inner = next(sg.tensors[op.outputs[0]].name for op in sg.ops if op.op_type == "MEAN")
+    model, _ = compile_tflite(files["cnn_float"], tmp_path, output_ops=(inner,))
+    assert model.graph.outputs == [inner]
+    assert not any(n.op in ("fc", "softmax") for n in model.graph.nodes)
+    feeds = feeds_for(model.graph, 13)
+    ref = runner(files["cnn_float"], model.graph)
+    x = {k: v[:1] for k, v in feeds.items()}
+    want = ref(x)[inner]
+    got = sim.run_model(model, {k: v[0] for k, v in feeds.items()})[inner]
+    assert snr(want, got.reshape(np.shape(want))) >= 80

@@ -69,7 +69,7 @@ def resolve(ctx, model, fnodes: list[FNode], path: str) -> State:
             if fn.op_type == "READ_VARIABLE":
                 if var not in current:
                     current[var] = var
-                    state.shapes[var] = tuple(ctx_shape(model, fn.outputs[0], state.initial.get(var)))
+                    state.shapes[var] = tuple(static_shape(model, fn.outputs[0], state.initial.get(var)))
                 renamed[fn.outputs[0]] = current[var]
             else:
                 current[var] = state.nexts[var] = fn.inputs[1]
@@ -77,7 +77,7 @@ def resolve(ctx, model, fnodes: list[FNode], path: str) -> State:
         state.fnodes.append(fn)
     for var, value in state.nexts.items():
         if var not in state.shapes:  # written, never read: the next value is still an output
-            state.shapes[var] = tuple(ctx_shape(model, value, state.initial.get(var)))
+            state.shapes[var] = tuple(static_shape(model, value, state.initial.get(var)))
         ctx.set_alias(f"{var}_next", value)
     return state
 
@@ -88,7 +88,7 @@ def _var_name(fn: FNode) -> str:
     return (f"{container}/{shared}" if container else shared) or fn.outputs[0]
 
 
-def ctx_shape(model, tensor: str, init) -> list[int]:
+def static_shape(model, tensor: str, init) -> list[int]:
     """The static shape of a tensor of the main subgraph (its signature's open dims as 1)."""
     from gxnpuc.frontend.tflite import unique_names
 
