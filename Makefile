@@ -25,6 +25,8 @@ demo: $(VENV)/.installed
 	$(BIN)/gxnpuc -w -e examples/build/kws_tf_inputs.npz configs/kws_tf.yaml
 
 test: $(VENV)/.installed-test
+	$(BIN)/ruff check gxnpuc tests benchmarks examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
@@ -35,6 +37,7 @@ bench: $(VENV)/.installed-test
 docs: $(VENV)/.installed-test
 	$(BIN)/gxnpuc -L --markdown > docs/ops.md
 	$(BIN)/python -m gxnpuc.config docs/config.md
+	$(BIN)/python -m gxnpuc.report docs/ir.md
 	$(BIN)/python tests/test_bad_input.py > docs/errors.md
 
 clean:

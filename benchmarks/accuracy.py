@@ -55,7 +55,7 @@ def weight_bytes(model) -> int:
 
 
 def _rows(bench, item: str, ref, y, nbytes: int, fp32_bytes: int, note: str = "") -> list[Row]:
-    from gxnpuc.eval_report import snr_db
+    from gxnpuc.evaluate import snr_db
 
     rows = [Row("accuracy", bench.key, item, "weight bytes", nbytes, "bytes", "fp32 weight bytes",
                 nbytes / fp32_bytes, note),

@@ -94,18 +94,17 @@ def compression_rows(bench, workdir: str) -> list[Row]:
     """compress_graph alone on the lowered big model, GB/s of fp32 weights, vs np.copyto."""
     from dataclasses import replace
 
-    from gxnpuc import compress, frontend, passes
+    from gxnpuc import compiler, compress
+    from gxnpuc.config import names
 
     cfg = base_config(bench, workdir)
-    graph = frontend.load(cfg)
-    for stage in passes.pipeline(cfg):
-        stage(graph, cfg)
+    graph = compiler.lower(cfg)
     nbytes = 4 * sum(t.size for t in graph.tensors.values() if t.is_const and t.dtype.startswith("float"))
     out = []
     for s in settings.SETTINGS:
         if s.prepare or not set(s.overrides) <= set(cfg.__dataclass_fields__):
             continue
-        c = replace(cfg, **s.overrides)
+        c = names.resolve(replace(cfg, **s.overrides), graph)
         t, _ = measure.timed(lambda: compress.compress_graph(graph, c), 3)
         copy = measure.copyto_gbps(nbytes)  # re-measured beside each setting: the machine is shared
         gbps = nbytes / t / 1e9

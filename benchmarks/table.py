@@ -62,16 +62,14 @@ HEADERS = ["section", "model", "item", "metric", "value", "unit", "ratio", "base
 
 def text(rows: list[Row]) -> str:
     """A fixed-width table, a rule between sections."""
-    body = [cells(r) for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in body)) if body else len(h) for i, h in enumerate(HEADERS)]
+    from gxnpuc.tables import table_lines
 
-    def line(cs):
-        return "  ".join(c.ljust(w) for c, w in zip(cs, widths)).rstrip()
-    out = [line(HEADERS), line(["-" * w for w in widths])]
-    for k, (r, cs) in enumerate(zip(rows, body)):
+    lines = table_lines(HEADERS, [cells(r) for r in rows])
+    out = lines[:2]
+    for k, (r, line) in enumerate(zip(rows, lines[2:])):
         if k and r.section != rows[k - 1].section:
             out.append("")
-        out.append(line(cs))
+        out.append(line)
     return "\n".join(out)
 
 

@@ -12,21 +12,18 @@ Kernels must compute each sample by the same float operations at any batch size.
 in a different order for one row (gemv) than for many (gemm), so conv makes one GEMM per
 sample, and fc / matmul, whose input rows cannot tell samples from rows, get the attr
 `sim_batch` = n on the copy and then make the BLAS call of a batch-1 run once per sample.
+Each op's rule is its OpDef.batch (gxnpuc/ops/); an op without one runs one sample at a time.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from gxnpuc.ir import Graph, Node, Tensor
+from gxnpuc.ops import REGISTRY
 
 CHUNK = 64  # samples per batched pass: bounds the memory of the intermediate tensors
-BATCH_ATTR = "sim_batch"  # set on the simulator's private copy only, read by fc/matmul
-
-# a rule returns None (transparent, attrs unchanged), a str (why not), or fn(n) -> attr updates
-Rule = Callable[[Node, list, list], "str | Callable[[int], dict] | None"]
 
 
 @dataclass
@@ -105,101 +102,7 @@ def _node_rule(graph: Graph, node: Node, flags: list[bool]):
         shape = graph.tensors[name].shape
         if len(shape) < 1 or shape[0] != 1:
             return f"output {name!r} has shape {list(shape)}: the batch axis does not stay in front"
-    rule = RULES.get(node.op)
-    if rule is None:
-        return "no batching rule for this op"
-    return rule(node, shapes, flags)
-
-
-def _only_first(node, shapes, flags):
-    if any(flags[1:]):
-        return "a parameter input depends on the sample"
-    return None
-
-
-def _axis_not_0(node, shapes, flags):
-    return _only_first(node, shapes, flags) or ("works along axis 0" if node.attrs.get("axis") == 0 else None)
-
-
-def _broadcast(node, shapes, flags):
-    rank = len(np.broadcast_shapes(*[s for s in shapes if s is not None]))
-    if any(f and len(s) != rank for s, f in zip(shapes, flags)):
-        return "broadcasting moves the batch axis away from axis 0"
-    return None
-
-
-def _hint(n: int) -> dict:
-    return {BATCH_ATTR: n}
-
-
-def _fc(node, shapes, flags):
-    return _only_first(node, shapes, flags) or (None if len(shapes[0]) >= 2 else "input of rank 1") or _hint
-
-
-def _matmul(node, shapes, flags):
-    a, b = shapes
-    if flags == [True, False] and len(a) == 2 and len(b) == 2:
-        return _hint  # [1, K] @ [K, N]: one gemv per sample, as in a batch-1 run
-    rank = max(len(a), len(b))
-    if all(len(s) == rank >= 3 for s, f in zip(shapes, flags) if f):
-        return None  # numpy loops over the leading dims: the same product per sample
-    return "the batch axis is not a leading (broadcast) dim of both operands"
-
-
-def _reduce(node, shapes, flags):
-    axes = node.attrs["axes"]
-    if 0 not in axes:
-        return None
-    if node.attrs.get("keepdims"):  # over the size-1 axis 0 of one sample: nothing to reduce
-        return lambda n: {"axes": [a for a in axes if a != 0]}
-    return "reduces over axis 0 and drops it"
-
-
-def _reshape(node, shapes, flags):
-    shape = list(node.attrs["shape"])
-    return lambda n: {"shape": [n] + shape[1:]}
-
-
-def _transpose(node, shapes, flags):
-    return None if node.attrs["perm"][0] == 0 else "moves axis 0"
-
-
-def _concat(node, shapes, flags):
-    if not all(flags):
-        return "joins sample data with a constant (that would need broadcasting)"
-    return _axis_not_0(node, shapes, [False] * len(flags))
-
-
-def _slice(node, shapes, flags):
-    a = node.attrs
-    return lambda n: {"starts": [0] + list(a["starts"][1:]), "ends": [n] + list(a["ends"][1:]),
-                      "steps": [1] + list(a["steps"][1:])}
-
-
-def _pad(node, shapes, flags):
-    p, r = node.attrs["pads"], len(shapes[0])
-    return _only_first(node, shapes, flags) or (None if p[0] == 0 == p[r] else "pads axis 0")
-
-
-def _upsample(node, shapes, flags):
-    return None if node.attrs["scales"][0] == 1 else "repeats along axis 0"
-
-
-def _elementwise(node, shapes, flags):
-    return _only_first(node, shapes, flags)
-
-
-# op -> rule. An op not listed here (a new op, a fold-only op reading sample data) makes the
-# simulator run one sample at a time: safe, only slower. Add its rule here when it is added.
-RULES: dict[str, Rule] = {
-    "act": _elementwise, "identity": _elementwise, "cast": _elementwise,
-    "binary": _broadcast, "prelu": _broadcast,
-    "batchnorm": _axis_not_0, "softmax": _axis_not_0, "split": _axis_not_0,
-    "conv": _only_first, "pool": _only_first,
-    "fc": _fc, "matmul": _matmul, "reduce": _reduce,
-    "reshape": _reshape, "transpose": _transpose, "concat": _concat, "slice": _slice,
-    "pad": _pad, "upsample": _upsample,
-}
+    return REGISTRY[node.op].batch(node, shapes, flags)  # each op's rule (OpDef.batch)
 
 
 def chunks(count: int, size: int = CHUNK) -> list[range]:

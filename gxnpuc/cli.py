@@ -197,7 +197,7 @@ def run(args: argparse.Namespace, out=print) -> int:
         return _optional("gxnpuc.tune", "-t/--tune").main(cfg, args) or 0
     model = compile_and_write(cfg, args, out)
     if args.eval:
-        return _optional("gxnpuc.eval", "-e/--eval").main(cfg, args, model) or 0
+        return _optional("gxnpuc.evaluate", "-e/--eval").main(cfg, args, model) or 0
     return 0
 
 
@@ -237,7 +237,7 @@ def compile_and_write(cfg, args: argparse.Namespace, out):
 
     model = compiler.compile(cfg)
     if getattr(args, "eval", None):  # bad -e data is an error before anything is written
-        _optional("gxnpuc.eval", "-e/--eval").load_inputs(args.eval, model.graph)
+        _optional("gxnpuc.evaluate", "-e/--eval").load_inputs(args.eval, model.graph)
     if args.weights:
         lines = report.weight_lines(model)
         for line in lines:

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gxnpuc.errors import ConfigError, ModelError
+from gxnpuc.errors import ModelError
 from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range  # noqa: F401 (API)
 
 FP16_MAX = 65504.0
 LEVELS = 255  # codes 0..255
 CHUNK = 1 << 17  # values per quantisation block: its float32 scratch (512 KB) stays in the L2 cache
-CLIP_METHODS = ("minmax", "mse", "percentile")
 # t + 1.5 * 2^23 rounds t in [0, 2^22) to the nearest integer, ties to even (as np.rint does),
 # and leaves that integer in the low mantissa bits: the code is the low byte of the float32.
 ROUND_MAGIC = np.float32(1.5 * 2 ** 23)
@@ -332,31 +331,25 @@ def channel_axis(family: str, node, shape: tuple) -> tuple[int, int]:
     return axis, int(shape[axis])
 
 
-def _lookup(table, keys: list[str]):
-    return next((table[k] for k in keys if k in table), None)
-
-
-def _wants_compression(family: str, keys: set[str], cfg) -> bool:
+def _wants_compression(family: str, name: str, cfg) -> bool:
     if family == "fc":
         on = cfg.compress
     elif family == "conv":
-        on = cfg.conv2d_compress and not keys & set(cfg.exclude_conv2d_compress_ops)
+        on = cfg.conv2d_compress and name not in cfg.exclude_conv2d_compress_ops
     else:
         return False
-    return bool(on) and not keys & set(cfg.exclude_compress_ops)
+    return bool(on) and name not in cfg.exclude_compress_ops
 
 
-def _slots(graph) -> dict[str, tuple[str, object, list[str]]]:
-    """tensor -> (family, first node with that role, names of every consuming node)."""
-    out: dict[str, list] = {}
+def _slots(graph) -> dict[str, tuple[str, object]]:
+    """tensor -> (family, first node with that role)."""
+    out: dict[str, tuple] = {}
     for node, idx, fam in graph.weight_slots():
         name = node.inputs[idx]
-        entry = out.setdefault(name, [fam, node, []])
-        if node.name not in entry[2]:
-            entry[2].append(node.name)
+        entry = out.setdefault(name, (fam, node))
         if entry[0] not in ("conv", "fc") and fam in ("conv", "fc"):
-            entry[0], entry[1] = fam, node  # a compressible role wins for a shared constant
-    return {k: tuple(v) for k, v in out.items()}
+            out[name] = (fam, node)  # a compressible role wins for a shared constant
+    return out
 
 
 def _note_fp16_overflow(graph, name: str, peak: float) -> None:
@@ -370,24 +363,19 @@ def _note_fp16_overflow(graph, name: str, peak: float) -> None:
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
     """A StoredWeight for every constant input of every node, in graph order (SPEC 5).
 
-    Names in EXCLUDE_* / WEIGHT_MIN_MAX may be the weight's name or a consuming node's name.
+    cfg is resolved (gxnpuc.config.names.resolve): EXCLUDE_* and WEIGHT_MIN_MAX name weight
+    tensors only, and its values were validated when the config was loaded.
     """
-    method = getattr(cfg, "weight_clip", "minmax") or "minmax"
-    if method not in CLIP_METHODS:
-        raise ConfigError("WEIGHT_CLIP", f"unknown method {method!r}", " | ".join(CLIP_METHODS))
     out = {}
-    for name, (family, node, consumers) in _slots(graph).items():
+    for name, (family, node) in _slots(graph).items():
         value = graph.tensors[name].data
-        keys = [name, *consumers]
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
-        if not (floating and value.size and _wants_compression(family, set(keys), cfg)):
+        if not (floating and value.size and _wants_compression(family, name, cfg)):
             out[name], peak = _store_plain(name, value, family)
             _note_fp16_overflow(graph, name, peak)
             continue
-        clip = _lookup(cfg.weight_min_max, keys)
-        if clip is not None and not float(clip[0]) <= float(clip[1]):
-            raise ConfigError(f"WEIGHT_MIN_MAX {name!r}", f"min {clip[0]} > max {clip[1]}", "[min, max]")
+        clip = cfg.weight_min_max.get(name)
         axis, ch = channel_axis(family, node, value.shape) if cfg.compress_per_channel else (None, 1)
-        out[name] = compress_weight(name, value, family, axis, ch, clip, method)
+        out[name] = compress_weight(name, value, family, axis, ch, clip, cfg.weight_clip)
     return out
 

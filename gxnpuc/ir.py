@@ -7,10 +7,15 @@ framework name and shape, because those are the names users paste into their con
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gxnpuc.errors import CompileError
+
+# op name -> its OpDef. The IR names no op: gxnpuc.ops fills this table as it is imported
+# (ops/base.register; gxnpuc.ops.REGISTRY is this dict), and gxnpuc.model imports gxnpuc.ops.
+OPS: dict[str, Any] = {}
 
 
 @dataclass
@@ -32,7 +37,7 @@ class Tensor:
 @dataclass
 class Node:
     name: str
-    op: str  # key of gxnpuc.ops.REGISTRY
+    op: str  # key of OPS
     inputs: list[str]
     outputs: list[str]
     attrs: dict = field(default_factory=dict)
@@ -63,17 +68,23 @@ class Graph:
     def node(self, name: str) -> Node | None:
         return next((n for n in self.nodes if n.name == name), None)
 
+    def record_alias(self, old: str, new: str) -> None:
+        """Remember that framework/IR name `old` now lives on as `new` (tensor or node name), so
+        the names users write still resolve (gxnpuc/config/names.py reads meta["aliases"])."""
+        if old and new and old != new:
+            targets = self.meta.setdefault("aliases", {}).setdefault(old, [])
+            if new not in targets:
+                targets.append(new)
+
     def weight_slots(self) -> list[tuple[Node, int, str]]:
         """(node, input index, family) for every constant input of every node, graph order.
 
         family is the op's declared role for that input ("conv", "fc", "bias", ...), or
         "param" for any other constant operand (stored as fp16, never compressed).
         """
-        from gxnpuc.ops import REGISTRY
-
         slots = []
         for node in self.nodes:
-            roles = REGISTRY[node.op].weights
+            roles = OPS[node.op].weights
             for i, name in enumerate(node.inputs):
                 if name and self.tensors[name].is_const:
                     slots.append((node, i, roles.get(i, "param")))
@@ -94,12 +105,10 @@ class Graph:
 
     def verify(self, stage: str) -> None:
         """Check the invariants every stage must keep; name the stage that broke them."""
-        from gxnpuc.ops import REGISTRY
-
         seen = {n for n, t in self.tensors.items() if t.is_const} | set(self.inputs)
         for node in self.nodes:
             where = f"after {stage}: node {node.name!r}"
-            if node.op not in REGISTRY:
+            if node.op not in OPS:
                 raise CompileError(where, f"unknown NPU op {node.op!r}", "internal error")
             for name in node.inputs:
                 if name and name not in seen:

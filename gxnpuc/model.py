@@ -6,8 +6,13 @@ both must give bit-identical results.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import gxnpuc.ops  # noqa: F401 - fills the op table (ir.OPS) every graph's ops are read from
 from gxnpuc.ir import Graph
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
 
 
 @dataclass
@@ -24,3 +29,16 @@ class CompiledModel:
     # "region": name -> io|data|weight, "data_size", "tmp_size", "io_size", "fits_target", ...}
     plan: dict = field(default_factory=dict)
     sizes: dict = field(default_factory=dict)  # cmd, weight, ops, data, tmp, io, npu_size, total_size, limit
+    # the Config it was compiled with, its names resolved to tensor names (gxnpuc.config.names
+    # .resolve); None for a model decoded from a file
+    config: Config | None = None
+
+    def compressed_weights(self) -> list:
+        """The compressed StoredWeights in graph order (the order `-w` prints)."""
+        order = []
+        for node, idx, _ in self.graph.weight_slots():
+            name = node.inputs[idx]
+            if name not in order:
+                order.append(name)
+        order += [n for n in self.weights if n not in order]
+        return [self.weights[n] for n in order if n in self.weights and self.weights[n].compressed]

@@ -67,30 +67,13 @@ def _round_f16_bits(x: np.ndarray) -> np.ndarray:
     return y
 
 
-# ops whose outputs hold only values of their sample-data inputs (or zeros): on fp16 inputs
-# the rounding of their outputs changes nothing, so the simulator may skip it
-_MOVES = ("reshape", "transpose", "slice", "split", "concat", "identity", "upsample")
-_SELECTS = {"act": ("relu",), "pool": ("max",), "reduce": ("max", "min"), "binary": ("max", "min")}
-
-
-def _is_f16(value) -> bool:
-    v = np.float32(value)
-    with np.errstate(over="ignore"):
-        return bool(v == np.float16(v))
-
-
 def keeps_f16(node) -> bool:
     """True when rounding node's outputs to fp16 is the identity, given fp16 inputs
-    (callers check that every input is an already-rounded activation, not a constant)."""
-    a = node.attrs
-    if node.op in _MOVES:
-        return True
-    if node.op == "pad":
-        return a.get("mode", "constant") != "constant" or _is_f16(a.get("value", 0))
-    if node.op == "act" and a.get("fn") == "clip":  # ReLU6 & co: x or a bound
-        return _is_f16(a.get("min", -np.inf)) and _is_f16(a.get("max", np.inf))
-    key = "kind" if node.op == "pool" else "fn"
-    return a.get(key) in _SELECTS.get(node.op, ())
+    (callers check that every input is an already-rounded activation, not a constant): the
+    op's rule, OpDef.keeps_f16 (data movement, ReLU, max pool, ...)."""
+    from gxnpuc.ops import REGISTRY
+
+    return REGISTRY[node.op].keeps_f16(node)
 
 
 def stored_values(stored) -> np.ndarray:

@@ -40,7 +40,8 @@ def _c(group, id, cause, fix, config, *expect, **kw) -> Case:
 # -- one wrong type for every key of config.KEYS (a test checks none is missing) -------------------
 WRONG_TYPES = {
     "CORENAME": "5", "PB_FILE": "[a.pb]", "SAVED_MODEL_DIR": "{dir: sm}", "KERAS_FILE": "{a: b}",
-    "ONNX_FILE": "[model.onnx]", "TFLITE_FILE": "{a: b.tflite}", "OUTPUT_FILE": "[out/model.h]", "OUTPUT_TYPE": "header", "NPU_UNIT": "NPU64",
+    "ONNX_FILE": "[model.onnx]", "TFLITE_FILE": "{a: b.tflite}", "OUTPUT_FILE": "[out/model.h]",
+    "OUTPUT_TYPE": "header", "NPU_UNIT": "NPU64",
     "INPUT_OPS": "[1, 2, 8, 8]", "OUTPUT_OPS": "{y: 1}", "FP16_OUT_OPS": "{y: 1}",
     "COMPRESS": '"yes"', "CONV2D_COMPRESS": "1", "FUSE_BN": "enabled", "FUSE_BIASADD": "[true]",
     "EXCLUDE_COMPRESS_OPS": "{fc.weight: 1}", "EXCLUDE_CONV2D_COMPRESS_OPS": "[[conv.weight]]",

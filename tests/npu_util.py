@@ -1,8 +1,7 @@
 """Test helpers for the npu simulator and --eval: small ONNX test models built in code with
 fixed seeds, and compiling one into a CompiledModel with a config made in code.
 
-`compile_onnx` uses compiler.compile; while the backend is not importable it stops after
-compression (the simulator needs only the graph and the StoredWeights).
+`compile_onnx` saves the model and uses compiler.compile.
 """
 from __future__ import annotations
 
@@ -27,12 +26,13 @@ def load_kws():
     return mod
 
 
-def backend_ready() -> bool:
-    try:
-        from gxnpuc import backend
-    except ImportError:
-        return False
-    return all(hasattr(backend, f) for f in ("build", "write", "read"))
+def config_file(path, keys: dict) -> str:
+    """Write a flat config.yaml (`KEY: value` lines, booleans as true/false); its path."""
+    lines = [f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in keys.items()]
+    os.makedirs(os.path.join(os.path.dirname(str(path)), "out"), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return str(path)
 
 
 def make_cfg(model_path: str, out_dir: str, **kw) -> Config:
@@ -41,17 +41,9 @@ def make_cfg(model_path: str, out_dir: str, **kw) -> Config:
 
 
 def compile_cfg(cfg: Config):
-    if backend_ready():
-        from gxnpuc import compiler
+    from gxnpuc import compiler
 
-        return compiler.compile(cfg)
-    from gxnpuc import compress, frontend, passes
-    from gxnpuc.model import CompiledModel
-
-    graph = frontend.load(cfg)
-    for stage in passes.pipeline(cfg):
-        stage(graph, cfg)
-    return CompiledModel(graph, compress.compress_graph(graph, cfg), tuple(cfg.fp16_out_ops))
+    return compiler.compile(cfg)
 
 
 def compile_onnx(model: onnx.ModelProto, out_dir: str, **kw):

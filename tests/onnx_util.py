@@ -72,15 +72,28 @@ def run_ours(model: onnx.ModelProto, feeds: dict) -> dict:
     return sim.run(graph, feeds)
 
 
-def run_ort(model: onnx.ModelProto, feeds: dict) -> dict:
+def ort_session(model):
+    """An onnxruntime session (one thread: the test machine is shared) for a ModelProto or a path."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1  # the test machine is shared; one thread is plenty
+    opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    src = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def run_ort(model, feeds: dict) -> dict:
+    """Every output by name, for a ModelProto or a model file."""
+    sess = ort_session(model)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(names, feeds)))
+
+
+def run_ort_first(model, x: np.ndarray) -> np.ndarray:
+    """The first output, x fed to the first input."""
+    sess = ort_session(model)
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
 def run_reference(model: onnx.ModelProto, feeds: dict) -> dict:

@@ -18,7 +18,7 @@ from onnx import helper
 from gxnpuc import backend, sim
 from gxnpuc.backend import c_header, plan, tlv
 from gxnpuc.compress import compress_graph
-from gxnpuc.config import Config
+from gxnpuc.config import Config, names
 from gxnpuc.errors import ConfigError, ModelError, OutputError
 from gxnpuc.ir import Graph, Node, Tensor
 from onnx_util import make_model, rand, to_ir
@@ -266,10 +266,10 @@ def test_header_included_by_two_files_links_with_one_working_memory(tmp_path):
 
 def test_fp16_outputs_by_tensor_node_or_colon0_name():
     g = conv_fc_graph()
-    assert backend.fp16_outputs(g, ["int"]) == ("int",)
-    assert backend.fp16_outputs(g, ["int:0"]) == ("int",)
-    assert backend.fp16_outputs(g, ["sig", "fc/Gemm"]) == ("logits", "int")
-    assert backend.fp16_outputs(g, []) == ()
+    assert names.fp16_outputs(g, ["int"]) == ("int",)
+    assert names.fp16_outputs(g, ["int:0"]) == ("int",)
+    assert names.fp16_outputs(g, ["sig", "fc/Gemm"]) == ("logits", "int")
+    assert names.fp16_outputs(g, []) == ()
 
 
 def test_full_pipeline_records_source_hash(tmp_path, monkeypatch):

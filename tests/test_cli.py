@@ -35,18 +35,12 @@ def unsupported_model() -> onnx.ModelProto:
 
 
 @pytest.fixture
-def work(tmp_path, monkeypatch):
+def work(workdir):
     """Working folder with model.onnx (conv+fc), relu.onnx and bad.onnx; returns a config writer."""
-    onnx.save(tiny_model(), str(tmp_path / "model.onnx"))
-    onnx.save(relu_model(), str(tmp_path / "relu.onnx"))
-    onnx.save(unsupported_model(), str(tmp_path / "bad.onnx"))
-    monkeypatch.chdir(tmp_path)
-
-    def write(text: str, name: str = "config.yaml") -> str:
-        (tmp_path / name).write_text(text)
-        return name
-    write.dir = tmp_path
-    return write
+    onnx.save(tiny_model(), str(workdir.dir / "model.onnx"))
+    onnx.save(relu_model(), str(workdir.dir / "relu.onnx"))
+    onnx.save(unsupported_model(), str(workdir.dir / "bad.onnx"))
+    return workdir
 
 
 def run(argv, capsys) -> tuple[int, str, str]:

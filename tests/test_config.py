@@ -6,14 +6,14 @@ Models are tiny PyTorch-style ONNX graphs built in code with onnx.helper.
 from __future__ import annotations
 
 import os
-import textwrap
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
-from gxnpuc import config, names
+from gxnpuc import config
+from gxnpuc.config import names
 from gxnpuc.errors import ConfigError
 from gxnpuc.frontend import load as frontend_load
 from onnx_util import make_model, rand
@@ -38,16 +38,13 @@ def tiny_model() -> onnx.ModelProto:
 
 
 @pytest.fixture
-def proj(tmp_path, monkeypatch):
+def proj(workdir):
     """The working folder, with model.onnx; write(text) writes config.yaml there, returns its path."""
-    onnx.save(tiny_model(), str(tmp_path / "model.onnx"))
-    monkeypatch.chdir(tmp_path)
+    onnx.save(tiny_model(), str(workdir.dir / "model.onnx"))
 
     def write(text: str, name: str = "config.yaml") -> str:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text))
-        return str(path)
-    write.dir = tmp_path
+        return str(workdir.dir / workdir(text, name, dedent=True))
+    write.dir = workdir.dir
     return write
 
 
@@ -292,8 +289,19 @@ def test_check_rejects_unknown_names_with_close_matches(proj, graph, body, where
 def test_resolve_spells_aliases_as_weight_names(proj, graph):
     cfg = _check(proj, graph, "EXCLUDE_COMPRESS_OPS: [proj.weight]\nWEIGHT_MIN_MAX: {/fc/Gemm: [-1, 1]}\n")
     out = names.resolve(cfg, graph)
-    assert "/proj/Transpose_output_0" in out.exclude_compress_ops
-    assert out.weight_min_max["fc.weight"] == (-1.0, 1.0)
+    assert out.exclude_compress_ops == ("/proj/Transpose_output_0",)  # weight tensor names only
+    assert out.weight_min_max == {"fc.weight": (-1.0, 1.0), "fc.bias": (-1.0, 1.0)}  # /fc/Gemm's constants
+    assert set(out.exclude_compress_ops) | set(out.weight_min_max) <= set(graph.tensors)
+
+
+def test_compiled_model_keeps_the_resolved_config(proj):
+    from gxnpuc import compiler
+
+    cfg = config.load(proj("ONNX_FILE: model.onnx\nCOMPRESS: true\nWEIGHT_MIN_MAX: {/fc/Gemm: [-1, 1]}\n"
+                           "FP16_OUT_OPS: [y:0]\n"))
+    model = compiler.compile(cfg)
+    assert model.config.weight_min_max["fc.weight"] == (-1.0, 1.0) and model.config.fp16_out_ops == ("y",)
+    assert model.weights["fc.weight"].clip == (-1.0, 1.0) and model.fp16_outputs == ("y",)
 
 
 def test_close_matches_lead_from_framework_variable_names_to_their_layer():

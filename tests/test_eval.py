@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 import yaml
 
-from gxnpuc import eval as ev
-from gxnpuc import eval_advice, eval_report, oracle, sim
+from gxnpuc import evaluate as ev
+from gxnpuc import sim
+from gxnpuc.evaluate import advice as eval_advice
+from gxnpuc.evaluate import oracle
+from gxnpuc.evaluate import report as eval_report
 from gxnpuc.errors import GxnpucError
-from npu_util import backend_ready, compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
+from npu_util import compile_cfg, compile_onnx, load_kws, mlp, rand_feeds, two_outputs
 
 
 def _report(model, cfg, feeds, labels=None, **kw):
@@ -27,7 +30,7 @@ def _report(model, cfg, feeds, labels=None, **kw):
 
 
 def _snr(report, mode):
-    return min(r["snr_db"] for r in report["outputs"] if r["mode"] == mode)
+    return min(r.snr_db for r in report.outputs if r.mode == mode)
 
 
 def _apply(cfg, line: str):
@@ -69,14 +72,14 @@ def test_only_this_weight_equals_a_recompile_excluding_the_others(two_out):
     model, cfg = two_out
     feeds = rand_feeds(model, 6, seed=5)
     rep = _report(model, cfg, feeds)
-    names = [r["weight"] for r in rep["layers"]]
-    for row in rep["layers"]:
-        others = tuple(n for n in names if n != row["weight"])
+    names = [r.weight for r in rep.layers]
+    for row in rep.layers:
+        others = tuple(n for n in names if n != row.weight)
         alone = compile_cfg(replace(cfg, exclude_compress_ops=others))
         out = sim.run_model_batch(alone, feeds, "npu")
         ref = oracle.run(cfg, model.graph, feeds)
-        for k, snr in row["only_snr_by_output"].items():
-            assert eval_report.snr_db(ref[k], out[k]) == pytest.approx(snr, abs=1e-9)
+        for k, snr in row.only_snr_by_output.items():
+            assert ev.snr_db(ref[k], out[k]) == pytest.approx(snr, abs=1e-9)
 
 
 def test_sweep_does_not_recompile(two_out, monkeypatch):
@@ -88,7 +91,7 @@ def test_sweep_does_not_recompile(two_out, monkeypatch):
     monkeypatch.setattr(passes, "pipeline", boom)
     model, cfg = two_out
     rep = _report(model, cfg, rand_feeds(model, 3), eval_snr_threshold_db=200.0)
-    assert rep["verdict"]["action"] in ("clip", "exclude")
+    assert rep.verdict.action in ("clip", "exclude")
 
 
 def test_dump_dir(two_out, tmp_path):
@@ -114,9 +117,9 @@ def test_fp16_overflow_is_named(tmp_path):
     onnx_model = make_model(nodes, [("x", [1, 8])], [("y", [1, 8])], {"k": np.array([5000.0], np.float32)})
     model, cfg = compile_onnx(onnx_model, str(tmp_path))
     rep = _report(model, cfg, {"x": np.full((2, 1, 8), 20.0, np.float32)})
-    assert any("fp16 range" in n and "big" in n for n in rep["notes"])
-    assert _snr(rep, "npu") == -np.inf and rep["verdict"]["action"] == "none"
-    assert "fp16 limit" in rep["verdict"]["text"]
+    assert any("fp16 range" in n and "big" in n for n in rep.notes)
+    assert _snr(rep, "npu") == -np.inf and rep.verdict.action == "none"
+    assert "fp16 limit" in rep.verdict.text
 
 
 # -- inputs ----------------------------------------------------------------------------------------
@@ -136,10 +139,10 @@ def test_npz_with_labels_gives_accuracy(mlp_model, tmp_path):
     feeds, got_labels, _ = ev.load_inputs(path, model.graph)
     assert feeds["x"].shape == (20, 1, 32)
     rep = ev.evaluate(cfg, model, feeds, got_labels, "in.npz")
-    fw = next(r for r in rep["outputs"] if r["mode"] == "framework")
-    assert fw["accuracy"] == pytest.approx(0.75)
-    flt = next(r for r in rep["outputs"] if r["mode"] == "float")
-    assert flt["top1_agreement"] == 1.0 and flt["accuracy"] == pytest.approx(0.75)
+    fw = next(r for r in rep.outputs if r.mode == "framework")
+    assert fw.accuracy == pytest.approx(0.75)
+    flt = next(r for r in rep.outputs if r.mode == "float")
+    assert flt.top1_agreement == 1.0 and flt.accuracy == pytest.approx(0.75)
 
 
 BAD_INPUTS = {
@@ -187,16 +190,16 @@ def tailed(tmp_path_factory):
 def test_planted_tail_ranked_first_and_advice_raises_snr(tailed, threshold, action):
     model, cfg, feeds = tailed
     rep = _report(model, cfg, feeds, eval_snr_threshold_db=threshold)
-    assert rep["layers"][0]["weight"] == "fc2.w"
-    verdict = rep["verdict"]
-    assert verdict["action"] == action and verdict["weight"] == "fc2.w"
-    assert verdict["config_line"] in verdict["text"]
-    fixed_cfg = _apply(cfg, verdict["config_line"])
+    assert rep.layers[0].weight == "fc2.w"
+    verdict = rep.verdict
+    assert verdict.action == action and verdict.weight == "fc2.w"
+    assert verdict.config_line in verdict.text
+    fixed_cfg = _apply(cfg, verdict.config_line)
     fixed = compile_cfg(fixed_cfg)
     after = _report(fixed, fixed_cfg, feeds, eval_snr_threshold_db=threshold)
     assert _snr(after, "npu") > _snr(rep, "npu") + 3
     if action == "clip":
-        lo, hi = verdict["range"]
+        lo, hi = verdict.range
         w = model.graph.tensors["fc2.w"].data
         assert w.min() < lo < hi < w.max() and np.mean((w >= lo) & (w <= hi)) > 0.99
 
@@ -204,7 +207,7 @@ def test_planted_tail_ranked_first_and_advice_raises_snr(tailed, threshold, acti
 def test_advice_merges_existing_config_entries(tailed):
     model, cfg, feeds = tailed
     cfg = replace(cfg, exclude_compress_ops=("out.w",), eval_snr_threshold_db=50.0)
-    line = _report(model, cfg, feeds)["verdict"]["config_line"]
+    line = _report(model, cfg, feeds).verdict.config_line
     assert line == 'EXCLUDE_COMPRESS_OPS: ["out.w", "fc2.w"]'
 
 
@@ -214,7 +217,7 @@ def test_kws_example_ranks_its_planted_weight_first(tmp_path):
                               fuse_bn=True, input_ops={"mfcc": (1, 40, 98)})
     feeds = {"mfcc": kws.make_inputs(16)[:, None]}
     rep = _report(model, cfg, feeds)
-    assert rep["layers"][0]["weight"] == "fc1.weight"
+    assert rep.layers[0].weight == "fc1.weight"
     assert _snr(rep, "float") >= 80
 
 
@@ -228,10 +231,10 @@ def test_harmful_user_clip_is_replaced_not_duplicated(tmp_path):
                               weight_min_max={reader: (-0.6, 0.6)})  # keyed by the op's name
     feeds = {"mfcc": kws.make_inputs(16)[:, None]}
     rep = _report(model, cfg, feeds, eval_snr_threshold_db=15.0)
-    verdict = rep["verdict"]
-    assert rep["layers"][0]["weight"] == "fc1.weight" and rep["layers"][0]["clipped_share"] > 0
-    assert verdict["action"] in ("clip", "unclip", "exclude") and reader not in verdict["config_line"]
-    fixed_cfg = _apply(cfg, verdict["config_line"])
+    verdict = rep.verdict
+    assert rep.layers[0].weight == "fc1.weight" and rep.layers[0].clipped_share > 0
+    assert verdict.action in ("clip", "unclip", "exclude") and reader not in verdict.config_line
+    fixed_cfg = _apply(cfg, verdict.config_line)
     after = _report(compile_cfg(fixed_cfg), fixed_cfg, feeds)
     assert _snr(after, "npu") > _snr(rep, "npu") + 6
     # a clip line replaces the entry keyed by the op's name instead of adding a second one
@@ -240,7 +243,6 @@ def test_harmful_user_clip_is_replaced_not_duplicated(tmp_path):
     assert eval_advice.clip_line(cfg, model.graph, "fc1.weight", None, None) == "WEIGHT_MIN_MAX: {}"
 
 
-@pytest.mark.skipif(not backend_ready(), reason="gxnpuc.backend not available yet")
 def test_cli_eval_end_to_end(tmp_path, capsys):
     from gxnpuc import cli
 
@@ -273,11 +275,11 @@ def test_tensorflow_keras_model_against_tensorflow(tmp_path):
     np.savez(tmp_path / "in.npz", **{"feat:0": x})  # TF users may key by tensor name
     feeds, _, _ = ev.load_inputs(str(tmp_path / "in.npz"), model.graph)
     rep = ev.evaluate(cfg, model, feeds, None, "in.npz")
-    assert rep["framework"] == "tensorflow"
+    assert rep.framework == "tensorflow"
     assert _snr(rep, "float") >= 80 and _snr(rep, "npu") >= 50
     want = net.predict(x, verbose=0)  # Keras itself, not the frozen graph
     got = sim.run_model_batch(model, feeds, "float")[model.graph.outputs[0]]
-    assert eval_report.snr_db(want, got.reshape(want.shape)) >= 80
+    assert ev.snr_db(want, got.reshape(want.shape)) >= 80
 
 
 def test_clip_line_reads_back_exactly_in_yaml():
@@ -285,10 +287,11 @@ def test_clip_line_reads_back_exactly_in_yaml():
 
     import yaml
 
-    from gxnpuc.eval_advice import clip_line
+    from gxnpuc.evaluate.advice import clip_line
+    from gxnpuc.ir import Graph
 
     cfg = types.SimpleNamespace(weight_min_max={"other/w:0": (-1e-05, 2.5e-07)})
-    graph = types.SimpleNamespace(nodes=[], tensors={})
+    graph = Graph()
     line = clip_line(cfg, graph, "fc1.weight", -0.125, 1e-05)
     parsed = yaml.safe_load(line)["WEIGHT_MIN_MAX"]
     assert parsed == {"other/w:0": [-1e-05, 2.5e-07], "fc1.weight": [-0.125, 1e-05]}

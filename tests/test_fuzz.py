@@ -12,7 +12,6 @@ import re
 import tempfile
 
 import numpy as np
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -83,19 +83,13 @@ class GxnpucBackend(Backend):
 
 
 def compile_model(model: onnx.ModelProto, feeds: dict):
-    """Lower with the real front end (it reads files) and run the default passes."""
-    from gxnpuc import passes
-    from gxnpuc.frontend import onnx as onnx_front
+    """compiler.lower: the real front end (it reads files), the default passes and checks."""
+    from gxnpuc import compiler
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         onnx.save(model, path)
-        graph = onnx_front.to_ir(path, {k: v.shape for k, v in feeds.items()})
-    cfg = Config(model_path=path)
-    for stage in passes.pipeline(cfg):
-        stage(graph, cfg)
-        graph.verify(stage.__name__)
-    return graph
+        return compiler.lower(Config(model_path=path, input_ops={k: v.shape for k, v in feeds.items()}))
 
 
 def with_constants(model: onnx.ModelProto, values: dict) -> onnx.ModelProto:

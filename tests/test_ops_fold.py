@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
+from gxnpuc.compiler import reject_leftovers
 from gxnpuc.errors import UnsupportedOpError
 from gxnpuc.ops import REGISTRY
-from gxnpuc.ops.fold import FOLD_ONLY, reject_leftovers
+from gxnpuc.ops.base import FOLD_ONLY
 from tests.onnx_util import check_against_ort, make_model, rand, to_ir
 
 N = helper.make_node

@@ -14,7 +14,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from gxnpuc import hist, report
+from gxnpuc import report
+from gxnpuc.report import hist, stats
+from gxnpuc.report.files import safe_names
 from gxnpuc.config import Config
 from onnx_util import make_model, rand
 
@@ -60,7 +62,7 @@ def hostile(tmp_path_factory):
 @pytest.mark.parametrize("name", ["../../x", "..", ".", "a/b:0", "a\\b", "x\x00y\n", "/abs/path", "CON",
                                   "nul.weight", LONG, "é/ü", "../" * 100])
 def test_safe_name_stays_in_folder(name, tmp_path):
-    fname = hist.safe_names([name])[name]
+    fname = safe_names([name])[name]
     assert fname.endswith(".jpg") and len(fname) <= 120
     assert re.fullmatch(r"[A-Za-z0-9._+-]+\.jpg", fname) and not fname.startswith(".")
     assert os.path.dirname(os.path.realpath(tmp_path / fname)) == os.path.realpath(tmp_path)
@@ -68,11 +70,11 @@ def test_safe_name_stays_in_folder(name, tmp_path):
 
 def test_safe_names_unique_and_readable():
     names = ["a/b:0", "a_b_0", "A_B_0", "a:b/0", LONG, LONG + "x", "conv1.weight"]
-    files = hist.safe_names(names)
+    files = safe_names(names)
     assert len({f.lower() for f in files.values()}) == len(names)
     assert files["conv1.weight"] == "conv1.weight.jpg"  # clean names are kept as they are
     assert files["a_b_0"] == "a_b_0.jpg" and files["a/b:0"].startswith("a_b_0-")
-    assert hist.safe_names(names) == files  # deterministic
+    assert safe_names(names) == files  # deterministic
 
 
 # -- -w -----------------------------------------------------------------------------------------
@@ -164,14 +166,14 @@ def test_histogram_title_numbers():
     v[:3] = [40.0, -40.0, 39.0]  # a long tail: almost nothing in the outer 10% of [min, max]
     lo, hi = float(v.min()), float(v.max())
     want = np.mean((v <= lo + 0.1 * (hi - lo)) | (v >= hi - 0.1 * (hi - lo)))
-    assert hist.outer_share(v) == pytest.approx(want) and hist.outer_share(v) < 0.001
-    assert hist.outer_share(np.linspace(-1, 1, 1001)) == pytest.approx(0.2, abs=0.01)
+    assert stats.outer_share(v) == pytest.approx(want) and stats.outer_share(v) < 0.001
+    assert stats.outer_share(np.linspace(-1, 1, 1001)) == pytest.approx(0.2, abs=0.01)
 
 
 def test_histogram_clip_and_per_channel(tmp_path):
     model, cfg = _compile(_mlp(["w0"], [64, 32]), tmp_path, compress=True, weight_min_max={"w0": (-0.1, 0.1)})
     sw, values = model.weights["w0"], model.graph.tensors["w0"].data
-    assert hist.quant_range(sw) == pytest.approx((-0.1, 0.1), abs=1e-3)
+    assert stats.quant_range(sw) == pytest.approx((-0.1, 0.1), abs=1e-3)
     edge = 0.1 + 0.1 / 255  # beyond half a step past the end codes; fp16 moves the ends a little
     fewest, most = (int(np.count_nonzero(np.abs(values) > edge + d)) for d in (2e-3, -2e-3))
     got = int(re.search(r"saturated (\d+)", hist.title("w0", sw.shape, values, sw)).group(1))
@@ -180,7 +182,7 @@ def test_histogram_clip_and_per_channel(tmp_path):
     model, cfg = _compile(_mlp(["w0"], [64, 32]), tmp_path, compress=True, compress_per_channel=True)
     sw = model.weights["w0"]
     assert np.size(sw.lo_f16) == 32
-    lo, hi = hist.quant_range(sw)
+    lo, hi = stats.quant_range(sw)
     assert lo <= float(values.min()) + 1e-3 and hi >= float(values.max()) - 1e-3
     assert len(report.save_histograms(model, cfg, str(tmp_path / "pc"))) == 1
 
@@ -250,3 +252,15 @@ def test_docs_ops_md_is_generated():
     """docs/ops.md is `gxnpuc -L --markdown`; after adding an op run `make docs`."""
     with open(os.path.join(ROOT, "docs", "ops.md"), encoding="utf-8") as fh:
         assert fh.read().rstrip("\n") == report.list_ops(markdown=True).rstrip("\n")
+
+
+def test_docs_ir_md_op_table_is_generated():
+    """docs/ir.md's op table comes from the OpDefs; after changing one run `make docs`."""
+    from gxnpuc.ops import REGISTRY
+    from gxnpuc.report.summary import IR_BEGIN, IR_END, ir_table
+
+    with open(os.path.join(ROOT, "docs", "ir.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    table = text.split(IR_BEGIN, 1)[1].split(IR_END, 1)[0]
+    assert table == f"\n{ir_table()}\n", "docs/ir.md is out of date: python -m gxnpuc.report docs/ir.md"
+    assert ir_table().count("\n") == 2 + sum(op.npu for op in REGISTRY.values())  # one row an op + fold row

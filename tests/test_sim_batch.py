@@ -16,7 +16,7 @@ import pytest
 from onnx import helper
 
 from gxnpuc import batching, numerics, sim
-from gxnpuc import eval as ev
+from gxnpuc import evaluate as ev
 from gxnpuc.config import Config
 from gxnpuc.ir import Node
 from gxnpuc.ops import activation
@@ -311,7 +311,7 @@ def test_eval_simulates_in_batches(tmp_path, monkeypatch):
     real = sim.run
     monkeypatch.setattr(sim, "run", lambda g, f, *a, **k: graphs.append(g) or real(g, f, *a, **k))
     rep = ev.evaluate(cfg, model, feeds, None, "test")
-    assert rep["samples"] == 12 and len(rep["layers"]) == 2
+    assert rep.samples == 12 and len(rep.layers) == 2
     assert len(graphs) >= 3 + 2 and all(g is not model.graph for g in graphs)  # all 12 at once
 
 
@@ -357,3 +357,12 @@ def test_constant_output_is_repeated_per_sample():
     for k in ("y", "k"):
         same_bits(got[k], want[k], k)
     got["k"][0] = 0  # an array of its own, as np.stack gives
+
+
+def test_every_npu_op_has_its_own_batch_rule():
+    """A new op without OpDef.batch would silently make the simulator run one sample at a time."""
+    from gxnpuc.ops import REGISTRY
+    from gxnpuc.ops.base import OpDef
+
+    missing = [name for name, op in REGISTRY.items() if op.npu and type(op).batch is OpDef.batch]
+    assert not missing, f"ops without a batch rule (OpDef.batch): {missing}"

@@ -22,7 +22,7 @@ import tflite_models as tm  # noqa: E402
 from gxnpuc import sim  # noqa: E402
 from gxnpuc.config import Config  # noqa: E402
 from gxnpuc.frontend import tflite as front  # noqa: E402
-from gxnpuc.oracle_tflite import runner  # noqa: E402
+from gxnpuc.evaluate.oracle_tflite import runner  # noqa: E402
 
 SAMPLES = 6
 
@@ -207,7 +207,7 @@ def test_cli_compiles_and_evaluates_int8(files, tmp_path):
 def test_streaming_variable_becomes_state_pair(files, tmp_path):
     """VAR_HANDLE/READ_VARIABLE/ASSIGN_VARIABLE/CALL_ONCE: input `ctx`, output `ctx_next`,
     paired on the graph; stepping the IR by hand matches the interpreter stepping itself."""
-    from gxnpuc.oracle_tflite import interpreter
+    from gxnpuc.evaluate.oracle_tflite import interpreter
 
     model, _ = compile_tflite(files["streaming"], tmp_path)
     g = model.graph

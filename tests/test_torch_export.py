@@ -20,6 +20,8 @@ nn = torch.nn
 from gxnpuc import cli, sim  # noqa: E402
 from gxnpuc.compiler import compile as compile_model  # noqa: E402
 from gxnpuc.config import load  # noqa: E402
+from npu_util import config_file  # noqa: E402
+from onnx_util import run_ort_first  # noqa: E402
 
 
 class Tdnn(nn.Module):
@@ -129,17 +131,8 @@ def exported(request, tmp_path_factory):
 
 
 def _config(folder, path, **keys) -> str:
-    lines = [f"ONNX_FILE: {os.path.basename(path)}", "OUTPUT_FILE: out/model.h"]
-    lines += [f"{k}: {str(v).lower() if isinstance(v, bool) else v}" for k, v in keys.items()]
-    (folder / "out").mkdir(exist_ok=True)
-    cfg = folder / f"cfg_{abs(hash(tuple(keys.items())))}.yaml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return str(cfg)
-
-
-def _ort(path, x):
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return config_file(folder / f"cfg_{abs(hash(tuple(keys.items())))}.yaml",
+                       {"ONNX_FILE": os.path.basename(path), "OUTPUT_FILE": "out/model.h", **keys})
 
 
 @pytest.mark.parametrize("fuse_bn", [False, True])
@@ -151,7 +144,7 @@ def test_float_ir_matches_onnxruntime(exported, fuse_bn):
     for _ in range(3):
         x = rng.standard_normal(shape).astype(np.float32)
         ours = sim.run(model.graph, {model.graph.inputs[0]: x})[model.graph.outputs[0]]
-        ref = _ort(path, x)
+        ref = run_ort_first(path, x)
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
     if fuse_bn:
         assert not [n for n in model.graph.nodes if n.op == "batchnorm"]

@@ -23,8 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
-from gxnpuc import cli, compiler, config, costmodel, report, sim, targets, tune, tune_report, tune_sweep
-from gxnpuc import eval as ev
+from gxnpuc import cli, compiler, config, report, sim, targets, tune
+from gxnpuc import evaluate as ev
+from gxnpuc.config import write
+from gxnpuc.tune import costmodel
+from gxnpuc.tune import report as tune_report
+from gxnpuc.tune import sweep as tune_sweep
 from gxnpuc.errors import GxnpucError
 from npu_util import ROOT, load_kws
 from onnx_util import make_model
@@ -136,7 +140,7 @@ def test_eval_reports_exactly_the_tuners_snr(planted):
     tuned_cfg, model = planted["tuned_cfg"], planted["tuned"]
     feeds, _, _ = ev.load_inputs("random", model.graph, SAMPLES, 0)
     rep = ev.evaluate(tuned_cfg, model, feeds, None, "random")
-    npu = min(r["snr_db"] for r in rep["outputs"] if r["mode"] == "npu")
+    npu = min(r.snr_db for r in rep.outputs if r.mode == "npu")
     assert npu == planted["result"].snr
 
 
@@ -276,16 +280,16 @@ def test_parallel_sweep_equals_serial(sweep_ctx):
 @settings(max_examples=200, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_yaml_float_reads_back_exactly(x):
-    assert yaml.safe_load(f"r: [{tune_report.yaml_float(x)}, 1.0]")["r"][0] == x
+    assert yaml.safe_load(f"r: [{write.yaml_float(x)}, 1.0]")["r"][0] == x
 
 
 def test_merge_flow_style_config_and_document_end():
     flow = '{ONNX_FILE: "a/b.onnx", COMPRESS: true, WEIGHT_MIN_MAX: {w: [-1, 1]}}\n'
-    merged = tune_report.merge(flow, {"WEIGHT_MIN_MAX", "COMPRESS"})
+    merged = write.comment_out(flow, {"WEIGHT_MIN_MAX", "COMPRESS"}, tune_report.OFF, tune_report.MARK)
     doc = yaml.safe_load(merged + "\nCOMPRESS: false\n")
     assert doc == {"ONNX_FILE": "a/b.onnx", "COMPRESS": False}
     ended = "ONNX_FILE: m.onnx\nEXCLUDE_COMPRESS_OPS: [a, b]  # mine\n...\n"
-    merged = tune_report.merge(ended, {"EXCLUDE_COMPRESS_OPS"})
+    merged = write.comment_out(ended, {"EXCLUDE_COMPRESS_OPS"}, tune_report.OFF, tune_report.MARK)
     assert yaml.safe_load(merged + "\nEXCLUDE_COMPRESS_OPS: []\n") == {"ONNX_FILE": "m.onnx",
                                                                        "EXCLUDE_COMPRESS_OPS": []}
 

@@ -21,6 +21,7 @@ from gxnpuc import cli, sim  # noqa: E402
 from gxnpuc.compiler import compile as compile_model  # noqa: E402
 from gxnpuc.config import load  # noqa: E402
 from gxnpuc.errors import UnsupportedOpError  # noqa: E402
+from npu_util import config_file  # noqa: E402
 
 # model -> the forms it is saved in (all four for one model; the others two each, for time)
 FORMS = {"norm_acts": ("keras", "h5", "saved_model", "pb"), "plumbing": ("keras", "pb"),
@@ -56,12 +57,8 @@ def zoo(tmp_path_factory):
 
 
 def _config(folder, key: str, path: str, flags: str, tag: str = "") -> str:
-    (folder / "out").mkdir(exist_ok=True)
-    lines = [f"{key}: {os.path.basename(path)}", f"OUTPUT_FILE: out/{tag}{flags}.h"]
-    lines += [f"{k}: {str(v).lower()}" for k, v in FLAGS[flags].items()]
-    cfg = folder / f"{tag}{flags}.yaml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return str(cfg)
+    return config_file(folder / f"{tag}{flags}.yaml", {key: os.path.basename(path),
+                                                       "OUTPUT_FILE": f"out/{tag}{flags}.h", **FLAGS[flags]})
 
 
 def _assert_matches(got, want, rtol: float = 1e-4):

@@ -20,6 +20,8 @@ import zoo_torch_models as zoo  # noqa: E402
 from gxnpuc import cli, sim  # noqa: E402
 from gxnpuc.compiler import compile as compile_model  # noqa: E402
 from gxnpuc.config import load  # noqa: E402
+from npu_util import config_file  # noqa: E402
+from onnx_util import run_ort_first  # noqa: E402
 
 PAIRS = [("dscnn_kws", "ts13"), ("resnet8", "ts13_dyn"), ("mobilenetv2", "ts13"),
          ("autoencoder", "ts13_dyn"), ("bc_resnet", "ts17_dyn"), ("matchboxnet", "ts13"),
@@ -49,18 +51,8 @@ def exports(tmp_path_factory):
 
 
 def _config(folder, path, flags: str) -> str:
-    lines = [f"ONNX_FILE: {os.path.basename(path)}", f"OUTPUT_FILE: out/{flags}.h"]
-    lines += [f"{k}: {str(v).lower()}" for k, v in FLAGS[flags].items()]
-    cfg = folder / f"{flags}.yaml"
-    cfg.write_text("\n".join(lines) + "\n")
-    return str(cfg)
-
-
-def _ort(path: str, x: np.ndarray) -> np.ndarray:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})[0]
+    return config_file(folder / f"{flags}.yaml", {"ONNX_FILE": os.path.basename(path),
+                                                  "OUTPUT_FILE": f"out/{flags}.h", **FLAGS[flags]})
 
 
 @pytest.mark.parametrize("name,variant", PAIRS, ids=[f"{m}-{v}" for m, v in PAIRS])
@@ -68,7 +60,7 @@ def test_zoo_model_compiles_and_matches_onnxruntime(exports, name, variant):
     folder, path, shape = exports(name, variant)
     rng = np.random.default_rng(7)
     xs = [rng.standard_normal(shape).astype(np.float32) for _ in range(2)]
-    refs = [_ort(path, x) for x in xs]
+    refs = [run_ort_first(path, x) for x in xs]
     for flags in FLAGS:
         model = compile_model(load(_config(folder, path, flags)))
         assert model.graph.inputs == ["x"] and model.graph.outputs == ["y"]

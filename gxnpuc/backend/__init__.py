@@ -28,10 +28,13 @@ HASH_WINDOW = 1 << 24  # a multiple of mmap.ALLOCATIONGRANULARITY
 
 # -- build --------------------------------------------------------------------------------------
 def build(graph: Graph, weights: dict, cfg) -> CompiledModel:
-    """Plan memory and compute every section size; the model is then ready to write."""
+    """Plan memory and compute every section size; the model is then ready to write.
+
+    cfg is resolved (gxnpuc.config.names.resolve): FP16_OUT_OPS holds graph output names."""
     target = targets.get(cfg.corename)
     weights = complete_weights(graph, weights)
-    model = CompiledModel(graph, weights, fp16_outputs(graph, cfg.fp16_out_ops), cfg.model_info,
+    fp16 = tuple(o for o in graph.outputs if o in set(cfg.fp16_out_ops))  # resolved: output names
+    model = CompiledModel(graph, weights, fp16, cfg.model_info,
                           cfg.npu_unit, cfg.corename, source_hash(cfg.model_path), build_time())
     model.plan = plan.make(graph, weights, model.fp16_outputs, target)
     sec = sections.encode(model, target.alignment)
@@ -51,20 +54,6 @@ def complete_weights(graph: Graph, weights: dict) -> dict:
         if name not in out:
             out[name] = store_plain(name, graph.tensors[name].data, family)
     return out
-
-
-def fp16_outputs(graph: Graph, names) -> tuple:
-    """FP16_OUT_OPS entries as graph output tensors: an output's name (also as `name:0`), the
-    node producing it, or a name that lowering renamed (graph.meta["aliases"])."""
-    wanted = set(names or ()) | {n[:-2] for n in names or () if n.endswith(":0")}
-    aliases, queue = graph.meta.get("aliases", {}), list(wanted)
-    while queue:
-        for new in aliases.get(queue.pop(), []):
-            if new not in wanted:
-                wanted.add(new)
-                queue.append(new)
-    by_node = {o for n in graph.nodes if n.name in wanted for o in n.outputs}
-    return tuple(o for o in graph.outputs if o in wanted or o in by_node)
 
 
 def source_hash(path: str) -> str:
@@ -174,5 +163,5 @@ def read(path: str) -> CompiledModel:
     return model_from_sections(sec, path)
 
 
-__all__ = ["build", "write", "read", "chunks", "encode", "complete_weights", "fp16_outputs",
+__all__ = ["build", "write", "read", "chunks", "encode", "complete_weights",
            "source_hash", "build_time", "OUTPUT_TYPES"]

@@ -12,7 +12,7 @@ from gxnpuc.ir import Graph
 def load(cfg) -> Graph:
     """The model named by cfg (ONNX_FILE, PB_FILE, SAVED_MODEL_DIR, KERAS_FILE or
     TFLITE_FILE) as NPU IR."""
-    from gxnpuc import names
+    from gxnpuc.config import names
 
     try:
         if cfg.model_key == "ONNX_FILE":

@@ -15,7 +15,7 @@ import numpy as np
 
 from gxnpuc.errors import CompileError, ModelError, UnsupportedOpError
 from gxnpuc.ir import Graph, Node, Tensor
-from gxnpuc.names import record_alias, unknown
+from gxnpuc.config.names import unknown
 from gxnpuc.passes.rewrite import rename_tensor
 
 
@@ -92,7 +92,7 @@ class LowerCtx:
     def set_alias(self, out: str, src: str) -> None:
         """Make framework tensor `out` another name for `src` (Identity, Dropout, ...)."""
         self.alias[out] = self.resolve(src)
-        record_alias(self.graph, out, self.alias[out])  # so config names still resolve (names.py)
+        self.graph.record_alias(out, self.alias[out])  # so config names still resolve (names.py)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str] | None = None,
              attrs: dict | None = None, name: str | None = None, source: str | None = None,
@@ -116,7 +116,7 @@ class LowerCtx:
             vals = opdef.run(node, [self.graph.tensors[i].data if i else None for i in ins])
             for old in present + ([fn.name] if fn else []):  # folded names live on in outs
                 for o in outs:
-                    record_alias(self.graph, old, o)
+                    self.graph.record_alias(old, o)
             for o, v in zip(outs, vals):
                 self.graph.tensors[o] = Tensor(o, tuple(np.shape(v)), np.asarray(v).dtype.name,
                                                np.asarray(v))
@@ -126,7 +126,7 @@ class LowerCtx:
             self.graph.tensors[o] = Tensor(o, tuple(int(d) for d in s))
         self.graph.nodes.append(node)
         if fn is not None:
-            record_alias(self.graph, fn.name, node.name)
+            self.graph.record_alias(fn.name, node.name)
         return list(outs)
 
     def reject(self, reason: str) -> None:

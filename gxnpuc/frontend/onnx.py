@@ -8,7 +8,7 @@ from __future__ import annotations
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.ir import Graph
-from gxnpuc.names import unknown
+from gxnpuc.config.names import ConfigNameError, unknown
 
 _ELEM_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16", 6: "int32", 7: "int64",
                9: "bool", 2: "uint8", 3: "int8"}
@@ -18,7 +18,7 @@ def load_model(path: str):
     """Parse the file with onnx; every failure becomes one ModelError line."""
     import onnx
 
-    from gxnpuc.config_files import display_path
+    from gxnpuc.config.files import display_path
 
     shown = display_path(path)
     try:
@@ -75,10 +75,9 @@ def _checked_override(vi, given: list[int]) -> tuple[int, ...]:
     model = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
              for d in vi.type.tensor_type.shape.dim]
     if len(model) != len(given) or any(m is not None and m != g for m, g in zip(model, given)):
-        err = ConfigError("INPUT_OPS", f"shape {given} of {vi.name!r} does not fit the model's "
-                          f"input shape {model}", "same rank; None dims may be any positive size")
-        err.key, err.name = "INPUT_OPS", vi.name  # frontend.load() adds the config line
-        raise err
+        raise ConfigNameError("INPUT_OPS", f"shape {given} of {vi.name!r} does not fit the model's "
+                              f"input shape {model}", "same rank; None dims may be any positive size",
+                              "INPUT_OPS", vi.name)  # frontend.load() adds the config line
     return tuple(given)
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.config.names import ConfigNameError
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend import tf_load
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.frontend.tf_load import Frozen, node_of, tensor_name
 from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs, resolve_switches, topological
 from gxnpuc.ir import Graph
-from gxnpuc.names import record_alias
 
 _LOADERS = {"PB_FILE": "pb", "SAVED_MODEL_DIR": "saved_model", "KERAS_FILE": "keras"}
 
@@ -35,7 +35,7 @@ def to_ir(cfg) -> Graph:
     ctx.graph.meta.update(source=cfg.model_path, form=_LOADERS[cfg.model_key])
     ctx.graph.meta["notes"].extend(frozen.notes)
     for old, new in frozen.renamed.items():
-        record_alias(ctx.graph, old, new)
+        ctx.graph.record_alias(old, new)
     by_node = {fn.name: fn for fn in fnodes}
     outputs = _bind_outputs(ctx, frozen, list(cfg.output_ops or ()), by_node)
     cut = _cut_tensors(frozen, overrides, by_node)
@@ -156,10 +156,9 @@ def _checked_override(name: str, dims, given: list[int]) -> tuple[int, ...]:
         d is not None and d >= 0 and d != g for d, g in zip(dims, given)))
     if bad or any(g <= 0 for g in given):
         model = "?" if dims is None else [d if d is not None and d >= 0 else None for d in dims]
-        err = ConfigError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
-                          f"shape {model}", "same rank; None dims may be any positive size")
-        err.key, err.name = "INPUT_OPS", name  # frontend.load() adds the config line
-        raise err
+        raise ConfigNameError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
+                              f"shape {model}", "same rank; None dims may be any positive size",
+                              "INPUT_OPS", name)  # frontend.load() adds the config line
     return tuple(given)
 
 
@@ -183,7 +182,7 @@ def _find_tensor(name: str, keys: dict, by_node: dict, key: str) -> str:
     fn = by_node.get(node_of(tensor))
     if fn is not None and tensor in fn.outputs:
         return tensor
-    from gxnpuc import names
+    from gxnpuc.config import names
 
     role = "inputs" if key == "INPUT_OPS" else "outputs"
     raise names.unknown(key, name, list(keys) + list(by_node), "is not a tensor of the model",

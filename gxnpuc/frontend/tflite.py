@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.config.names import ConfigNameError, unknown
 from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
-from gxnpuc.frontend.tflite_read import TfliteModel, TfTensor, read
+from gxnpuc.frontend.tflite_read import (TfliteModel, TfTensor, dequantize, read, scale_and_zero_point,
+                                        unique_names)
 from gxnpuc.ir import Graph
-from gxnpuc.names import unknown
 
 _QUANT_TYPES = ("int8", "uint8", "int16")
 
 
 def load(path: str) -> TfliteModel:
-    from gxnpuc.config_files import display_path
+    from gxnpuc.config.files import display_path
 
     return read(path, display_path(path))
 
@@ -53,33 +54,9 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     return lower(ctx, state.fnodes, outs, TFLITE_LOWERINGS)
 
 
-def unique_names(tensors: list[TfTensor]) -> list[str]:
-    """The TFLite tensor names, with `_<index>` added to a repeated or empty one."""
-    seen: dict[str, int] = {}
-    for t in tensors:
-        seen[t.name] = seen.get(t.name, 0) + 1
-    return [t.name if t.name and seen[t.name] == 1 else f"{t.name or 'tensor'}_{k}"
-            for k, t in enumerate(tensors)]
-
-
 def _op_name(op, names: list[str], k: int) -> str:
     """A TFLite operator has no name: it is called after its first output tensor."""
     return names[op.outputs[0]] if op.outputs else f"{op.op_type}_{k}"
-
-
-def dequantize(t: TfTensor) -> np.ndarray:
-    """The real value of a constant: float32 for quantised and float16 data, else as stored."""
-    data = t.data
-    if t.scale is not None and data.dtype.kind in "iu":
-        shape = [1] * data.ndim
-        if t.scale.size > 1:
-            shape[t.axis] = t.scale.size
-        scale = t.scale.reshape(shape)
-        zp = (t.zero_point if t.zero_point.size == t.scale.size else np.zeros(t.scale.size)).reshape(shape)
-        return ((data.astype(np.float64) - zp) * scale).astype(np.float32)
-    if data.dtype == np.float16:
-        return data.astype(np.float32)
-    return data
 
 
 def _add_constants(ctx, tensors: list[TfTensor], names: list[str], notes: list, path: str) -> None:
@@ -113,7 +90,7 @@ def _add_constants(ctx, tensors: list[TfTensor], names: list[str], notes: list, 
 
 
 def _quant_note(what: str, name: str, t: TfTensor) -> str:
-    scale, zp = float(t.scale.reshape(-1)[0]), int(t.zero_point.reshape(-1)[0]) if t.zero_point.size else 0
+    scale, zp = scale_and_zero_point(t)
     return (f"{what} {name!r} is {t.dtype} in the model (scale {scale:.6g}, zero point {zp}): the "
             f"compiled model {'takes' if what == 'input' else 'gives'} its real value "
             f"scale*(q - zero_point) in fp16")
@@ -147,11 +124,9 @@ def _input_shape(name: str, t: TfTensor, overrides: dict, notes: list) -> tuple[
     if name in overrides:
         given = [int(d) for d in overrides[name]]
         if len(given) != len(sig) or any(s >= 0 and s != g for s, g in zip(sig, given)) or min(given, default=1) < 1:
-            err = ConfigError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
-                              f"shape {[s if s >= 0 else None for s in sig]}",
-                              "same rank; None dims may be any positive size")
-            err.key, err.name = "INPUT_OPS", name
-            raise err
+            raise ConfigNameError("INPUT_OPS", f"shape {given} of {name!r} does not fit the model's input "
+                                  f"shape {[s if s >= 0 else None for s in sig]}",
+                                  "same rank; None dims may be any positive size", "INPUT_OPS", name)
         return tuple(given)
     for k, d in enumerate(sig):
         if d < 0 and k == 0:
@@ -180,6 +155,5 @@ def io_quantisation(path: str) -> dict[str, tuple[float, int, str]]:
     for i in list(sg.inputs) + list(sg.outputs):
         t = sg.tensors[i]
         if t.scale is not None and t.dtype in _QUANT_TYPES:
-            out[names[i]] = (float(t.scale.reshape(-1)[0]),
-                             int(t.zero_point.reshape(-1)[0]) if t.zero_point.size else 0, t.dtype)
+            out[names[i]] = (*scale_and_zero_point(t), t.dtype)
     return out

@@ -3,7 +3,8 @@
 Nothing here knows about the IR: a TfliteModel holds, per subgraph, the tensors (name, shape,
 numpy dtype, constant data as stored, quantisation, sparsity) and the operators (op type,
 tensor indices, options as a dict of plain values with snake_case keys and enum names). Any
-failure of the parser on a corrupt file becomes one ModelError line.
+failure of the parser on a corrupt file becomes one ModelError line. The helpers at the end
+(unique tensor names, dequantisation) serve the front end, its variable handling and the oracle.
 """
 from __future__ import annotations
 
@@ -205,3 +206,36 @@ def _fields(opts, tflite) -> dict:
                          value) if enum is not None else value
         out[key] = value
     return out
+
+
+# -- helpers the front end, its state handling and the oracle share ----------------------------
+def unique_names(tensors: list[TfTensor]) -> list[str]:
+    """The TFLite tensor names, with `_<index>` added to a repeated or empty one."""
+    seen: dict[str, int] = {}
+    for t in tensors:
+        seen[t.name] = seen.get(t.name, 0) + 1
+    return [t.name if t.name and seen[t.name] == 1 else f"{t.name or 'tensor'}_{k}"
+            for k, t in enumerate(tensors)]
+
+
+def dequantize(t: TfTensor) -> np.ndarray:
+    """The real value of a constant: float32 for quantised and float16 data, else as stored."""
+    data = np.asarray(t.data)
+    if t.scale is not None and data.dtype.kind in "iu":
+        shape = [1] * data.ndim
+        if t.scale.size > 1:
+            shape[t.axis] = t.scale.size
+        scale = t.scale.reshape(shape)
+        given = np.zeros(0) if t.zero_point is None else t.zero_point
+        zp = (given if given.size == t.scale.size else np.zeros(t.scale.size)).reshape(shape)
+        return ((data.astype(np.float64) - zp) * scale).astype(np.float32)
+    if data.dtype == np.float16:
+        return data.astype(np.float32)
+    return data
+
+
+def scale_and_zero_point(t: TfTensor) -> tuple[float, int]:
+    """The (first) scale and zero point of a quantised tensor."""
+    scale = float(np.ravel(t.scale)[0]) if t.scale is not None and t.scale.size else 0.0
+    zp = int(np.ravel(t.zero_point)[0]) if t.zero_point is not None and t.zero_point.size else 0
+    return scale, zp

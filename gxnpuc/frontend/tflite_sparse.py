@@ -27,7 +27,7 @@ def _index_vector(kind: int, table) -> np.ndarray:
 def _levels(sp, rank: int) -> tuple[list[int], list[tuple]]:
     """(traversal order, one (dense_size | None, segments, indices) per traversed dim)."""
     order = [int(v) for v in np.ravel(sp.TraversalOrderAsNumpy())] if sp.TraversalOrderLength() else list(range(rank))
-    levels = []
+    levels: list[tuple] = []
     for k in range(sp.DimMetadataLength()):
         m = sp.DimMetadata(k)
         if int(m.Format()) == 0:  # DENSE

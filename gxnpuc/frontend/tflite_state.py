@@ -90,7 +90,7 @@ def _var_name(fn: FNode) -> str:
 
 def static_shape(model, tensor: str, init) -> list[int]:
     """The static shape of a tensor of the main subgraph (its signature's open dims as 1)."""
-    from gxnpuc.frontend.tflite import unique_names
+    from gxnpuc.frontend.tflite_read import unique_names
 
     sg = model.subgraphs[0]
     names = unique_names(sg.tensors)
@@ -103,7 +103,7 @@ def static_shape(model, tensor: str, init) -> list[int]:
 
 def _initial_values(model, fnodes: list[FNode]) -> dict[str, np.ndarray]:
     """Variable -> the constant that CALL_ONCE's init subgraph assigns to it."""
-    from gxnpuc.frontend.tflite import dequantize, unique_names
+    from gxnpuc.frontend.tflite_read import dequantize, unique_names
 
     out = {}
     for fn in fnodes:

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from gxnpuc.ops.base import ALIAS, OpDef, onnx_lowering, register, tflite_lowering
+from gxnpuc.ops.base import ALIAS, OpDef, batch_per_sample, is_f16, onnx_lowering, register, tflite_lowering
 
 # fn name -> kernel(x, attrs). Each is exactly the framework's definition in float32.
 FUNCS = {
@@ -74,6 +74,10 @@ def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
 @register
 class Act(OpDef):
     name = "act"
+    ir_inputs = "x"
+    ir_attrs = ("`fn` (see ops/activation.py; incl. erf, erfc, gelu with `approximate` none|tanh, silu, "
+                "softplus, softsign, mish) + its params")
+    sink, sink_inputs = "elementwise", (0,)
     category = "activation"
     summary = "element-wise activation: " + ", ".join(FUNCS)
     constraints = ("`fn` one of the listed functions", "Pow only with a constant scalar exponent")
@@ -86,10 +90,21 @@ class Act(OpDef):
         with np.errstate(all="ignore"):
             return [FUNCS[node.attrs["fn"]](x, node.attrs).astype(x.dtype, copy=False)]
 
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        a = node.attrs
+        if a.get("fn") == "clip":  # ReLU6 & co: x or a bound
+            return is_f16(a.get("min", -np.inf)) and is_f16(a.get("max", np.inf))
+        return a.get("fn") == "relu"
+
 
 @register
 class Identity(OpDef):
     name = "identity"
+    ir_inputs = "x"
+    ir_attrs = "— (only where an output would alias an input)"
     category = "data"
     summary = "copy (kept only where a graph output would otherwise alias an input)"
 
@@ -101,6 +116,12 @@ class Identity(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 0
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 _ONNX_SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Abs": "abs", "Neg": "neg",

@@ -14,10 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-REGISTRY: dict[str, "OpDef"] = {}
+from gxnpuc.ir import OPS
+
+REGISTRY: dict[str, "OpDef"] = OPS  # the IR's op table, filled by @register
 ONNX_LOWERINGS: dict[str, Callable] = {}
 TF_LOWERINGS: dict[str, Callable] = {}
 TFLITE_LOWERINGS: dict[str, Callable] = {}
+# why an op with `npu = False` (a fold-only op) cannot stay in a compiled graph
+FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,18 @@ class OpDef:
     weights: dict[int, str] = {}
     # False for ops that exist only to be folded away (Shape, Gather on constants, ...)
     npu: bool = True
+    # passes/sink_moves.py: "move" for reshape / transpose (moved across element-wise ops until
+    # inverse pairs cancel); "elementwise" for ops a move may cross at the inputs `sink_inputs`;
+    # "rows" for ops it may cross only when it keeps the last axis (fc: one row at a time)
+    sink: str = ""
+    sink_inputs: tuple[int, ...] = ()
+    # the op table of docs/ir.md (python -m gxnpuc.report docs/ir.md): inputs, attrs, and how
+    # constant inputs are stored where `weights` does not say it all
+    ir_inputs: str = ""
+    ir_attrs: str = ""
+    ir_roles: str = ""
 
-    def infer(self, node, in_shapes: list[tuple]) -> list[tuple]:
+    def infer(self, node, in_shapes: list) -> list[tuple]:
         """Output shapes from input shapes. Default: run the kernel on zeros (cheap ops only)."""
         xs = [np.zeros(s, np.float32) for s in in_shapes]
         return [tuple(y.shape) for y in self.run(node, xs)]
@@ -65,13 +79,59 @@ class OpDef:
         """The float kernel, used by the simulator and by constant folding."""
         raise NotImplementedError(self.name)
 
-    def check(self, node, in_shapes: list[tuple]) -> str | None:
+    def check(self, node, in_shapes: list) -> str | None:
         """Why the NPU cannot run this node (one phrase), or None when it can."""
         return None
 
-    def flops(self, node, in_shapes: list[tuple], out_shapes: list[tuple]) -> int:
+    def flops(self, node, in_shapes: list, out_shapes: list) -> int:
         """Arithmetic operations per inference (a MAC counts as 2)."""
         return int(sum(np.prod(s, dtype=np.int64) for s in out_shapes))
+
+    def keeps_f16(self, node) -> bool:
+        """True when rounding the node's outputs to fp16 changes nothing, given fp16 inputs: its
+        outputs hold only values of its inputs (data movement, ReLU, max), so the simulator's npu
+        mode may skip the rounding (numerics.keeps_f16)."""
+        return False
+
+    def batch(self, node, in_shapes: list, flags: list[bool]):
+        """How the node runs n samples stacked on axis 0 (gxnpuc/batching.py), flags[i] telling
+        whether input i carries samples: None (as it is), fn(n) -> attr updates for the batched
+        copy, or why it cannot (a str: the simulator then runs one sample at a time)."""
+        return "no batching rule for this op"
+
+
+def is_f16(value) -> bool:
+    """The float32 value is exactly an fp16 value."""
+    v = np.float32(value)
+    with np.errstate(over="ignore"):
+        return bool(v == np.float16(v))
+
+
+# -- batch rules several ops share (OpDef.batch) --------------------------------------------------
+BATCH_ATTR = "sim_batch"  # set on the simulator's batched copy only: fc / matmul run per sample
+
+
+def batch_per_sample(node, shapes, flags):
+    """Each sample computed on its own, as long as only the data input carries samples."""
+    if any(flags[1:]):
+        return "a parameter input depends on the sample"
+    return None
+
+
+def batch_not_axis_0(node, shapes, flags):
+    return batch_per_sample(node, shapes, flags) or ("works along axis 0" if node.attrs.get("axis") == 0 else None)
+
+
+def batch_broadcast(node, shapes, flags):
+    rank = len(np.broadcast_shapes(*[s for s in shapes if s is not None]))
+    if any(f and len(s) != rank for s, f in zip(shapes, flags)):
+        return "broadcasting moves the batch axis away from axis 0"
+    return None
+
+
+def batch_hint(n: int) -> dict:
+    """The attr that makes fc / matmul make the BLAS call of a batch-1 run once per sample."""
+    return {BATCH_ATTR: n}
 
 
 def register(cls: type[OpDef]) -> type[OpDef]:

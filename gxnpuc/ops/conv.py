@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering, unsupported
+from gxnpuc.ops.base import (OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering,
+                             tflite_lowering, unsupported)
 from gxnpuc.ops.conv_kernels import conv_channels_first, conv_channels_last, depthwise_flat, out_size
 
 # data_format -> number of spatial dims
@@ -94,6 +95,11 @@ def taps_weight(w: np.ndarray, w_format: str) -> np.ndarray:
 @register
 class Conv(OpDef):
     name = "conv"
+    ir_inputs = "x, w, b?"
+    ir_attrs = ("`data_format` NCHW|NHWC (1-D: NCW|NWC), `w_format` OIHW (ONNX: O out, I in/group; 1-D "
+                "OIW) | HWIO (TF Conv2D) | HWIM (TF depthwise: out channel = i*M+m) | OHWI (TFLite CONV_2D) | "
+                "1HWO (TFLite depthwise [1, H, W, I*M], out channel = i*M+m), `strides`, "
+                "`dilations` (per spatial dim), `pads` [begin..., end...], `group`")
     category = "conv"
     summary = "convolution, 1-D and 2-D: plain, grouped, depthwise; bias optional"
     constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF), "
@@ -155,6 +161,9 @@ class Conv(OpDef):
         out = int(np.prod(out_shapes[0], dtype=np.int64))
         macs = out * in_channels_per_group(w, fmt) * int(np.prod(kernel_of(w, fmt)))
         return 2 * macs + (out if len(in_shapes) > 2 and in_shapes[2] else 0)
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
 
 
 def _bad_geometry(a: dict, r: int) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import OpDef, batch_broadcast, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import FLOAT_DTYPES
 
 
@@ -44,6 +44,11 @@ NPU_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "squared_difference"
 @register
 class Binary(OpDef):
     name = "binary"
+    ir_inputs = "a, b"
+    ir_attrs = ("`fn` add|sub|mul|div|max|min|pow|squared_difference (+ mod|fmod, fold only); numpy "
+                "broadcasting")
+    ir_roles = "constants: param"  # beside `weights`: how its constant inputs are stored
+    sink, sink_inputs = "elementwise", (0, 1)
     category = "elementwise"
     summary = "element-wise " + ", ".join(NPU_FNS) + " of two tensors (numpy broadcasting)"
     constraints = ("both operands broadcast to the output shape (numpy rules)",
@@ -64,10 +69,19 @@ class Binary(OpDef):
         fn = node.attrs["fn"]
         return None if fn in NPU_FNS else f"{fn} only when its inputs are constant (shape arithmetic)"
 
+    def batch(self, node, shapes, flags):
+        return batch_broadcast(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        return node.attrs.get("fn") in ("max", "min")
+
 
 @register
 class PRelu(OpDef):
     name = "prelu"
+    ir_inputs = "x, slope"
+    ir_attrs = "broadcasting slope"
+    sink, sink_inputs = "elementwise", (0,)
     category = "activation"
     summary = "x where x >= 0, else slope * x (slope broadcast to x)"
     constraints = ("slope broadcasts to the shape of x (e.g. [C, 1, 1] for NCHW)",)
@@ -87,6 +101,9 @@ class PRelu(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 2 * int(np.prod(out_shapes[0], dtype=np.int64))
+
+    def batch(self, node, shapes, flags):
+        return batch_broadcast(node, shapes, flags)
 
 
 def _broadcasts_to(shape, target) -> bool:
@@ -235,7 +252,7 @@ def _softplus_guard(ctx, cond: str, x: str, y: str) -> bool:
 def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
     """where(cond, x, y) with a constant cond as x * m + y * (1 - m) on the NPU. A constant
     branch is folded to where(m, c, 0) at compile time, so a -inf fill never meets a zero.
-    A run-time cond stays a fold-only `where` (ops.fold.reject_leftovers reports it)."""
+    A run-time cond stays a fold-only `where` (compiler.reject_leftovers reports it)."""
     m = ctx.const(cond)
     if m is None and _softplus_guard(ctx, cond, x, y):
         return ctx.set_alias(outputs[0], y)

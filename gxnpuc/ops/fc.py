@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import REGISTRY, OpDef, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import (REGISTRY, OpDef, batch_hint, batch_per_sample, emit_checked, onnx_lowering,
+                             register, tf_lowering, tflite_lowering)
 
 
 @register
 class FC(OpDef):
     name = "fc"
+    ir_inputs = "x, w, b?"
+    ir_attrs = "`transpose_w` (w is [N, K] when true, else [K, N]); x [..., K] -> [..., N]"
+    sink, sink_inputs = "rows", (0,)
     category = "fc"
     summary = "fully connected: x[..., K] @ w -> [..., N], plus bias; w is [K, N] or [N, K] (transpose_w)"
     constraints = ("weight constant and 2-D; bias constant with N values",
@@ -55,6 +59,10 @@ class FC(OpDef):
         out = int(np.prod(out_shapes[0], dtype=np.int64))
         return 2 * out * int(x[-1]) + (out if len(in_shapes) > 2 and in_shapes[2] else 0)
 
+    def batch(self, node, shapes, flags):
+        rank_ok = None if len(shapes[0]) >= 2 else "input of rank 1"
+        return batch_per_sample(node, shapes, flags) or rank_ok or batch_hint
+
 
 def matmul_shape(a, b) -> tuple[int, ...]:
     """numpy matmul's output shape; ValueError when the operands do not fit."""
@@ -74,6 +82,10 @@ def matmul_shape(a, b) -> tuple[int, ...]:
 @register
 class MatMul(OpDef):
     name = "matmul"
+    ir_inputs = "a, b"
+    ir_attrs = ("numpy matmul semantics; operands computed at run time, or a constant that cannot be an "
+                "fc weight (first operand, 1-D, batched), read as fp16 param")
+    ir_roles = "constants: param"  # beside `weights`: how its constant inputs are stored
     category = "fc"
     summary = "matrix product of two operands, numpy matmul semantics (batch dims broadcast)"
     constraints = ("operands computed at run time; a constant operand is read as an fp16 parameter",)
@@ -98,6 +110,15 @@ class MatMul(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 2 * int(np.prod(out_shapes[0], dtype=np.int64)) * int(in_shapes[0][-1])
+
+    def batch(self, node, shapes, flags):
+        a, b = shapes
+        if flags == [True, False] and len(a) == 2 and len(b) == 2:
+            return batch_hint  # [1, K] @ [K, N]: one gemv per sample, as in a batch-1 run
+        rank = max(len(a), len(b))
+        if all(len(s) == rank >= 3 for s, f in zip(shapes, flags) if f):
+            return None  # numpy loops over the leading dims: the same product per sample
+        return "the batch axis is not a leading (broadcast) dim of both operands"
 
 
 # -- ONNX ----------------------------------------------------------------------------------
@@ -182,7 +203,8 @@ def _onnx_gemm(ctx, fn):
 def _onnx_matmul(ctx, fn):
     a, b = fn.inputs[0], fn.inputs[1]
     av, bv = ctx.const(a), ctx.const(b)
-    fits = bv is not None and (bv.ndim == 2 or 2 < bv.ndim <= len(ctx.shape(a)) and bv.size == bv.shape[-2] * bv.shape[-1])
+    fits = bv is not None and (bv.ndim == 2 or 2 < bv.ndim <= len(ctx.shape(a))
+                               and bv.size == bv.shape[-2] * bv.shape[-1])
     if av is None and fits:
         if bv.ndim > 2:  # [1, .., K, N] against an x of at least that rank: an fc weight
             b = _derived_const(ctx, b, bv.reshape(bv.shape[-2:]), "2d")

@@ -3,20 +3,17 @@ fold while lowering. Shape and Size become constants at once, since shapes are s
 
 Gather with constant indices on a run-time tensor (PyTorch's x[:, -1]) is lowered to
 `slice`/`concat` + `reshape`, and Expand/Tile of a run-time tensor to `concat` of copies,
-so only genuinely run-time uses (embedding lookups, masks) remain; `reject_leftovers`
-reports those, and anything else whose check() fails, after the passes.
+so only genuinely run-time uses (embedding lookups, masks) remain;
+`gxnpuc.compiler.reject_leftovers` reports those, and anything else whose check() fails,
+after the passes.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.errors import UnsupportedOpError
-from gxnpuc.ops.base import CONSTANT, REGISTRY, OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import CONSTANT, FOLD_ONLY, OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.elementwise import emit_select
 from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, emit_reshape, norm_axis
-
-FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
-
 
 class _Fold(OpDef):
     category = "fold"
@@ -163,23 +160,6 @@ class Round(_Fold):
 
     def run(self, node, xs):
         return [np.asarray(_ROUND[node.attrs["fn"]](xs[0]))]
-
-
-def reject_leftovers(graph) -> None:
-    """After all passes: raise UnsupportedOpError listing every node the NPU cannot run.
-
-    A fold-only op still in the graph is reported with FOLD_ONLY; other ops are reported
-    when their check() names a reason.
-    """
-    items = []
-    for node in graph.nodes:
-        opdef = REGISTRY[node.op]
-        shapes = [graph.tensors[i].shape if i else None for i in node.inputs]
-        reason = opdef.check(node, shapes) or (None if opdef.npu else FOLD_ONLY)
-        if reason:
-            items.append((node.name, node.source or node.op, reason))
-    if items:
-        raise UnsupportedOpError(f"{graph.meta.get('framework', '')} model".strip(), items)
 
 
 # -- ONNX lowerings ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register
+from gxnpuc.ops.base import OpDef, batch_not_axis_0, emit_checked, onnx_lowering, register
 
 
 def bn_scale_shift(scale, bias, mean, var, epsilon: float, dtype=np.float32):
@@ -22,6 +22,10 @@ def bn_scale_shift(scale, bias, mean, var, epsilon: float, dtype=np.float32):
 @register
 class BatchNorm(OpDef):
     name = "batchnorm"
+    ir_inputs = "x, scale, bias, mean, var"
+    ir_attrs = "`epsilon`, `axis` (channel axis, non-negative)"
+    ir_roles = "all param"  # beside `weights`: how its constant inputs are stored
+    sink, sink_inputs = "elementwise", (0,)
     category = "norm"
     summary = "inference batch normalisation along the channel axis"
     constraints = ("scale, bias, mean, var constant, one value per channel",
@@ -50,6 +54,9 @@ class BatchNorm(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 2 * int(np.prod(out_shapes[0], dtype=np.int64))
+
+    def batch(self, node, shapes, flags):
+        return batch_not_axis_0(node, shapes, flags)
 
 
 @onnx_lowering("BatchNormalization", emits=("batchnorm",))

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import (OpDef, batch_per_sample, emit_checked, is_f16, onnx_lowering, register, tf_lowering,
+                             tflite_lowering)
 
 MODES = ("constant", "reflect", "edge")
 
@@ -15,6 +16,8 @@ MODES = ("constant", "reflect", "edge")
 @register
 class Pad(OpDef):
     name = "pad"
+    ir_inputs = "x"
+    ir_attrs = "`pads` [begin..., end...] per axis (negative crops), `mode` constant|reflect|edge, `value`"
     category = "data"
     summary = "pad (or crop, with negative pads) every axis: constant, reflect or edge"
     constraints = ("pads and constant value known at compile time", "mode constant, reflect or edge",
@@ -48,6 +51,14 @@ class Pad(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 0
+
+    def batch(self, node, shapes, flags):
+        p, r = node.attrs["pads"], len(shapes[0])
+        return batch_per_sample(node, shapes, flags) or (None if p[0] == 0 == p[r] else "pads axis 0")
+
+    def keeps_f16(self, node):
+        a = node.attrs
+        return a.get("mode", "constant") != "constant" or is_f16(a.get("value", 0))
 
 
 def _onnx_pad_inputs(ctx, fn, rank: int):

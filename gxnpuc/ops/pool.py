@@ -10,7 +10,7 @@ import itertools
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.conv import DATA_FORMATS, onnx_window, out_size, spatial_axes
 
 
@@ -68,6 +68,11 @@ def pool_kernel(x: np.ndarray, a: dict) -> np.ndarray:
 @register
 class Pool(OpDef):
     name = "pool"
+    ir_inputs = "x"
+    ir_attrs = ("`kind` max|avg, `data_format`, `kernel`, `strides`, `pads` [begin..., end...] (explicit "
+                "pads only), `dilations` (optional, default 1s), `count_include_pad` (0/1: divide by the "
+                "window clipped to the padded input), `ceil_mode` (0/1: only the output length; pixels "
+                "past the end pads never count)")
     category = "pooling"
     summary = "max / average pooling, 1-D and 2-D, local or global"
     constraints = ("1-D or 2-D pooling (NCW/NWC/NCHW/NHWC)", "pads smaller than the kernel",
@@ -107,6 +112,12 @@ class Pool(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return int(np.prod(out_shapes[0], dtype=np.int64)) * int(np.prod(node.attrs["kernel"]))
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        return node.attrs.get("kind") == "max"
 
 
 # -- ONNX ----------------------------------------------------------------------------------

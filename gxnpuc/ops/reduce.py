@@ -17,6 +17,8 @@ NPU_FNS = ("mean", "sum", "max", "min")
 @register
 class Reduce(OpDef):
     name = "reduce"
+    ir_inputs = "x"
+    ir_attrs = "`fn` mean|sum|max|min (+ prod, fold only), `axes` (sorted, non-negative), `keepdims`"
     category = "reduction"
     summary = "reduce " + "|".join(NPU_FNS) + " over some axes"
     constraints = ("`axes` constant", "`fn` one of " + ", ".join(NPU_FNS))
@@ -37,6 +39,17 @@ class Reduce(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return int(np.prod(in_shapes[0], dtype=np.int64))
+
+    def batch(self, node, shapes, flags):
+        axes = node.attrs["axes"]
+        if 0 not in axes:
+            return None
+        if node.attrs.get("keepdims"):  # over the size-1 axis 0 of one sample: nothing to reduce
+            return lambda n: {"axes": [a for a in axes if a != 0]}
+        return "reduces over axis 0 and drops it"
+
+    def keeps_f16(self, node):
+        return node.attrs.get("fn") in ("max", "min")
 
 
 _ONNX_REDUCE = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max", "ReduceMin": "min",

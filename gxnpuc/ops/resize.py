@@ -23,6 +23,10 @@ _EMITS = ("upsample", "slice")
 @register
 class Upsample(OpDef):
     name = "upsample"
+    ir_inputs = "x"
+    ir_attrs = ("`scales` (one integer >= 1 per axis): nearest-neighbour, each element repeated "
+                "`scales[axis]` times (Resize/Upsample/ResizeNearestNeighbor whose pixel map is a plain "
+                "repetition)")
     category = "data"
     summary = "nearest-neighbour up-sampling: each element repeated scales[axis] times per axis"
     constraints = ("nearest mode with integer factors whose pixel map is a plain repetition "
@@ -47,6 +51,12 @@ class Upsample(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 0
+
+    def batch(self, node, shapes, flags):
+        return None if node.attrs["scales"][0] == 1 else "repeats along axis 0"
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 # -- the pixel map ------------------------------------------------------------------------------

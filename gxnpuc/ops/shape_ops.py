@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.errors import ModelError
-from gxnpuc.ops.base import CONSTANT, OpDef, onnx_lowering, register
+from gxnpuc.ops.base import CONSTANT, OpDef, batch_not_axis_0, batch_per_sample, onnx_lowering, register
 
 NOT_CONST = object()  # arg_ints(): the argument is an input computed at run time
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -67,6 +67,9 @@ class _Move(OpDef):
 @register
 class Reshape(_Move):
     name = "reshape"
+    ir_inputs = "x"
+    ir_attrs = "`shape` (fully static). Reshape/Flatten/Squeeze/Unsqueeze/ExpandDims"
+    sink = "move"
     summary = "change the shape, keep the element order (Reshape, Flatten, Squeeze, Unsqueeze)"
     constraints = ("target shape constant (Shape chains are folded first)",)
 
@@ -76,10 +79,20 @@ class Reshape(_Move):
     def run(self, node, xs):
         return [np.reshape(xs[0], node.attrs["shape"])]
 
+    def batch(self, node, shapes, flags):
+        shape = list(node.attrs["shape"])
+        return lambda n: {"shape": [n] + shape[1:]}
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 @register
 class Transpose(_Move):
     name = "transpose"
+    ir_inputs = "x"
+    ir_attrs = "`perm`"
+    sink = "move"
     summary = "permute axes"
 
     def infer(self, node, in_shapes):
@@ -88,10 +101,19 @@ class Transpose(_Move):
     def run(self, node, xs):
         return [np.ascontiguousarray(np.transpose(xs[0], node.attrs["perm"]))]
 
+    def batch(self, node, shapes, flags):
+        return None if node.attrs["perm"][0] == 0 else "moves axis 0"
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 @register
 class Concat(_Move):
     name = "concat"
+    ir_inputs = "x..."
+    ir_attrs = "`axis`"
+    ir_roles = "constants: param"  # beside `weights`: how its constant inputs are stored
     summary = "join tensors along one axis"
     constraints = ("all inputs have the same shape except along `axis`",)
 
@@ -104,10 +126,20 @@ class Concat(_Move):
     def run(self, node, xs):
         return [np.concatenate([np.asarray(x) for x in xs], axis=node.attrs["axis"])]
 
+    def batch(self, node, shapes, flags):
+        if not all(flags):
+            return "joins sample data with a constant (that would need broadcasting)"
+        return batch_not_axis_0(node, shapes, [False] * len(flags))
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 @register
 class Split(_Move):
     name = "split"
+    ir_inputs = "x"
+    ir_attrs = "`axis`, `sizes`; one output per size"
     summary = "cut a tensor along one axis into parts of the given sizes"
 
     def infer(self, node, in_shapes):
@@ -117,6 +149,12 @@ class Split(_Move):
     def run(self, node, xs):
         cuts = np.cumsum(node.attrs["sizes"])[:-1]
         return [np.ascontiguousarray(p) for p in np.split(xs[0], cuts, axis=node.attrs["axis"])]
+
+    def batch(self, node, shapes, flags):
+        return batch_not_axis_0(node, shapes, flags)
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
 
 
 def _slices(node):
@@ -128,6 +166,9 @@ def _slices(node):
 @register
 class Slice(_Move):
     name = "slice"
+    ir_inputs = "x"
+    ir_attrs = ("`starts`, `ends`, `steps`: one entry per axis of x, normalised (clamped, non-negative; "
+                "an end of -1 with a negative step means through index 0)")
     summary = "strided window: one start/end/step per axis (end -1 with a negative step = through 0)"
 
     def infer(self, node, in_shapes):
@@ -136,10 +177,20 @@ class Slice(_Move):
     def run(self, node, xs):
         return [np.ascontiguousarray(np.asarray(xs[0])[_slices(node)])]
 
+    def batch(self, node, shapes, flags):
+        a = node.attrs
+        return lambda n: {"starts": [0] + list(a["starts"][1:]), "ends": [n] + list(a["ends"][1:]),
+                          "steps": [1] + list(a["steps"][1:])}
+
+    def keeps_f16(self, node):
+        return True  # only moves input values
+
 
 @register
 class Cast(_Move):
     name = "cast"
+    ir_inputs = "x"
+    ir_attrs = "`to` numpy dtype name"
     summary = "convert the element type"
     constraints = ("at run time only between float types (the NPU computes in fp16)",)
 
@@ -153,6 +204,9 @@ class Cast(_Move):
         if node.attrs["to"] not in FLOAT_DTYPES:
             return f"cast to {node.attrs['to']} at run time (only between float types)"
         return None
+
+    def batch(self, node, shapes, flags):
+        return batch_per_sample(node, shapes, flags)
 
 
 # -- ONNX lowerings ----------------------------------------------------------------------------

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import OpDef, batch_not_axis_0, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import emit_reshape, norm_axis, onnx_opset
 
 
 @register
 class Softmax(OpDef):
     name = "softmax"
+    ir_inputs = "x"
+    ir_attrs = "`axis`, `log` (bool: LogSoftmax)"
     category = "activation"
     summary = "softmax (or log-softmax) over one axis"
     constraints = ("one axis (several trailing axes are flattened into one first)",)
@@ -35,6 +37,9 @@ class Softmax(OpDef):
 
     def flops(self, node, in_shapes, out_shapes):
         return 5 * int(np.prod(out_shapes[0], dtype=np.int64))  # max, sub, exp, sum, div
+
+    def batch(self, node, shapes, flags):
+        return batch_not_axis_0(node, shapes, flags)
 
 
 @onnx_lowering("Softmax", "LogSoftmax", emits=("softmax", "reshape"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.names import record_alias
 from gxnpuc.ops.base import ALIAS, CONSTANT, FRONT_END, tf_lowering
 from gxnpuc.ops.runtime_norm import tf_batch_stats_norm
 
@@ -49,7 +48,7 @@ def _tf_identity(ctx, fn):
     for src, out in zip(fn.inputs, fn.outputs):
         value = ctx.const(src)
         if value is not None:
-            record_alias(ctx.graph, ctx.resolve(src), out)  # `dense/kernel` finds `dense/kernel/read`
+            ctx.graph.record_alias(ctx.resolve(src), out)  # `dense/kernel` finds `dense/kernel/read`
             _const(ctx, out, value)
         else:
             ctx.set_alias(out, src)

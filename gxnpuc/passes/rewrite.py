@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.ir import Graph, Node, Tensor
-from gxnpuc.names import record_alias
 
 
 def fresh_name(graph: Graph, base: str) -> str:
@@ -77,5 +76,5 @@ def set_const(graph: Graph, node: Node, index: int, value: np.ndarray, new_name:
     graph.tensors[name] = Tensor(name, tuple(arr.shape), arr.dtype.name, arr)
     node.inputs[index] = name
     if t is not None and t.is_const:  # config names of the shared weight reach the copy too
-        record_alias(graph, old, name)
+        graph.record_alias(old, name)
     return name

@@ -23,12 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gxnpuc.ir import Graph, Node
+from gxnpuc.ops import REGISTRY
 from gxnpuc.passes.remove_identity import remove_identity
 from gxnpuc.passes.rewrite import replace_uses, set_const
 
-MOVES = ("reshape", "transpose")
-ELEMENTWISE = ("act", "binary", "prelu", "batchnorm")
-DATA_INPUTS = {"act": (0,), "binary": (0, 1), "prelu": (0,), "batchnorm": (0,), "fc": (0,)}
 
 
 @dataclass
@@ -80,7 +78,7 @@ def _transpose_as_reshape(graph: Graph, node: Node) -> None:
 
 def _try(graph: Graph, root: Node) -> bool:
     """Grow the region rooted at this move and rewrite it; True when the graph changed."""
-    if root.op not in MOVES or _is_noop(graph, root):
+    if REGISTRY[root.op].sink != "move" or _is_noop(graph, root):
         return False
     region = _grow(graph, root)
     edits = None if region is None else _plan(graph, region)
@@ -140,7 +138,8 @@ def _take_reader(graph: Graph, region: Region, reader: Node, t: str, work: list)
 
 def _add_node(graph: Graph, region: Region, node: Node, work: list) -> bool:
     """Add an element-wise node; its non-constant inputs must come from the region too."""
-    if node.op not in ELEMENTWISE + (("fc",) if region.rows else ()) or len(node.outputs) != 1:
+    sink = REGISTRY[node.op].sink
+    if not (sink == "elementwise" or (sink == "rows" and region.rows)) or len(node.outputs) != 1:
         return False
     region.nodes.append(node)
     region.tensors.add(node.outputs[0])
@@ -148,7 +147,7 @@ def _add_node(graph: Graph, region: Region, node: Node, work: list) -> bool:
     for k, name in enumerate(node.inputs):
         if not name or name in region.tensors or graph.tensors[name].is_const:
             continue
-        if k not in DATA_INPUTS[node.op] or not _add_producer(graph, region, name, work):
+        if k not in REGISTRY[node.op].sink_inputs or not _add_producer(graph, region, name, work):
             return False
     return True
 

@@ -2,22 +2,22 @@
 
 load() does all validation (safe YAML, unknown keys with the closest suggestion, types,
 paths resolved relative to the config file); the rest of the compiler trusts a Config.
-The keys, their validators and docs/config.md live in gxnpuc/config_keys.py, the model and
-output path checks in gxnpuc/config_files.py; this module is the API the others import.
+The keys, their validators and docs/config.md live in gxnpuc/config/keys.py, the model and
+output path checks in gxnpuc/config/files.py; this module is the API the others import.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
-from gxnpuc.config_files import display_path, resolve_files
-from gxnpuc.config_keys import (
+from gxnpuc.config.files import display_path, resolve_files
+from gxnpuc.config.keys import (
     CORES, ENCRYPTED_KEY, KEY_BY_NAME, KEYS, MAX_INPUT_ELEMENTS, MODEL_KEYS, OTHER_CORE_KEYS,
     VENDOR_CORES, Ctx, Key, markdown, read_keys, update_docs)
 from gxnpuc.errors import ConfigError
 
 __all__ = ["Config", "load", "loads", "where", "display_path", "MAX_CONFIG_BYTES",  # the API
-           # re-exported from config_keys, where they live
+           # re-exported from config.keys, where they live
            "CORES", "ENCRYPTED_KEY", "KEY_BY_NAME", "KEYS", "MAX_INPUT_ELEMENTS", "MODEL_KEYS",
            "OTHER_CORE_KEYS", "VENDOR_CORES", "Key", "markdown", "update_docs"]
 
@@ -131,8 +131,3 @@ def _parse(text: str, label: str, base_dir: str):
         raise ConfigError(label, f"the config is {got}", "`KEY: value` lines, e.g. ONNX_FILE: model.onnx")
     return c, root
 
-
-if __name__ == "__main__":  # python -m gxnpuc.config docs/config.md
-    import sys
-
-    update_docs(sys.argv[1] if len(sys.argv) > 1 else "docs/config.md")

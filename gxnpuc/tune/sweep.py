@@ -16,12 +16,17 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gxnpuc import compress, eval_advice, eval_report, numerics, sim
-from gxnpuc import eval as ev
+from gxnpuc import compress, evaluate, numerics, sim
+from gxnpuc.compress import StoredWeight
+from gxnpuc.config import Config
 from gxnpuc.ir import Graph
+
+if TYPE_CHECKING:
+    from gxnpuc.evaluate.runs import Runs
 
 CLIP_SEARCHES = ("output", "weight", "percentile", "none")
 POOL_MIN_SECONDS = 3.0  # fork workers only when the serial rest of the sweep would take longer
@@ -34,7 +39,7 @@ class Option:
     name: str
     kind: str  # fp16 | default (the config's own range) | clip (a WEIGHT_MIN_MAX entry)
     clip: tuple | None  # the [lo, hi] this option writes into WEIGHT_MIN_MAX
-    stored: object  # the StoredWeight the compiler makes for it
+    stored: StoredWeight  # the one the compiler makes for it
     weight_snr: float  # the weight as decoded against its float values, dB
     only: dict | None = None  # output -> SNR dB with only this weight stored this way
 
@@ -71,8 +76,8 @@ class Candidate:
 @dataclass
 class Sweep:
     """What the sweep workers share (inherited by fork, never pickled)."""
-    runs: object  # gxnpuc.eval.Runs of the probe model (every candidate compressed)
-    base_cfg: object  # Config: every candidate compressed, no user range or exclusion
+    runs: evaluate.Runs  # of the probe model (every candidate compressed)
+    base_cfg: Config  # every candidate compressed, no user range or exclusion
     search: str  # one of CLIP_SEARCHES
 
     @property
@@ -81,7 +86,7 @@ class Sweep:
 
 
 # -- one weight ----------------------------------------------------------------------------
-def stored_as(graph: Graph, cfg, name: str):
+def stored_as(graph: Graph, cfg: Config, name: str):
     """The StoredWeight compress_graph gives `name` under cfg, on the nodes that read it only."""
     sub = Graph(tensors=graph.tensors, nodes=[n for n in graph.nodes if name in n.inputs])
     return compress.compress_graph(sub, cfg)[name]
@@ -96,10 +101,10 @@ def option_cfg(base_cfg, name: str, per_channel: bool, clip=None, fp16: bool = F
 
 def make_option(sw: Sweep, name: str, per_channel: bool, clip=None, fp16: bool = False) -> Option:
     stored = stored_as(sw.graph, option_cfg(sw.base_cfg, name, per_channel, clip, fp16), name)
-    w = sw.graph.tensors[name].data
+    w = np.asarray(sw.graph.tensors[name].data)
     kind = "fp16" if fp16 else "clip" if clip else "default"
     return Option(name, kind, tuple(clip) if clip else None, stored,
-                  eval_report.snr_db(w, numerics.stored_values(stored)))
+                  evaluate.snr_db(w, numerics.stored_values(stored)))
 
 
 def clip_ranges(w: np.ndarray, search: str) -> list[tuple[float, float]]:
@@ -107,20 +112,12 @@ def clip_ranges(w: np.ndarray, search: str) -> list[tuple[float, float]]:
     percentile cuts alone for the cheap search; rounded to pasteable numbers."""
     if search == "none":
         return []
-    if search != "percentile":
-        return eval_advice.clip_candidates(w)
-    w = np.asarray(w, np.float64).ravel()
-    out = []
-    for p in eval_advice.CLIP_PERCENTILES:
-        lo, hi = (eval_advice.round_sig(v) for v in np.percentile(w, [p, 100 - p]))
-        if hi > lo and (lo > w.min() or hi < w.max()) and (lo, hi) not in out:
-            out.append((lo, hi))
-    return out
+    return evaluate.clip_candidates(w, mse=search != "percentile")
 
 
 def only_snrs(sw: Sweep, opt: Option) -> dict:
     """Output SNR per output with only this weight stored as `opt` (eval's resumed sweep)."""
-    return ev.output_snrs(sw.runs, ev.outputs_with(sw.runs, opt.name, opt.values))
+    return evaluate.output_snrs(sw.runs, evaluate.outputs_with(sw.runs, opt.name, opt.values))
 
 
 def measure_weight(sw: Sweep, name: str, per_channel: bool) -> list[tuple]:
@@ -129,7 +126,7 @@ def measure_weight(sw: Sweep, name: str, per_channel: bool) -> list[tuple]:
     output: every range simulated; weight / percentile: ranges ranked by the weight's own
     SNR and only the config default and the winner simulated; none: the default only.
     """
-    w = sw.graph.tensors[name].data
+    w = np.asarray(sw.graph.tensors[name].data)
     opts = [make_option(sw, name, per_channel)]
     opts += [make_option(sw, name, per_channel, clip) for clip in clip_ranges(w, sw.search)]
     if sw.search in ("weight", "percentile") and len(opts) > 1:
@@ -148,7 +145,7 @@ def candidate(sw: Sweep, name: str, per_channel: bool, measured: list[tuple], ba
         opt.only = only
         opts.append(opt)
     # best output SNR; a clip must beat the config's own range, ties go to fewer bytes
-    best = max(opts, key=lambda o: (worst(o.only), -o.nbytes, o.kind == "default"))
+    best = max(opts, key=lambda o: (worst(o.only or {}), -o.nbytes, o.kind == "default"))
     return Candidate(name, fp16.stored.family, fp16, opts[0], best, len(opts))
 
 
@@ -261,10 +258,10 @@ class Measurer:
     so a greedy step costs only the layers after the weight it touched.
     """
 
-    def __init__(self, runs):
+    def __init__(self, runs: Runs):
         self.runs = runs
         self.graph = runs.model.graph
-        self.first = {}
+        self.first: dict[str, int] = {}
         self.last: dict[str, Option] | None = None
         self.envs: list[dict] | None = None
 
@@ -274,7 +271,7 @@ class Measurer:
         changed = [n for n, o in choice.items() if self.last.get(n) is not o]
         if not changed:
             return len(self.graph.nodes)
-        return min(self.first.setdefault(n, ev.first_reader(self.graph, n)) for n in changed)
+        return min(self.first.setdefault(n, evaluate.first_reader(self.graph, n)) for n in changed)
 
     def __call__(self, choice: dict, commit: bool = True) -> dict[str, float]:
         """SNR per output; commit=False measures a trial and keeps the last committed run
@@ -286,7 +283,7 @@ class Measurer:
         if commit:
             self.last, self.envs = dict(choice), envs
         outs = [sim.finish_outputs(self.runs.model, e, "npu") for e in envs]
-        return ev.output_snrs(self.runs, {k: ev.stacked(outs, k) for k in self.graph.outputs})
+        return evaluate.output_snrs(self.runs, {k: evaluate.stacked(outs, k) for k in self.graph.outputs})
 
 
 def noise_ratio(snr_db: float) -> float:

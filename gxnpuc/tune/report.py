@@ -4,21 +4,19 @@ whose every choice carries a comment with its measured effect).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 
-import yaml
-
-from gxnpuc import eval_report
-from gxnpuc.eval_advice import yaml_float
+from gxnpuc.config import write
 from gxnpuc.errors import OutputError
+from gxnpuc.evaluate import fmt_db
+from gxnpuc.tables import numbers_table
 
 MARK = "# ==== gxnpuc --tune"  # first line of the appended block; a retune replaces the block
 OFF = "# [tune] "  # prefix of the user's lines the block replaces
 ALWAYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")  # + the block's own
 FAMILY_KEYS = (("fc", "COMPRESS"), ("conv", "CONV2D_COMPRESS"))
-_db = eval_report.fmt_db
+_db = fmt_db
 
 
 # -- text ----------------------------------------------------------------------------------
@@ -32,7 +30,7 @@ def trade_off_table(result) -> str:
         mark = "*" if s is result.chosen else (" " if s.selectable else "i")
         rows.append([f"{mark}{k:>2}", s.label, f"{s.nbytes:,}", _us(s.latency_sram),
                      _us(s.latency_flash), _db(s.snr)])
-    return eval_report.table(["step", "plan", "weight B", "us SRAM", "us flash", "SNR dB"], rows)
+    return numbers_table(["step", "plan", "weight B", "us SRAM", "us flash", "SNR dB"], rows)
 
 
 def sensitivity_table(result) -> str:
@@ -44,7 +42,7 @@ def sensitivity_table(result) -> str:
                      _db(_worst(c.default.only)), _db(_worst(c.best.only)), rng, str(c.tried)])
     head = ["weight (most sensitive first)", "kind", "8-bit B", "fp16 B", "alone dB",
             "best range dB", "best range", "ranges"]
-    return eval_report.table(head, rows)
+    return numbers_table(head, rows)
 
 
 def _worst(snrs: dict | None) -> float:
@@ -78,10 +76,6 @@ def _hints(result) -> list[str]:
 
 
 # -- the tuned config --------------------------------------------------------------------------
-def _name(name: str) -> str:
-    return json.dumps(name)  # a JSON string is a YAML double-quoted scalar: '/', ':', '#' are safe
-
-
 def _exclude_comment(result, name: str) -> str:
     step, cands = result.chosen, result.candidates[result.chosen.path]
     c = cands[name]
@@ -137,13 +131,9 @@ def _list_block(result, on: dict) -> list[str]:
     choice = result.chosen.choice
     excluded = [n for n, o in choice.items() if not o.compressed and on[o.stored.family]]
     clipped = [n for n, o in choice.items() if o.compressed and o.clip is not None]
-    lines = ["EXCLUDE_COMPRESS_OPS:" + ("" if excluded else " []")]
-    lines += [f"  - {_name(n)}  # {_exclude_comment(result, n)}" for n in excluded]
-    lines.append("WEIGHT_MIN_MAX:" + ("" if clipped else " {}"))
-    for n in clipped:
-        lo, hi = choice[n].clip
-        lines.append(f"  {_name(n)}: [{yaml_float(lo)}, {yaml_float(hi)}]  # {_clip_comment(result, n)}")
-    return lines
+    return (write.names_block("EXCLUDE_COMPRESS_OPS", {n: _exclude_comment(result, n) for n in excluded})
+            + write.ranges_block("WEIGHT_MIN_MAX", {n: (choice[n].clip, _clip_comment(result, n))
+                                                    for n in clipped}))
 
 
 def _path_comment(result) -> str:
@@ -161,53 +151,8 @@ def tuned_text(result) -> str:
     with open(result.cfg.path, encoding="utf-8-sig") as fh:
         original = fh.read()
     lines, keys = block(result)
-    kept = merge(original, keys)
+    kept = write.comment_out(original, keys, OFF, MARK)
     return kept.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-
-
-def merge(original: str, keys: set[str]) -> str:
-    """Comment out the top-level entries of `keys` (and a previous tuner block, dropped)."""
-    src = original.splitlines()
-    cut = next((i for i, line in enumerate(src) if line.startswith(MARK)), len(src))
-    src = src[:cut]
-    root = yaml.compose("\n".join(src), Loader=yaml.SafeLoader)
-    if root is None or not isinstance(root, yaml.MappingNode):
-        return "\n".join(src)
-    spans, starts = [], {k.start_mark.line for k, _ in root.value}
-    for k, v in root.value:
-        if k.value in keys:
-            spans.append((k.start_mark.line, _end_line(src, v)))
-    if root.flow_style or any(s < line < e for s, e in spans for line in starts):
-        return _rebuild(src, root, keys)  # several keys on one line: write the rest anew
-    out = list(src)
-    for s, e in spans:
-        for i in range(s, e):
-            out[i] = OFF + out[i]
-    for i in range(root.end_mark.line, len(out)):  # `...` would end the document before the block
-        if out[i].strip() in ("...", "---"):
-            out[i] = OFF + out[i]
-    return "\n".join(out)
-
-
-def _end_line(src: list[str], node) -> int:
-    """One past the last line of node's text, blank and comment-only lines not counted."""
-    end = min(node.end_mark.line + (1 if node.end_mark.column > 0 else 0), len(src))
-    while end > node.start_mark.line + 1 and _is_blank_or_comment(src[end - 1]):
-        end -= 1
-    return end
-
-
-def _is_blank_or_comment(line: str) -> bool:
-    return not line.strip() or line.lstrip().startswith("#")
-
-
-def _rebuild(src: list[str], root, keys: set[str]) -> str:
-    out = [OFF + line for line in src]
-    for k, v in root.value:
-        if k.value not in keys:
-            node = yaml.MappingNode("tag:yaml.org,2002:map", [(k, v)], flow_style=False)
-            out.append(yaml.serialize(node, Dumper=yaml.SafeDumper, width=1 << 16).rstrip("\n"))
-    return "\n".join(out)
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -215,7 +160,7 @@ def write_atomic(path: str, data: str | bytes) -> None:
     tmp = f"{path}.tmp{os.getpid()}"
     mode = "wb" if isinstance(data, bytes) else "w"
     try:
-        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:
+        with open(tmp, mode, **({} if isinstance(data, bytes) else {"encoding": "utf-8"})) as fh:  # type: ignore
             fh.write(data)
         os.replace(tmp, path)
     except OSError as exc:

@@ -4,26 +4,25 @@ A name in EXCLUDE_COMPRESS_OPS, EXCLUDE_CONV2D_COMPRESS_OPS or WEIGHT_MIN_MAX is
 name as `gxnpuc -w` prints it (the constant tensor's name) or the name of the node that
 uses the weight. Names the framework had but lowering or a pass folded or renamed are
 followed through `graph.meta["aliases"]` (old name -> names it became), which front ends
-and passes keep with `record_alias()`.
+and passes keep with `Graph.record_alias()`.
+
+This is the only code that matches a user's name to a weight or output: `resolve()` turns the
+config's names into the tensor names they select, and every later stage reads those.
 """
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
 from gxnpuc import config
 from gxnpuc.errors import ConfigError
 from gxnpuc.ir import Graph
 
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+
 COMPRESSIBLE = ("conv", "fc")  # weight roles that compression applies to (ops/base.py)
 WEIGHT_KEYS = ("EXCLUDE_COMPRESS_OPS", "EXCLUDE_CONV2D_COMPRESS_OPS", "WEIGHT_MIN_MAX")
-
-
-def record_alias(graph: Graph, old: str, new: str) -> None:
-    """Remember that framework/IR name `old` now lives on as `new` (tensor or node name)."""
-    if old and new and old != new:
-        targets = graph.meta.setdefault("aliases", {}).setdefault(old, [])
-        if new not in targets:
-            targets.append(new)
 
 
 def _roles(graph: Graph) -> dict[str, set[str]]:
@@ -132,8 +131,16 @@ def close_matches(name: str, candidates, n: int = 5) -> list[str]:
     return found[:n]
 
 
+class ConfigNameError(ConfigError):
+    """A problem with one name under a config key; .key and .name let locate() add file:line."""
+
+    def __init__(self, where: str, what: str, accepted: str, key: str, name: str):
+        super().__init__(where, what, accepted)
+        self.key, self.name = key, name
+
+
 def unknown(key: str, name: str, candidates, what: str = "is not in the model",
-            hint: str = "") -> ConfigError:
+            hint: str = "") -> ConfigNameError:
     """A ConfigError for `name` under `key`, listing close matches; front ends raise it too.
 
     The error carries .key and .name so that `locate()` can add the config file and line.
@@ -144,23 +151,18 @@ def unknown(key: str, name: str, candidates, what: str = "is not in the model",
     # otherwise both: near misses among inner nodes are often not what the user meant
     parts = [("close matches: " + ", ".join(close)) if close else "", hint]
     accepted = "; ".join(p for p in parts if p) or "see `gxnpuc -w` and `gxnpuc -v`"
-    err = ConfigError(key, f"{name!r} {what}", accepted)
-    err.key, err.name = key, name
-    return err
+    return ConfigNameError(key, f"{name!r} {what}", accepted, key, name)
 
 
-def locate(cfg, err: ConfigError) -> ConfigError:
+def locate(cfg: Config, err: ConfigError) -> ConfigError:
     """The same error with `config.yaml:<line>: KEY` as its place, when it came from unknown()."""
-    key = getattr(err, "key", None)
-    if not key or not (cfg.path or cfg.lines):
+    if not isinstance(err, ConfigNameError) or not (cfg.path or cfg.lines):
         return err
-    out = ConfigError(config.where(cfg, key, err.name), err.what, err.accepted)
-    out.key, out.name = key, err.name
-    return out
+    return ConfigNameError(config.where(cfg, err.key, err.name), err.what, err.accepted, err.key, err.name)
 
 
 # -- the check ------------------------------------------------------------------------------------
-def check(cfg, graph: Graph) -> None:
+def check(cfg: Config, graph: Graph) -> None:
     """Every name the config uses exists in the model; else one ConfigError with close matches."""
     roles = _roles(graph)
     all_names = list(roles) + [n.name for n in graph.nodes]
@@ -172,11 +174,11 @@ def check(cfg, graph: Graph) -> None:
     _check_io(cfg, graph, "FP16_OUT_OPS", cfg.fp16_out_ops, graph.outputs, "is not an output of the model")
 
 
-def _config_names(cfg, key: str) -> list[str]:
+def _config_names(cfg: Config, key: str) -> list[str]:
     return list(getattr(cfg, key.lower()))  # a tuple of names, or the WEIGHT_MIN_MAX dict's keys
 
 
-def _check_weight(cfg, graph: Graph, key: str, name: str, roles: dict, all_names: list) -> None:
+def _check_weight(cfg: Config, graph: Graph, key: str, name: str, roles: dict, all_names: list) -> None:
     found = weight_for(graph, name)
     if not found:
         node = graph.node(name)
@@ -188,31 +190,70 @@ def _check_weight(cfg, graph: Graph, key: str, name: str, roles: dict, all_names
                                   "list fully-connected weights in EXCLUDE_COMPRESS_OPS"))
 
 
-def _check_io(cfg, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
+def _check_io(cfg: Config, graph: Graph, key: str, names, pool: list[str], what: str) -> None:
     for name in names:
         if _io_name(graph, name, pool) is None:
             role = "inputs" if key == "INPUT_OPS" else "outputs"
             raise locate(cfg, unknown(key, name, pool, what, f"model {role}: " + ", ".join(pool[:8])))
 
 
-def resolve(cfg, graph: Graph):
-    """cfg with every weight-taking name also spelt as the weight tensor(s) it refers to.
+def resolve(cfg: Config, graph: Graph):
+    """cfg with EXCLUDE_COMPRESS_OPS, EXCLUDE_CONV2D_COMPRESS_OPS and WEIGHT_MIN_MAX keyed by
+    weight tensor names only, and FP16_OUT_OPS as graph output names: what compression and the
+    backend read (they match nothing themselves).
 
-    Compression matches a weight by its own name or a consumer's name; resolving here makes
-    aliased names (folded framework constants, `name:0`, renamed weights) take effect too.
+    A config name selects a weight when the name, or a weight it refers to (weight_for:
+    `name:0`, aliases of folded or renamed constants, a node's weights), is the weight itself
+    or a node that reads it. A weight's own WEIGHT_MIN_MAX entry wins over its readers'.
     """
     import dataclasses
 
-    def names_of(key: str) -> tuple:
-        out = list(getattr(cfg, key.lower()))
-        for name in list(out):
-            out += [w for w in weight_for(graph, name) if w not in out]
-        return tuple(out)
+    readers = weight_readers(graph)
+
+    def expanded(key: str) -> set:
+        names = list(getattr(cfg, key.lower()))
+        return set(names) | {w for name in names for w in weight_for(graph, name)}
+
+    def selected(key: str) -> tuple:
+        wanted = expanded(key)
+        return tuple(w for w, rd in readers.items() if wanted & {w, *rd})
 
     ranges = dict(cfg.weight_min_max)
     for name, pair in cfg.weight_min_max.items():
         for w in weight_for(graph, name):
             ranges.setdefault(w, pair)
-    return dataclasses.replace(cfg, exclude_compress_ops=names_of("EXCLUDE_COMPRESS_OPS"),
-                               exclude_conv2d_compress_ops=names_of("EXCLUDE_CONV2D_COMPRESS_OPS"),
-                               weight_min_max=ranges)
+    clips = {w: next(ranges[k] for k in (w, *rd) if k in ranges)
+             for w, rd in readers.items() if ranges.keys() & {w, *rd}}
+    return dataclasses.replace(cfg, exclude_compress_ops=selected("EXCLUDE_COMPRESS_OPS"),
+                               exclude_conv2d_compress_ops=selected("EXCLUDE_CONV2D_COMPRESS_OPS"),
+                               weight_min_max=clips, fp16_out_ops=fp16_outputs(graph, cfg.fp16_out_ops))
+
+
+def weight_readers(graph: Graph) -> dict[str, list[str]]:
+    """Every constant a node reads -> the names of the nodes reading it, in graph order."""
+    out: dict[str, list[str]] = {}
+    for node, idx, _ in graph.weight_slots():
+        rd = out.setdefault(node.inputs[idx], [])
+        if node.name not in rd:
+            rd.append(node.name)
+    return out
+
+
+def keys_for(cfg: Config, graph: Graph, key: str, weight: str) -> list[str]:
+    """The names under `key` in the user's config that select `weight` (as resolve() does)."""
+    rd = {weight, *weight_readers(graph).get(weight, [])}
+    return [k for k in getattr(cfg, key.lower()) if rd & ({k} | set(weight_for(graph, k)))]
+
+
+def fp16_outputs(graph: Graph, names) -> tuple:
+    """FP16_OUT_OPS entries as graph output tensors: an output's name (also as `name:0`), the
+    node producing it, or a name that lowering renamed (graph.meta["aliases"])."""
+    wanted = set(names or ()) | {n[:-2] for n in names or () if n.endswith(":0")}
+    aliases, queue = graph.meta.get("aliases", {}), list(wanted)
+    while queue:
+        for new in aliases.get(queue.pop(), []):
+            if new not in wanted:
+                wanted.add(new)
+                queue.append(new)
+    by_node = {o for n in graph.nodes if n.name in wanted for o in n.outputs}
+    return tuple(o for o in graph.outputs if o in wanted or o in by_node)

@@ -37,10 +37,11 @@ def interpreter(path: str, preserve: bool):
 def runner(path: str, graph):
     """fn(feeds {input: [1, ...]}) -> {output: value} on the interpreter, in real values."""
     from gxnpuc.frontend import tflite as front
+    from gxnpuc.frontend.tflite_read import unique_names
 
     model = front.load(path)
     sg = model.subgraphs[0]
-    names = front.unique_names(sg.tensors)
+    names = unique_names(sg.tensors)
     index = {n: k for k, n in enumerate(names)}
     sources = dict(graph.meta.get("tflite_sources", {}))  # IR output -> TFLite tensor
     outputs = list(graph.outputs)

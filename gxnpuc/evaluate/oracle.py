@@ -8,24 +8,30 @@ stacked over samples: {name: [samples, *ir_shape]}.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from gxnpuc.errors import GxnpucError, ModelError
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.ir import Graph
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
               "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(bool)": np.bool_}
 
 
-def name(cfg) -> str:
+def name(cfg: Config) -> str:
     """The framework label shown in the report."""
     if cfg.model_key == "TFLITE_FILE":
-        from gxnpuc.oracle_tflite import NAME
+        from gxnpuc.evaluate.oracle_tflite import NAME
 
         return NAME
     return "onnxruntime" if cfg.model_key == "ONNX_FILE" else "tensorflow"
 
 
-def run(cfg, graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np.ndarray]:
+def run(cfg: Config, graph: Graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np.ndarray]:
     """Framework outputs for batched feeds ({input: [samples, *shape]}), one sample a call.
 
     The IR has batch 1 and exported models often fix it too, so samples go one by one.
@@ -34,7 +40,7 @@ def run(cfg, graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np
     if cfg.model_key == "ONNX_FILE":
         fn = _onnx_runner(cfg.model_path, graph)
     elif cfg.model_key == "TFLITE_FILE":
-        from gxnpuc.oracle_tflite import runner
+        from gxnpuc.evaluate.oracle_tflite import runner
 
         fn = runner(cfg.model_path, graph)
     else:
@@ -49,7 +55,7 @@ def run(cfg, graph, feeds: dict[str, np.ndarray], progress=None) -> dict[str, np
     return {k: np.stack([r[k] for r in results]) for k in graph.outputs}
 
 
-def _to_ir_shapes(graph, outs: dict) -> dict:
+def _to_ir_shapes(graph: Graph, outs: dict) -> dict:
     fixed = {}
     for k in graph.outputs:
         y = np.asarray(outs[k])
@@ -83,7 +89,7 @@ def onnx_session(path: str, outputs: list[str]):
                          "a model onnxruntime can run, to compare against") from None
 
 
-def _onnx_runner(path: str, graph):
+def _onnx_runner(path: str, graph: Graph):
     try:
         sess = onnx_session(path, list(graph.outputs))
     except ImportError:
@@ -91,7 +97,7 @@ def _onnx_runner(path: str, graph):
                           "pip install onnxruntime, or pip install 'gxnpuc[test]'") from None
     types = {i.name: _ORT_TYPES.get(i.type, np.float32) for i in sess.get_inputs()}
     # inputs the pruned IR does not need (OUTPUT_OPS cut them off) still get a value
-    unused = {i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
+    unused: dict[str, np.ndarray] = {i.name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
                                types[i.name]) for i in sess.get_inputs() if i.name not in graph.inputs}
     outputs = list(graph.outputs)
 
@@ -107,7 +113,7 @@ def tf_tensor_name(tensor: str) -> str:
     return tensor if ":" in tensor.rsplit("/", 1)[-1] else tensor + ":0"
 
 
-def _tf_runner(cfg, graph):
+def _tf_runner(cfg: Config, graph: Graph):
     """A TF session on the frozen GraphDef the front end builds (same loader, same names)."""
     from gxnpuc.frontend import tf as tf_front
     from gxnpuc.frontend.tf_load import import_tf

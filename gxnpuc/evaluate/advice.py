@@ -8,76 +8,79 @@ carries the exact config line, merged with what the config already has.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gxnpuc import eval_report, numerics
+from gxnpuc import numerics
+from gxnpuc.config import names, write
+from gxnpuc.evaluate import report as eval_report
+from gxnpuc.evaluate.rows import Report, Verdict
+from gxnpuc.evaluate.runs import Runs, output_snrs, outputs_with
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.ir import Graph
+    from gxnpuc.model import CompiledModel
 
 CLIP_PERCENTILES = (0.05, 0.2, 0.5, 1.0, 2.0, 5.0)  # % cut from each end of the values
 CLIP_MARGIN_DB = 6.0  # clipping is advised when its SNR clears the threshold by this much
 CLIP_GAIN_DB = 3.0  # ... and beats leaving the weight as it is by at least this much
 
 
-def verdict(cfg, runs, report: dict, progress) -> dict:
-    thr = report["threshold_db"]
-    npu = _worst(report, "npu")
-    base = _worst(report, "npu_fp16")
-    layers = report["layers"]
+def verdict(cfg: Config, runs: Runs, report: Report, progress) -> Verdict:
+    thr, layers = report.threshold_db, report.layers
+    npu, base = _worst(report, "npu"), _worst(report, "npu_fp16")
     if npu >= thr:
         more = ""
         if layers:
-            more = (f"; to do better, start with {layers[0]['weight']} "
-                    f"(alone {_db(layers[0]['only_snr_db'])} dB)")
+            more = f"; to do better, start with {layers[0].weight} (alone {_db(layers[0].only_snr_db)} dB)"
         return _none(f"npu output SNR {_db(npu)} dB >= {thr:g} dB (EVAL_SNR_THRESHOLD_DB)"
                      f"{_agreement(report)}: no change needed{more}")
-    if not layers or layers[0]["only_snr_db"] >= base - 1.0:
+    if not layers or layers[0].only_snr_db >= base - 1.0:
         why = ("no weight is compressed" if not layers else
                "no single compressed weight costs more than fp16 itself")
         return _none(f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
                      f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
-    worst = layers[0]
+    name, only = layers[0].weight, layers[0].only_snr_db
     with progress(len(CLIP_PERCENTILES) + 2, "clip search") as bar:
-        best = search_clip(cfg, runs, worst["weight"], bar)
-    name, only = worst["weight"], worst["only_snr_db"]
-    target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
+        best = search_clip(cfg, runs, name, bar)
     head = (f"npu output SNR {_db(npu)} dB < {thr:g} dB{_agreement(report)}; "
             f"worst weight {name} (alone {_db(only)} dB)")
+    target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
     if best is not None and best[2] >= target and best[2] >= only + CLIP_GAIN_DB:
-        lo, hi, snr = best
-        line = clip_line(cfg, runs.model.graph, name, lo, hi)
-        if lo is None:  # the user's own clip is what hurts
-            return {"action": "unclip", "weight": name, "range": None, "expected_only_snr_db": snr,
-                    "config_line": line,
-                    "text": f"{head}: its WEIGHT_MIN_MAX clip saturates values that matter; remove it "
-                            f"(alone then {_db(snr)} dB, still 8-bit) -> {line}"}
-        return {"action": "clip", "weight": name, "range": [lo, hi], "expected_only_snr_db": snr,
-                "config_line": line,
-                "text": f"{head}: clip it to [{lo:g}, {hi:g}] (alone then {_db(snr)} dB, still 8-bit) "
-                        f"-> {line}"}
+        return _clip_verdict(cfg, runs, name, best, head)
     line = exclude_line(cfg, name)
     clip_txt = f"; clipping reaches only {_db(best[2])} dB" if best is not None else ""
-    return {"action": "exclude", "weight": name, "range": None, "expected_only_snr_db": base,
-            "config_line": line,
-            "text": f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}"}
+    return Verdict("exclude", name, None, base, line,
+                   f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}")
 
 
-def _worst(report: dict, mode: str) -> float:
-    return min(r["snr_db"] for r in report["outputs"] if r["mode"] == mode)
+def _clip_verdict(cfg: Config, runs: Runs, name: str, best: tuple, head: str) -> Verdict:
+    lo, hi, snr = best
+    line = clip_line(cfg, runs.model.graph, name, lo, hi)
+    if lo is None:  # the user's own clip is what hurts
+        return Verdict("unclip", name, None, snr, line,
+                       f"{head}: its WEIGHT_MIN_MAX clip saturates values that matter; remove it "
+                       f"(alone then {_db(snr)} dB, still 8-bit) -> {line}")
+    return Verdict("clip", name, [lo, hi], snr, line,
+                   f"{head}: clip it to [{lo:g}, {hi:g}] (alone then {_db(snr)} dB, still 8-bit) -> {line}")
 
 
-def _agreement(report: dict) -> str:
+def _worst(report: Report, mode: str) -> float:
+    return min(r.snr_db for r in report.outputs if r.mode == mode and r.snr_db is not None)
+
+
+def _agreement(report: Report) -> str:
     """", top-1 agrees on 90.6% of samples" when a classifier output disagrees somewhere."""
-    rows = [r["top1_agreement"] for r in report["outputs"]
-            if r["mode"] == "npu" and r["top1_agreement"] is not None]
+    rows = [r.top1_agreement for r in report.outputs if r.mode == "npu" and r.top1_agreement is not None]
     return f", top-1 agrees on {min(rows):.1%} of samples" if rows and min(rows) < 1 else ""
 
 
-def _none(text: str) -> dict:
-    return {"action": "none", "weight": None, "range": None, "expected_only_snr_db": None,
-            "config_line": None, "text": text}
+def _none(text: str) -> Verdict:
+    return Verdict("none", None, None, None, None, text)
 
 
 def _db(x: float) -> str:
@@ -90,14 +93,16 @@ def round_sig(x: float, digits: int = 3) -> float:
     return float(f"{x:.{digits}g}")
 
 
-def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
-    """Ranges that cut the tails: symmetric percentile cuts and the MSE-optimal range."""
-    from gxnpuc.compress import mse_range
+def clip_candidates(w: np.ndarray, mse: bool = True) -> list[tuple[float, float]]:
+    """Ranges that cut the tails: symmetric percentile cuts and (mse) the MSE-optimal range,
+    rounded to pasteable numbers; only those that cut something, each once."""
+    from gxnpuc.ranges import mse_range
 
     w = np.asarray(w, np.float64).ravel()
     w_min, w_max = float(w.min()), float(w.max())
     pairs = [tuple(np.percentile(w, [p, 100 - p])) for p in CLIP_PERCENTILES]
-    pairs.append(mse_range(w))
+    if mse:
+        pairs.append(mse_range(w))
     out = []
     for lo, hi in pairs:
         lo, hi = round_sig(lo), round_sig(hi)
@@ -106,20 +111,18 @@ def clip_candidates(w: np.ndarray) -> list[tuple[float, float]]:
     return out
 
 
-def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
+def search_clip(cfg: Config, runs: Runs, name: str, bar=None) -> tuple | None:
     """(lo, hi, output SNR with only `name` compressed to [lo, hi]) of the best candidate;
     (None, None, snr) when removing the user's own clip is best."""
-    from gxnpuc import eval as ev
-
     graph = runs.model.graph
-    candidates = clip_candidates(graph.tensors[name].data)
+    candidates: list[tuple] = list(clip_candidates(np.asarray(graph.tensors[name].data)))
     if clip_keys(cfg, graph, name):
         candidates.append((None, None))  # no clip at all: undo the user's WEIGHT_MIN_MAX
     best = None
     for lo, hi in candidates:
         sw = with_range(cfg, runs.model, name, lo, hi)
-        outs = ev.outputs_with(runs, name, numerics.stored_values(sw))
-        snr = min(ev.output_snrs(runs, outs).values())
+        outs = outputs_with(runs, name, numerics.stored_values(sw))
+        snr = min(output_snrs(runs, outs).values())
         if best is None or snr > best[2]:
             best = (lo, hi, snr)
         if bar is not None:
@@ -127,54 +130,44 @@ def search_clip(cfg, runs, name: str, bar=None) -> tuple | None:
     return best
 
 
-def with_range(cfg, model, name: str, lo: float | None, hi: float | None):
+def with_range(cfg: Config, model: CompiledModel, name: str, lo: float | None, hi: float | None):
     """The StoredWeight of `name` compressed with WEIGHT_MIN_MAX [lo, hi] (None: no clip):
     the compiler's own compress_graph on the config the pasted line gives."""
     from gxnpuc import compress
 
     ranges = ranges_with(cfg, model.graph, name, lo, hi)
-    return compress.compress_graph(model.graph, replace(cfg, weight_min_max=ranges))[name]
+    resolved = names.resolve(replace(cfg, weight_min_max=ranges), model.graph)
+    return compress.compress_graph(model.graph, resolved)[name]
 
 
 # -- config lines -----------------------------------------------------------------------------
-def clip_keys(cfg, graph, name: str) -> list[str]:
-    """The WEIGHT_MIN_MAX keys that set this weight's range (its name or a reader's name)."""
-    readers = {n.name for n in graph.nodes if name in n.inputs}
-    return [k for k in dict(cfg.weight_min_max or {}) if k == name or k in readers]
+def clip_keys(cfg: Config, graph: Graph, name: str) -> list[str]:
+    """The WEIGHT_MIN_MAX keys that set this weight's range (config.names decides)."""
+    return names.keys_for(cfg, graph, "WEIGHT_MIN_MAX", name)
 
 
-def ranges_with(cfg, graph, name: str, lo: float | None, hi: float | None) -> dict:
+def ranges_with(cfg: Config, graph: Graph, name: str, lo: float | None, hi: float | None) -> dict:
     """The config's WEIGHT_MIN_MAX with this weight's entry replaced by [lo, hi] (or removed)."""
     drop = set(clip_keys(cfg, graph, name))
-    ranges = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()
-              if k not in drop}
+    ranges: dict[str, list] = {k: [_num(v[0]), _num(v[1])] for k, v in dict(cfg.weight_min_max or {}).items()
+                               if k not in drop}
     if lo is not None:
         ranges[name] = [lo, hi]
     return ranges
 
 
-def yaml_float(x: float) -> str:
-    """A float YAML 1.1 (PyYAML) reads back as the same float: repr, with a '.' in the mantissa
-    (PyYAML reads `1e-05` as text)."""
-    s = repr(float(x))
-    mant, e, exp = s.partition("e")
-    return (mant if "." in mant else mant + ".0") + e + exp
-
-
-def clip_line(cfg, graph, name: str, lo: float | None, hi: float | None) -> str:
+def clip_line(cfg: Config, graph: Graph, name: str, lo: float | None, hi: float | None) -> str:
     """`WEIGHT_MIN_MAX: {...}` to replace the config's key, other entries kept. Names are JSON
     strings (YAML double-quoted scalars); numbers read back exactly."""
-    ranges = ranges_with(cfg, graph, name, lo, hi)
-    items = ", ".join(f"{json.dumps(k)}: [{yaml_float(a)}, {yaml_float(b)}]" for k, (a, b) in ranges.items())
-    return "WEIGHT_MIN_MAX: {" + items + "}"
+    return write.ranges_line("WEIGHT_MIN_MAX", ranges_with(cfg, graph, name, lo, hi))
 
 
-def exclude_line(cfg, name: str) -> str:
+def exclude_line(cfg: Config, name: str) -> str:
     """`EXCLUDE_COMPRESS_OPS: [...]` with the config's existing names plus this one."""
-    names = list(cfg.exclude_compress_ops or ())
-    if name not in names:
-        names.append(name)
-    return "EXCLUDE_COMPRESS_OPS: " + json.dumps(names)
+    listed = list(cfg.exclude_compress_ops or ())
+    if name not in listed:
+        listed.append(name)
+    return write.names_line("EXCLUDE_COMPRESS_OPS", listed)
 
 
 def _num(x) -> float:

@@ -2,31 +2,26 @@
 
 Every function only reads what the compiler stages recorded in the CompiledModel (graph,
 weights, plan, sizes) or in the op registry; none of them changes anything. The `-s`
-histograms live in gxnpuc/hist.py.
+histograms live in gxnpuc/report/hist.py.
 """
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gxnpuc.hist import compressed, save_histograms  # noqa: F401 - re-exported for the CLI
+from gxnpuc.tables import markdown_table, text_table
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.model import CompiledModel
+
 
 CORES = ("GRUS",)
 
 
 # -- small text helpers ----------------------------------------------------------------------
-def _table(headers: list[str], rows: list[list], right: set[int] = frozenset()) -> str:
-    """Plain aligned columns; columns whose index is in `right` are right-aligned (numbers)."""
-    cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(r):
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
-
-
 def _n(x) -> str:
     return f"{int(x):,}"
 
@@ -36,13 +31,13 @@ def _shape(s) -> str:
 
 
 # -- -w -------------------------------------------------------------------------------------
-def weight_lines(model) -> list[str]:
+def weight_lines(model: CompiledModel) -> list[str]:
     """`name: [d0, d1, ...]` for every compressed weight, in graph order (SPEC 2)."""
-    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in compressed(model)]
+    return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in model.compressed_weights()]
 
 
 # -- the compile summary ------------------------------------------------------------------------
-def _target_limit(model) -> int | None:
+def _target_limit(model: CompiledModel) -> int | None:
     """Bytes of memory the target offers, from the backend's target table (None if unknown)."""
     if "limit" in model.sizes:
         return int(model.sizes["limit"])
@@ -52,7 +47,7 @@ def _target_limit(model) -> int | None:
     return None if t is None else int(t.memory_bytes)
 
 
-def _fit_line(model) -> str:
+def _fit_line(model: CompiledModel) -> str:
     total, limit = model.sizes.get("total_size"), _target_limit(model)
     if total is None or limit is None:
         return "  memory          (target limit unknown)"
@@ -63,7 +58,7 @@ def _fit_line(model) -> str:
             f"or shrink the model")
 
 
-def weight_stats(model) -> dict:
+def weight_stats(model: CompiledModel) -> dict:
     """Counts and bytes of the stored weights, before (fp32) and after compression."""
     ws = list(model.weights.values())
     return {"tensors": len(ws), "values": sum(int(np.prod(w.shape, dtype=np.int64)) for w in ws),
@@ -86,7 +81,7 @@ def _size_lines(sz: dict) -> list[str]:
     return lines
 
 
-def summary(model, cfg) -> str:
+def summary(model: CompiledModel, cfg: Config) -> str:
     """The short report printed after every successful compile."""
     g, st, sz = model.graph, weight_stats(model), model.sizes
     from gxnpuc.config import display_path
@@ -108,7 +103,7 @@ def summary(model, cfg) -> str:
 
 
 # -- -v ---------------------------------------------------------------------------------------
-def _node_row(model, node) -> list:
+def _node_row(model: CompiledModel, node) -> list:
     from gxnpuc.ops import REGISTRY
 
     g = model.graph
@@ -123,12 +118,12 @@ def _node_row(model, node) -> list:
             " ".join(_shape(s) for s in out_shapes), n_w, int(flops), w_bytes]
 
 
-def op_table(model) -> str:
+def op_table(model: CompiledModel) -> str:
     """Per op: name, NPU op, source op, shapes, weight count, FLOPs, stored weight bytes."""
     rows = [_node_row(model, n) for n in model.graph.nodes]
     total = ["total", "", "", "", ""] + [sum(r[k] for r in rows) for k in (5, 6, 7)]
     rows = [r[:5] + [_n(x) for x in r[5:]] for r in rows + [total]]
-    return _table(["name", "npu op", "source", "input", "output", "weights", "FLOPs", "w bytes"],
+    return text_table(["name", "npu op", "source", "input", "output", "weights", "FLOPs", "w bytes"],
                   rows, right={5, 6, 7})
 
 
@@ -136,7 +131,7 @@ def op_table(model) -> str:
 REGION_ORDER = {"io": 0, "data": 1, "weight": 2}
 
 
-def _kind(model, name: str, region: str) -> str:
+def _kind(model: CompiledModel, name: str, region: str) -> str:
     g = model.graph
     if region == "weight" or name in model.weights:
         sw = model.weights.get(name)
@@ -146,7 +141,7 @@ def _kind(model, name: str, region: str) -> str:
     return "output" if name in g.outputs else "activation"
 
 
-def mem_table(model) -> str:
+def mem_table(model: CompiledModel) -> str:
     """Every planned buffer: struct in_out (io), activations (data), weights, by offset."""
     plan, g = model.plan, model.graph
     places, regions = plan.get("tensors", {}), plan.get("region", {})
@@ -154,7 +149,7 @@ def mem_table(model) -> str:
     rows = [[regions.get(n, "?"), _kind(model, n, regions.get(n, "")), n,
              _shape(g.tensors[n].shape) if n in g.tensors else "", _n(places[n][0]), _n(places[n][1])]
             for n in order]
-    table = _table(["region", "kind", "tensor", "shape", "offset", "bytes"], rows, right={4, 5})
+    table = text_table(["region", "kind", "tensor", "shape", "offset", "bytes"], rows, right={4, 5})
     keys = ("cmd", "weight", "ops", "data", "tmp", "io", "npu_size", "total_size", "limit")
     sizes = ", ".join(f"{k} {_n(model.sizes[k])}" for k in keys if k in model.sizes)
     peak = f"; activations alive at once at most {_n(plan['peak_live'])} B" if "peak_live" in plan else ""
@@ -194,13 +189,6 @@ def _npu_rows() -> list[list[str]]:
             for d in sorted(REGISTRY.values(), key=lambda d: (not d.npu, d.category, d.name))]
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def esc(c):
-        return str(c).replace("|", "\\|").replace("\n", " ") or " "
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(out + ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows])
-
-
 def _markdown(core: str, sections: list) -> str:
     parts = [f"# Supported ops ({core})", "",
              "Generated from the op registry by `gxnpuc -L --markdown` (`make docs`); do not edit.",
@@ -208,8 +196,8 @@ def _markdown(core: str, sections: list) -> str:
     heads = ["npu op", "summary", "constraints"]
     for title, col, framework, table in sections:
         rows = _lowering_rows(framework, table)
-        parts += [f"## {title} ({len(table)} op types)", "", _md_table([col] + heads, rows), ""]
-    npu = _md_table(["npu op", "category", "summary", "constraints"], _npu_rows())
+        parts += [f"## {title} ({len(table)} op types)", "", markdown_table([col] + heads, rows), ""]
+    npu = markdown_table(["npu op", "category", "summary", "constraints"], _npu_rows())
     return "\n".join(parts + ["## NPU IR ops", "", npu, ""])
 
 
@@ -218,9 +206,38 @@ def _text(core: str, sections: list) -> str:
     for title, col, framework, table in sections:
         # no NPU op: say why (not supported, a no-op, folded), as the markdown table does
         rows = [[r[0], r[1] if r[1] != "-" else f"- {r[2]}"] for r in _lowering_rows(framework, table)]
-        parts += ["", f"{title} ({len(rows)} op types):", _table([col, "npu op"], rows)]
-    parts += ["", "NPU ops:", _table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
+        parts += ["", f"{title} ({len(rows)} op types):", text_table([col, "npu op"], rows)]
+    parts += ["", "NPU ops:", text_table(["npu op", "category", "summary / constraints"], _npu_text_rows())]
     return "\n".join(parts)
+
+
+def ir_table() -> str:
+    """The op table of docs/ir.md, from the registry (OpDef.ir_inputs, ir_attrs, weights)."""
+    from gxnpuc.ops import REGISTRY
+
+    rows = []
+    for name, op in REGISTRY.items():
+        if op.npu:
+            roles = op.ir_roles or ", ".join(f"{i}: {r}" for i, r in op.weights.items()) or "—"
+            rows.append([f"`{name}`", op.ir_inputs, op.ir_attrs or "—", roles])
+    fold = ", ".join(f"`{n}`" for n, op in REGISTRY.items() if not op.npu)
+    rows.append([f"fold-only (`npu = False`): {fold} (gxnpuc/ops/fold.py)", "",
+                 "exist so constant subgraphs fold; one left after the passes is reported by "
+                 "`compiler.reject_leftovers(graph)`", "—"])
+    return markdown_table(["op", "inputs", "attrs", "weight roles"], rows)
+
+
+IR_BEGIN, IR_END = "<!-- BEGIN ops: generated by python -m gxnpuc.report docs/ir.md -->", "<!-- END ops -->"
+
+
+def update_ir_doc(path: str) -> None:
+    """Rewrite the op table between the markers of docs/ir.md."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    before, rest = text.split(IR_BEGIN, 1)
+    _, after = rest.split(IR_END, 1)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{before}{IR_BEGIN}\n{ir_table()}\n{IR_END}{after}")
 
 
 def _npu_text_rows() -> list[list[str]]:

@@ -7,85 +7,23 @@ File names come from weight names made safe: they can never leave the folder.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import re
 
 import numpy as np
 
 from gxnpuc.errors import OutputError
+from gxnpuc.report.files import safe_names
+from gxnpuc.report.stats import OUTER, codes_used, outer_share, quant_range
 
 FOLDER = "npu_jpgs"
 INDEX = "index.txt"  # "file<TAB>weight name" per line: which picture is which weight
-MAX_STEM = 80  # characters of the weight name kept in a file name
 BINS = 128
-OUTER = 0.10  # the "outer 10% of the range" shown in the title
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
 
 
 def jpg_folder(cfg) -> str:
     """npu_jpgs/ next to the output file."""
     return os.path.join(os.path.dirname(os.path.abspath(cfg.output_file)), FOLDER)
-
-
-# -- file names ---------------------------------------------------------------------------
-def _tag(name: str, n: int = 8) -> str:
-    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:n]
-
-
-def _stem(name: str) -> str:
-    """Only [A-Za-z0-9._+-]; no leading dots (so never '.' or '..'); bounded length."""
-    stem = _UNSAFE.sub("_", name).lstrip(".")
-    return stem[:MAX_STEM].rstrip(".") or "weight"
-
-
-def safe_names(names: list[str]) -> dict[str, str]:
-    """weight name -> file name `<stem>.jpg`, unique even on case-insensitive file systems.
-
-    A name that had to change (path separators, control characters, truncation, reserved
-    device names) or that collides with another gets a short hash of the full name appended.
-    """
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    for name in names:
-        stem = _stem(name)
-        changed = stem != name or stem.split(".")[0].upper() in _RESERVED
-        n = 8
-        cand = f"{stem}-{_tag(name, n)}" if changed else stem
-        while cand.lower() in used:
-            n += 4
-            cand = f"{stem}-{_tag(name, n)}"
-        used.add(cand.lower())
-        out[name] = cand + ".jpg"
-    return out
-
-
-# -- numbers shown in each picture ----------------------------------------------------------
-def quant_range(sw) -> tuple[float, float]:
-    """[lo, hi] the 8-bit codes span (the envelope over channels for per-channel ranges)."""
-    lo = np.asarray(sw.lo_f16, dtype=np.float64)
-    hi = lo + 255.0 * np.asarray(sw.step_f16, dtype=np.float64)
-    return float(lo.min()), float(hi.max())
-
-
-def outer_share(values: np.ndarray) -> float:
-    """Share of values in the outer 10% (both ends) of [min, max]; small = range set by a tail."""
-    v = np.asarray(values, dtype=np.float64).ravel()
-    lo, hi = float(v.min()), float(v.max())
-    if hi <= lo:
-        return 1.0
-    cut = OUTER * (hi - lo)
-    return float(np.count_nonzero((v <= lo + cut) | (v >= hi - cut))) / v.size
-
-
-def codes_used(sw) -> int | None:
-    """How many of the 256 codes the weight actually uses (None when not known)."""
-    codes = getattr(sw, "codes", None)
-    if codes is None:
-        return None
-    return int(np.count_nonzero(np.bincount(np.asarray(codes, dtype=np.uint8).ravel(), minlength=256)))
 
 
 def _values(model, sw) -> np.ndarray:
@@ -94,10 +32,8 @@ def _values(model, sw) -> np.ndarray:
     return np.asarray(data, dtype=np.float32).ravel()
 
 
-def _clip(sw, cfg) -> tuple[float, float] | None:
-    clip = getattr(sw, "clip", None)
-    if clip is None:
-        clip = (getattr(cfg, "weight_min_max", None) or {}).get(sw.name)
+def _clip(sw) -> tuple[float, float] | None:
+    clip = sw.clip  # the range compression was given (WEIGHT_MIN_MAX, or WEIGHT_CLIP's choice)
     return None if clip is None else (float(clip[0]), float(clip[1]))
 
 
@@ -201,17 +137,6 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 # -- the -s entry point -------------------------------------------------------------------------
-def compressed(model) -> list:
-    """The compressed StoredWeights in graph order (the order -w prints)."""
-    order = []
-    for node, idx, _ in model.graph.weight_slots():
-        name = node.inputs[idx]
-        if name not in order:
-            order.append(name)
-    order += [n for n in model.weights if n not in order]
-    return [model.weights[n] for n in order if n in model.weights and model.weights[n].compressed]
-
-
 def _read_index(folder: str) -> list[tuple[str, str, str]]:
     """(file, escaped weight name, owning output file) per line; the owner is "" in old indexes."""
     index = os.path.join(folder, INDEX)
@@ -243,7 +168,7 @@ def _write_index(folder: str, rows: list, files: dict[str, str], owner: str) -> 
 def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
     """Write one .jpg per compressed weight; return their paths in -w order."""
     folder = folder or jpg_folder(cfg)
-    weights = compressed(model)
+    weights = model.compressed_weights()
     files = safe_names([sw.name for sw in weights])
     try:
         os.makedirs(folder, exist_ok=True)
@@ -253,7 +178,7 @@ def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
         paths = []
         for sw in weights:
             path = os.path.join(folder, files[sw.name])
-            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw, cfg))
+            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw))
             paths.append(path)
         _write_index(folder, rows, files, owner)
     except OSError as exc:

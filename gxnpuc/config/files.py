@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from gxnpuc.config_keys import KEYS, MODEL_KEYS, Ctx
+from gxnpuc.config.keys import KEYS, MODEL_KEYS, Ctx
 from gxnpuc.errors import ConfigError
 
 

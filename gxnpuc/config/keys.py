@@ -100,7 +100,7 @@ def _shapes(c: Ctx, key: str, node) -> dict:
 def _min_max(c: Ctx, key: str, node) -> dict:
     out = {}
     for name, v_node in _pairs(c, key, node, "weight_name: [-1.0, 1.0]"):
-        pair = c.value(v_node) if type(v_node).__name__ == "SequenceNode" else None
+        pair: Any = c.value(v_node) if type(v_node).__name__ == "SequenceNode" else None
         ok = (isinstance(pair, list) and len(pair) == 2
               and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                       for x in pair))
@@ -315,7 +315,7 @@ def _md_rows(keys) -> list[str]:
     return [f"| `{k.name}` | {k.type} | {_md_default(k)} | {k.meaning} |" for k in keys]
 
 
-BEGIN, END = "<!-- BEGIN keys: generated from gxnpuc/config_keys.py -->", "<!-- END keys -->"
+BEGIN, END = "<!-- BEGIN keys: generated from gxnpuc/config/keys.py -->", "<!-- END keys -->"
 
 
 def markdown() -> str:

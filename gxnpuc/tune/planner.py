@@ -2,8 +2,8 @@
 uncompressed, for a target output SNR or weight budget, and write `<config>.tuned.yaml`.
 
 The loop of docs/tuning.md: compile once with every conv/fc weight compressed (the probe);
-simulate the inputs once (eval's runs); measure each weight's options with only that weight
-compressed (gxnpuc.tune_sweep); start from every weight at its best range; then leave
+simulate the inputs once (gxnpuc.evaluate's runs); measure each weight's options with only that weight
+compressed (gxnpuc.tune.sweep); start from every weight at its best range; then leave
 weights in fp16 one simulated step at a time (the cheapest that reaches the target, else
 the most output noise removed per byte) until the target is met; drop exclusions the
 target does not need. Per-channel ranges are
@@ -16,13 +16,21 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gxnpuc import costmodel, eval_report, sim, tune_report, tune_sweep
-from gxnpuc import eval as ev
+from gxnpuc import sim
+from gxnpuc.tune import costmodel
+from gxnpuc.tune import report as tune_report
+from gxnpuc.tune import sweep as tune_sweep
+from gxnpuc import evaluate
+from gxnpuc.config import Config
 from gxnpuc.errors import CompileError, ConfigError, GxnpucError
-from gxnpuc.tune_sweep import Sweep, noise_ratio
+from gxnpuc.tune.sweep import Sweep, noise_ratio
+
+if TYPE_CHECKING:
+    from gxnpuc.evaluate.runs import Runs
 
 PER_TENSOR, PER_CHANNEL = "per tensor", "per channel"
 VENDOR = "min/max per tensor (vendor)"
@@ -55,7 +63,7 @@ class Step:
     choice: dict  # weight name -> Option
     snrs: dict  # output -> SNR dB
     nbytes: int  # every stored weight, bias and parameter
-    latency_sram: float  # seconds per inference, weights in SRAM (gxnpuc.costmodel)
+    latency_sram: float  # seconds per inference, weights in SRAM (gxnpuc.tune.costmodel)
     latency_flash: float  # ... weights read from flash
     selectable: bool = True  # a plan the tuned config may choose (not an info row)
     parent: Step | None = None  # the step this one changed (greedy and prune steps)
@@ -72,7 +80,7 @@ class Step:
 
 @dataclass
 class Result:
-    cfg: object
+    cfg: Config
     target: Target
     source: str  # where the inputs came from
     samples: int
@@ -92,13 +100,12 @@ class Result:
 
 
 # -- entry points ---------------------------------------------------------------------------
-def main(cfg, args) -> int:
+def main(cfg: Config, args) -> int:
     """The -t/--tune entry point (cli.run); inputs from -e DATA, else seeded random ones."""
     if not cfg.path:
         raise ConfigError("-t/--tune", "needs the config as a file, to write the tuned one beside it",
                           "gxnpuc -t config.yaml")
-    result = tune(cfg, getattr(args, "eval", None) or "random", getattr(args, "eval_samples", None),
-                  getattr(args, "seed", None) or 0)
+    result = tune(cfg, args.eval or "random")
     print(tune_report.text(result))
     plot = tune_report.save_plot(result, tune_report.plot_path(result.tuned_path))
     tune_report.write_atomic(result.tuned_path, result.text)
@@ -108,32 +115,32 @@ def main(cfg, args) -> int:
           + (f"; trade-off plot: {display_path(plot)}" if plot else ""))
     if not result.met:
         raise GxnpucError("--tune", f"target {result.target.text()} not met: the closest plan gives "
-                          f"{eval_report.fmt_db(result.snr)} dB at {result.chosen.nbytes:,} weight bytes "
+                          f"{evaluate.fmt_db(result.snr)} dB at {result.chosen.nbytes:,} weight bytes "
                           f"(written anyway)", _unmet_hint(result))
     return 0
 
 
-def tune(cfg, data: str = "random", samples: int | None = None, seed: int = 0,
+def tune(cfg: Config, data: str = "random", samples: int | None = None, seed: int = 0,
          jobs: int | None = None, pool_min_seconds: float = tune_sweep.POOL_MIN_SECONDS) -> Result:
     """Measure, plan and verify; nothing is written (main writes result.text)."""
     with tune_sweep.blas_one_thread():
         return _tune(cfg, data, samples, seed, jobs, pool_min_seconds)
 
 
-def _tune(cfg, data, samples, seed, jobs, pool_min_seconds) -> Result:
+def _tune(cfg: Config, data, samples, seed, jobs, pool_min_seconds) -> Result:
     from gxnpuc import compiler
 
     target = resolve_target(cfg)
     base_cfg = probe_config(cfg)
     probe = compiler.compile(base_cfg)
-    names = [sw.name for sw in ev.compressed_weights(probe)]
+    names = [sw.name for sw in evaluate.compressed_weights(probe)]
     if not names:
         raise GxnpucError("--tune", "the model has no conv or fully-connected weight to compress",
                           "a model with Conv / MatMul / Gemm weights")
-    feeds, _, source = ev.load_inputs(data, probe.graph, samples, seed)
+    feeds, _, source = evaluate.load_inputs(data, probe.graph, samples, seed)
     n = len(next(iter(feeds.values())))
-    with ev._progress(4 * n, "tune: simulate") as bar:
-        runs = ev.simulate(cfg, probe, feeds, bar)
+    with evaluate.progress(4 * n, "tune: simulate") as bar:
+        runs = evaluate.simulate(cfg, probe, feeds, bar)
     if jobs is None and "tensorflow" in sys.modules and not os.environ.get(tune_sweep.JOBS_ENV):
         jobs = 1  # TensorFlow's threads do not survive fork; its models sweep serially
     planner = Planner(cfg, base_cfg, runs, names, target, jobs, pool_min_seconds)
@@ -149,14 +156,14 @@ def _tune(cfg, data, samples, seed, jobs, pool_min_seconds) -> Result:
     return result
 
 
-def resolve_target(cfg) -> Target:
+def resolve_target(cfg: Config) -> Target:
     snr, nbytes = cfg.tune_target_snr_db, cfg.tune_max_weight_bytes
     if snr is None and nbytes is None:
         snr = float(cfg.eval_snr_threshold_db)  # no target given: the --eval threshold
     return Target(None if snr is None else float(snr), nbytes)
 
 
-def probe_config(cfg):
+def probe_config(cfg: Config):
     """Every conv/fc weight compressed, no exclusion or range of the user's: the tuner decides."""
     return dataclasses.replace(cfg, compress=True, conv2d_compress=True, exclude_compress_ops=(),
                                exclude_conv2d_compress_ops=(), weight_min_max={})
@@ -174,7 +181,7 @@ def tuned_path(config_path: str) -> str:
 class Planner:
     """Measures the options, walks each path greedily, and records every step."""
 
-    def __init__(self, cfg, base_cfg, runs, names, target, jobs, pool_min_seconds):
+    def __init__(self, cfg: Config, base_cfg, runs: Runs, names, target, jobs, pool_min_seconds):
         self.cfg, self.runs, self.names, self.target = cfg, runs, names, target
         self.sweep = Sweep(runs, base_cfg, cfg.tune_clip_search)
         self.jobs, self.pool_min_seconds = jobs, pool_min_seconds
@@ -183,7 +190,7 @@ class Planner:
         self.other = {k: v for k, v in model.weights.items() if k not in set(names)}
         self.other_bytes = sum(int(sw.nbytes_stored) for sw in self.other.values())
         self.work = costmodel.op_work(model.graph)
-        self.base = ev.output_snrs(runs, {k: ev.stacked(runs.base_envs, k) for k in model.graph.outputs})
+        self.base = evaluate.output_snrs(runs, {k: evaluate.stacked(runs.base_envs, k) for k in model.graph.outputs})
         self.notes: list[str] = []
 
     def run(self) -> tuple[list[Step], dict]:
@@ -202,7 +209,7 @@ class Planner:
 
     def candidates(self, per_channel: bool) -> dict:
         desc = f"tune: ranges {PER_CHANNEL if per_channel else PER_TENSOR}"
-        with ev._progress(len(self.names), desc) as bar:
+        with evaluate.progress(len(self.names), desc) as bar:
             return tune_sweep.sweep(self.sweep, self.names, per_channel, self.base, bar,
                                     self.jobs, self.pool_min_seconds)
 
@@ -247,7 +254,7 @@ class Planner:
     def greedy(self, path: str, cands: dict, step: Step, by: str) -> list[Step]:
         """Exclusions one measured step at a time (next_exclusion), until the target is met."""
         out, tag = [], "" if by == "ratio" else " (largest gain first)"
-        with ev._progress(None, f"tune: plan {path}") as bar:
+        with evaluate.progress(None, f"tune: plan {path}") as bar:
             while not (self.target.snr_db is not None and self.target.met(step)):
                 name = next_exclusion(cands, step, self.target, self.trial(bar), by)
                 if name is None:
@@ -303,7 +310,7 @@ def next_exclusion(cands: dict, step: Step, target: Target, trial, by: str = "ra
     the most output noise removed per extra byte (by="ratio") or in all (by="gain"). Only
     weights within the byte budget count; with many weights, only the MAX_TRIALS most
     promising by their only-this-weight SNR."""
-    worst = min(step.snrs, key=step.snrs.get)
+    worst = min(step.snrs, key=lambda k: step.snrs[k])
     ranked = []
     for name, opt in step.choice.items():
         extra = cands[name].fp16.nbytes - opt.nbytes
@@ -340,13 +347,13 @@ def pick(steps: list[Step], target: Target) -> tuple[Step, bool]:
 
 def _unmet_hint(result: Result) -> str:
     fp16 = next(s for s in result.steps if s.label.startswith("nothing compressed"))
-    return (f"without compression the model gives {eval_report.fmt_db(fp16.snr)} dB at "
+    return (f"without compression the model gives {evaluate.fmt_db(fp16.snr)} dB at "
             f"{fp16.nbytes:,} B; lower TUNE_TARGET_SNR_DB / --target-snr or raise "
             f"TUNE_MAX_WEIGHT_BYTES / --max-weight-bytes")
 
 
 # -- the tuned config compiles to exactly what was measured ----------------------------------
-def verify(result: Result, runs) -> None:
+def verify(result: Result, runs: Runs) -> None:
     """Compile result.text with plain gxnpuc, check every chosen weight decodes to the same
     values, simulate afresh as --eval does, and keep those numbers as the result's."""
     from gxnpuc import compiler, config, report
@@ -359,7 +366,7 @@ def verify(result: Result, runs) -> None:
             raise CompileError("--tune", f"internal error: the tuned config stores {name!r} differently "
                                "from what was measured", "please report this bug")
     outs = sim.run_model_samples(model, runs.samples, "npu")
-    result.verified = ev.output_snrs(runs, {k: ev.stacked(outs, k) for k in model.graph.outputs})
+    result.verified = evaluate.output_snrs(runs, {k: evaluate.stacked(outs, k) for k in model.graph.outputs})
     result.verified_bytes = int(report.weight_stats(model)["stored"])
     drift = max(_db_apart(v, result.chosen.snrs[k]) for k, v in result.verified.items())
     if drift > MATCH_DB or result.verified_bytes != result.chosen.nbytes:

@@ -8,10 +8,15 @@ Every number comes from the target table in gxnpuc/targets.py.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gxnpuc import targets
 
+if TYPE_CHECKING:
+    from gxnpuc.ir import Graph, Node
 
-def op_work(graph) -> list[tuple[object, int]]:
+
+def op_work(graph: Graph) -> list[tuple[Node, int]]:
     """(node, MAC-equivalents per inference) in graph order; a MAC is 2 flops (ops/base.py)."""
     from gxnpuc.ops import REGISTRY
 
@@ -39,7 +44,7 @@ def _weights_of(node, weights: dict, seen: set) -> tuple[int, int]:
     return nbytes, values
 
 
-def latency_seconds(graph, weights: dict, corename: str = "GRUS", in_flash: bool = False,
+def latency_seconds(graph: Graph, weights: dict, corename: str = "GRUS", in_flash: bool = False,
                     work: list | None = None) -> float:
     """Seconds per inference: the sum over ops of max(compute, fetch, decompress).
 

@@ -1,0 +1,73 @@
+"""The numbers of the --eval report: SNR, cosine, error, top-1 agreement and accuracy.
+
+Pure: arrays in, numbers out (float64 throughout).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def snr_db(ref: np.ndarray, x: np.ndarray) -> float:
+    """10*log10(sum(ref^2) / sum((ref - x)^2)) in float64; inf when x equals ref exactly."""
+    ref = np.asarray(ref, np.float64)
+    err = ref - np.asarray(x, np.float64).reshape(ref.shape)
+    noise = float(np.sum(err * err)) if np.all(np.isfinite(err)) else math.inf
+    signal = float(np.sum(ref * ref))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0 or math.isinf(noise):
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def cosine(ref: np.ndarray, x: np.ndarray) -> float:
+    a = np.asarray(ref, np.float64).ravel()
+    b = np.asarray(x, np.float64).ravel()
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0.0 and nb == 0.0:
+        return 1.0
+    if na == 0.0 or nb == 0.0 or not math.isfinite(nb):
+        return 0.0
+    return float(np.dot(a, b) / (na * nb))
+
+
+def max_abs_err(ref: np.ndarray, x: np.ndarray) -> float:
+    ref = np.asarray(ref, np.float64)
+    return float(np.max(np.abs(ref - np.asarray(x, np.float64).reshape(ref.shape)), initial=0.0))
+
+
+def class_scores(y: np.ndarray) -> np.ndarray | None:
+    """[samples, classes] when y ([samples, *shape]) is a classifier output, else None.
+
+    A classifier output has one axis of two or more entries once size-1 axes are dropped.
+    """
+    y = np.asarray(y)
+    per_sample = [d for d in y.shape[1:] if d != 1]
+    if len(per_sample) != 1 or per_sample[0] < 2:
+        return None
+    return y.reshape(len(y), per_sample[0])
+
+
+def top1(y: np.ndarray) -> np.ndarray | None:
+    scores = class_scores(y)
+    return None if scores is None else np.argmax(scores.astype(np.float64), axis=1)
+
+
+def compare(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """One row of the per-output table: x against the framework's ref (both [samples, ...])."""
+    row = {"snr_db": snr_db(ref, x), "cosine": cosine(ref, x), "max_abs_err": max_abs_err(ref, x),
+           "top1_agreement": None, "accuracy": None}
+    t_ref, t_x = top1(ref), top1(x)
+    if t_ref is not None:
+        row["top1_agreement"] = float(np.mean(t_ref == t_x))
+        row["accuracy"] = accuracy(x, labels)
+    return row
+
+
+def accuracy(y: np.ndarray, labels: np.ndarray | None) -> float | None:
+    t = top1(y)
+    if t is None or labels is None:
+        return None
+    return float(np.mean(t == labels))
