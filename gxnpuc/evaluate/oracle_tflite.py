@@ -7,7 +7,8 @@ inputs and outputs are real values: a quantised model input gets the value quant
 the model's scale and zero point (round to nearest, saturated), a quantised output is
 dequantised. A variable of a streaming model lives inside the interpreter, so each sample
 starts from the model's initial state; its `_next` output is read from the interpreter's
-copy of the tensor the model assigns.
+copy of the tensor the model assigns. (The interpreter's reset_all_variables() does not reset
+resource variables, so a new sample of a stateful model gets a new interpreter.)
 """
 from __future__ import annotations
 
@@ -34,8 +35,12 @@ def interpreter(path: str, preserve: bool):
     return it
 
 
-def runner(path: str, graph):
-    """fn(feeds {input: [1, ...]}) -> {output: value} on the interpreter, in real values."""
+def runner(path: str, graph, carry_state: bool = False):
+    """fn(feeds {input: [1, ...]}) -> {output: value} on the interpreter, in real values.
+
+    Each call starts from the variables' initial values (the state inputs must hold them),
+    unless carry_state: then the interpreter keeps its variables from call to call (steps of
+    one sequence; fn.reset() starts a new one) and the state inputs given are not read."""
     from gxnpuc.frontend import tflite as front
     from gxnpuc.frontend.tflite_read import unique_names
 
@@ -51,18 +56,27 @@ def runner(path: str, graph):
         raise GxnpucError(f"output {missing[0]!r}", "is not a tensor of the TFLite model",
                           "outputs named as the model names its tensors")
     preserve = any(k not in sg.outputs for k in fetch.values())
-    it = interpreter(path, preserve)
-    _resize_inputs(it, graph, index)
-    pairs = {v: k for k, v in graph.meta.get("state_pairs", {}).items()}
-    initial = graph.meta.get("state_initial", {})
-    feed_to = {d["index"]: d for d in it.get_input_details()}
-    details = {d["index"]: d for d in it.get_tensor_details()}
+    initial = graph.meta.get("state_initial", {})  # every state input -> its start value
+
+    def fresh():  # reset_all_variables() leaves resource variables as they are: a new interpreter
+        it = interpreter(path, preserve)
+        _resize_inputs(it, graph, index)
+        return it
+    box = [fresh()]
+    feed_to = {d["index"]: d for d in box[0].get_input_details()}
+    details = {d["index"]: d for d in box[0].get_tensor_details()}
+
+    def reset() -> None:
+        box[0] = fresh()
 
     def fn(feeds):
-        it.reset_all_variables()
+        if initial and not carry_state:
+            reset()
+        it = box[0]
         for name, value in feeds.items():
-            if name in pairs:
-                _check_state(name, value, initial.get(name))
+            if name in initial:
+                if not carry_state:
+                    _check_state(name, value, initial[name])
                 continue
             k = index.get(name)
             if k not in feed_to:
@@ -71,6 +85,7 @@ def runner(path: str, graph):
             it.set_tensor(k, _to_model(value, feed_to[k]))
         it.invoke()
         return {o: _to_real(it.get_tensor(k), details[k]) for o, k in fetch.items()}
+    fn.reset = reset  # type: ignore[attr-defined]
     return fn
 
 
@@ -88,7 +103,7 @@ def _resize_inputs(it, graph, index: dict) -> None:
 
 
 def _check_state(name: str, value: np.ndarray, initial) -> None:
-    start = np.zeros_like(value) if initial is None else np.broadcast_to(np.asarray(initial), value.shape)
+    start = np.broadcast_to(np.asarray(initial, np.float32), np.shape(value))
     if not np.array_equal(np.asarray(value, np.float32), np.asarray(start, np.float32)):
         raise GxnpucError(f"input {name!r}", "is a variable kept inside the TFLite interpreter, which "
                           "starts each sample from the model's initial value",

@@ -39,8 +39,9 @@ class State:
             ctx.graph.meta["state_pairs"] = {f"{v}_next": v for v in self.nexts}
             # for the oracle: the TFLite tensor each `_next` output is, and the start values
             ctx.graph.meta["tflite_sources"] = {f"{v}_next": t for v, t in self.nexts.items()}
-        ctx.graph.meta["state_initial"] = {v: np.asarray(a).tolist() for v, a in self.initial.items()
-                                           if v in self.shapes}
+        ctx.graph.meta["state_initial"] = {  # zeros where the model assigns no initial value
+            v: np.asarray(self.initial.get(v, np.zeros(shape, np.float32)), np.float32).tolist()
+            for v, shape in self.shapes.items()}
 
     def outputs(self, outs: list[str]) -> list[str]:
         """The state outputs to add after the model's own (named `<variable>_next`)."""
