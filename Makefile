@@ -20,9 +20,13 @@ demo: $(VENV)/.installed
 	$(BIN)/python examples/make_kws.py examples/build
 	$(BIN)/gxnpuc -w -s -e examples/build/kws_inputs.npz configs/kws_onnx.yaml
 	@echo
+	@echo "== the same model.h run by the C runtime (runtime/gxnpu.c) with the system gcc =="
+	$(BIN)/python examples/runtime_demo.py examples/build/kws_model.h examples/build/kws_inputs.npz
+	@echo
 	@echo "== the same workflow on a TensorFlow model (Keras Conv1D TDNN, frozen .pb) =="
 	$(BIN)/python examples/make_kws_tf.py examples/build
 	$(BIN)/gxnpuc -w -e examples/build/kws_tf_inputs.npz configs/kws_tf.yaml
+	$(BIN)/python examples/runtime_demo.py examples/build/kws_tf_model.h examples/build/kws_tf_inputs.npz
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check gxnpuc tests benchmarks examples

@@ -24,10 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks import accuracy, measure, models, speed, table  # noqa: E402
+from benchmarks import accuracy, measure, models, runtime, speed, table  # noqa: E402
 from benchmarks.table import Row  # noqa: E402
 
-SECTIONS = ("import", "compile", "compression", "memory", "simulator", "accuracy", "scaling")
+SECTIONS = ("import", "compile", "compression", "memory", "simulator", "runtime", "accuracy", "scaling")
 DOC = os.path.join(ROOT, "docs", "performance.md")
 MARK_START, MARK_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
@@ -107,6 +107,10 @@ def run(args) -> tuple[list[Row], dict]:
             r.add(section, big.key, lambda fn=fn: fn(big, workdir))
     for b in benches if "simulator" in args.sections else ():
         r.add("simulator", b.key, lambda b=b: speed.simulator_rows(b, workdir, (1, sizes.sim_batch)))
+    for b in benches if "runtime" in args.sections else ():
+        r.add("runtime", b.key, lambda b=b: runtime.rows(b, workdir))
+    if "runtime" in args.sections:
+        r.add("runtime", "Cortex-M4", lambda: runtime.m4_rows(benches, workdir))
     for b in benches if "accuracy" in args.sections else ():
         r.add("accuracy", b.key, lambda b=b: accuracy.rows(b, workdir))
     if "scaling" in args.sections:

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--eval", metavar="DATA",
                    help="accuracy report on the inputs in DATA (.npz), or `random`")
     p.add_argument("--dump-dir", metavar="DIR", help="with -e: save every layer's output as .npy here")
+    p.add_argument("--runtime", action="store_true",
+                   help="with -e: also run the C runtime (runtime/, built with gcc) and compare it bit for bit")
     p.add_argument("-t", "--tune", action="store_true",
                    help="search compression settings; write <config>.tuned.yaml")
     p.add_argument("--target-snr", type=float, metavar="DB",
@@ -84,6 +86,8 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
             parser.error(f"{flag} only goes with -L/--list")
     if args.dump_dir and not args.eval:
         parser.error("--dump-dir only goes with -e/--eval")
+    if args.runtime and not args.eval:
+        parser.error("--runtime only goes with -e/--eval")
     if (args.target_snr is not None or args.max_weight_bytes is not None) and not args.tune:
         parser.error("--target-snr and --max-weight-bytes only go with -t/--tune")
     if args.max_weight_bytes is not None and args.max_weight_bytes <= 0:

@@ -327,7 +327,7 @@ def channel_axis(family: str, node, shape: tuple) -> tuple[int, int]:
     fmt = str(node.attrs.get("w_format", "OIHW"))
     if fmt.endswith("IM") and nd >= 2:  # TF depthwise: out channel = i*M + m
         return nd - 2, int(shape[-2]) * int(shape[-1])
-    axis = nd - 1 if fmt.endswith(("IO", "HWO")) else 0  # TF HWIO, TFLite depthwise 1HWO
+    axis = nd - 1 if fmt.endswith("IO") else 0
     return axis, int(shape[axis])
 
 

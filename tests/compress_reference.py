@@ -217,14 +217,14 @@ def container_pack(sec) -> bytes:
     info = tlv.encode(sec.info)
     table_end = HEADER.size + ENTRY.size * len(TAGS)
     header_size = align(table_end + len(info), ALIGN)
-    stored = [sec.cmd, sec.weight, sec.ops]
+    stored = [sec.cmd, sec.weight, sec.ops, sec.debug]  # format 2: debug stored last
     entries, body, off = [], [], header_size
-    for tag, blob in zip(TAGS[:3], stored):
+    for tag, blob in zip(TAGS[:3] + TAGS[5:], stored):
         entries.append(ENTRY.pack(tag, off, len(blob), 1))
         padded = bytes(blob) + b"\0" * (align(len(blob), ALIGN) - len(blob))
         body.append(padded)
         off += len(padded)
-    entries += [ENTRY.pack(TAGS[3], 0, sec.data_size, 0), ENTRY.pack(TAGS[4], 0, sec.tmp_size, 0)]
+    entries[3:3] = [ENTRY.pack(TAGS[3], 0, sec.data_size, 0), ENTRY.pack(TAGS[4], 0, sec.tmp_size, 0)]
     head = HEADER.pack(MAGIC, FORMAT_VERSION, header_size, 0, len(TAGS), table_end, len(info))
     pre = head + b"".join(entries) + info
     blob = bytearray(pre + b"\0" * (header_size - len(pre)) + b"".join(body))

@@ -96,7 +96,7 @@ def test_no_module_reaches_into_anothers_private_names():
 LAYERS = (("gxnpuc", "gxnpuc.errors", "gxnpuc.ir", "gxnpuc.tables"),  # docs/architecture.md
           ("gxnpuc.ops", "gxnpuc.numerics", "gxnpuc.ranges", "gxnpuc.compress", "gxnpuc.config"),
           ("gxnpuc.frontend", "gxnpuc.passes", "gxnpuc.backend", "gxnpuc.targets", "gxnpuc.model",
-           "gxnpuc.batching", "gxnpuc.sim", "gxnpuc.compiler"),
+           "gxnpuc.batching", "gxnpuc.sim", "gxnpuc.compiler", "gxnpuc.runtime_host"),
           ("gxnpuc.report", "gxnpuc.evaluate", "gxnpuc.tune", "gxnpuc.cli", "gxnpuc.__main__"))
 
 

@@ -174,7 +174,7 @@ def test_sparse_weight_densified(files, tmp_path):
 
 def test_weights_keep_tflite_names(files, tmp_path):
     """-w prints the names of the tensors that store the weights (fp16: the stored tensor, not
-    the DEQUANTIZE output), in their TFLite layouts (OHWI, 1HWO, [N, K])."""
+    the DEQUANTIZE output); conv weights in the runtime's layouts (HWIO, HWIM), FC as [N, K]."""
     from gxnpuc.frontend.tflite_read import read
 
     sg = read(files["cnn_fp16"], "cnn").subgraphs[0]
@@ -184,8 +184,8 @@ def test_weights_keep_tflite_names(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     listed = dict(line.rsplit(": ", 1) for line in proc.stdout.splitlines() if line.endswith("]"))
     assert listed and all(name in stored for name in listed), (listed, stored)
-    assert any(v == "[16, 3, 3, 3]" for v in listed.values())  # OHWI
-    assert any(v.startswith("[1, 3, 3, 32]") for v in listed.values())  # depthwise 1HWO
+    assert any(v == "[3, 3, 3, 16]" for v in listed.values())  # [16, 3, 3, 3] OHWI as HWIO
+    assert any(v == "[3, 3, 16, 2]" for v in listed.values())  # depthwise [1, 3, 3, 32] as HWIM
     assert any(v == "[64, 64]" for v in listed.values())  # FULLY_CONNECTED [N, K]
 
 

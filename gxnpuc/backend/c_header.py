@@ -24,6 +24,7 @@ SIZE_CONSTS = {"cmd": "cmd_size", "weight": "weight_size", "ops": "ops_size", "d
 STRINGS = {"gxnpuc_version": "version", "source_hash": "source_hash", "npu_unit": "npu_unit",
            "corename": "corename", "model_info": "model_info"}
 ARRAYS = ("cmd_content", "weight_content", "ops_content")
+DEBUG = "debug_content"  # names and attrs for decoders; not part of npu_size, a firmware drops it
 ALIGNED = "__attribute__ ((aligned (16)))"
 C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if "
@@ -107,7 +108,8 @@ def preamble(sec: Sections, model) -> str:
              f"const unsigned int npu_size = {sizes['npu_size']};"]
     lines += [f"const unsigned int {c} = {int(sizes[k])};" for k, c in SIZE_CONSTS.items()
               if k not in ("npu_size", "total_size") and k in sizes]
-    lines += [f"const unsigned int format_version = {FORMAT_VERSION};",
+    lines += [f"const unsigned int debug_size = {len(sec.debug)};",
+              f"const unsigned int format_version = {FORMAT_VERSION};",
               "// build time, seconds since 1970 (SOURCE_DATE_EPOCH when set)",
               f"const long long build_time = {int(info['build_time'])}LL;"]
     lines += [f"const char *{c} = {c_string(str(info[k]))};" for k, c in STRINGS.items()]
@@ -143,6 +145,10 @@ def chunks(sec: Sections, model) -> Iterator[bytes]:
     yield preamble(sec, model).encode("ascii")
     for name, blob in zip(ARRAYS, (sec.cmd, sec.weight, sec.ops)):
         yield from const_array(name, blob)
+    yield (b"\n// Debug information (tensor names, attrs) for gxnpuc's decoder; the runtime never reads\n"
+           b"// it. Define GXNPUC_NO_DEBUG before including this header to leave it out.\n#ifndef GXNPUC_NO_DEBUG")
+    yield from const_array(DEBUG, sec.debug)
+    yield b"#endif\n"
     yield ("\n// NPU working memory (zero-initialised): activations, and the decompressor's tile\n"
            f"unsigned char data_content[{max(sec.data_size, 1)}] {ALIGNED};\n"
            f"unsigned char tmp_content[{max(sec.tmp_size, 1)}] {ALIGNED};\n"
@@ -155,10 +161,11 @@ def weak_pragmas(sizes: dict) -> str:
     and the linker keeps one copy (one NPU working memory), not a multiple-definition error."""
     names = ["total_size", "npu_size", *[c for k, c in SIZE_CONSTS.items()
                                          if k not in ("npu_size", "total_size") and k in sizes],
-             "format_version", "build_time", *STRINGS.values(), "input_names", "output_names",
+             "debug_size", "format_version", "build_time", *STRINGS.values(), "input_names", "output_names",
              *ARRAYS, "data_content", "tmp_content"]
     return ("\n// Included by several .c files, the linker keeps one copy of each symbol.\n"
-            + "".join(f"#pragma weak {n}\n" for n in names))
+            + "".join(f"#pragma weak {n}\n" for n in names)
+            + f"#ifndef GXNPUC_NO_DEBUG\n#pragma weak {DEBUG}\n#endif\n")
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -260,7 +267,12 @@ def parse(data) -> Sections:
     strings = {m.group(1): c_unstring(m.group(2)) for m in _STR.finditer(head)}
     longs = {m.group(1): int(m.group(2)) for m in _LL.finditer(head)}
     bodies = arrays(blob)
-    missing = [n for n in (*ARRAYS, "data_size", "tmp_size", "format_version") if n not in {**uints, **bodies}]
+    version = uints.get("format_version")
+    if version is not None and version != FORMAT_VERSION:
+        raise ValueError(f"model format {version} (this gxnpuc reads {FORMAT_VERSION}; "
+                         "recompile the model with this gxnpuc)")
+    missing = [n for n in (*ARRAYS, DEBUG, "data_size", "tmp_size", "format_version", "debug_size")
+               if n not in {**uints, **bodies}]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
     blobs = []
@@ -270,4 +282,5 @@ def parse(data) -> Sections:
     info = {"format": uints["format_version"], "build_time": longs.get("build_time", 0),
             **{k: strings.get(c, "") for k, c in STRINGS.items()},
             "sizes": {k: uints[c] for k, c in SIZE_CONSTS.items() if c in uints}}
-    return Sections(*blobs, uints["data_size"], uints["tmp_size"], info)
+    debug = bodies[DEBUG][:uints["debug_size"]]
+    return Sections(*blobs, uints["data_size"], uints["tmp_size"], info, debug=debug)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.backend import cmd as cmd_stream
 from gxnpuc.backend import sections as S
 from gxnpuc.backend import tlv
 from gxnpuc.compress import StoredWeight, bitmap_unpack, choose_packing, table_facts
@@ -80,7 +81,7 @@ def _weights(tensors: list, recs: list, weight: bytes) -> dict:
     return out
 
 
-def _graph(cmd: dict, weights: dict) -> Graph:
+def _graph(cmd: dict, stream: dict, weights: dict) -> Graph:
     tensors = cmd["tensors"]
     names = [t[0] for t in tensors]
     g = Graph(meta=dict(cmd.get("meta", {})))
@@ -92,8 +93,8 @@ def _graph(cmd: dict, weights: dict) -> Graph:
         elif sw is not None:
             data = np.asarray(sw.decode()).astype(dtype)
         g.tensors[name] = Tensor(name, tuple(shape), dtype, data)
-    for op, name, source, attrs, ins, outs in cmd["nodes"]:
-        g.nodes.append(Node(name, op, [names[i] if i >= 0 else "" for i in ins],
+    for (op, name, source, attrs), (_, _, ins, outs, _) in zip(cmd["nodes"], stream["nodes"]):
+        g.nodes.append(Node(name, op, [names[i] if i != cmd_stream.NONE_REF else "" for i in ins],
                             [names[i] for i in outs], attrs, source))
     g.inputs = [names[i] for i in cmd["inputs"]]
     g.outputs = [names[i] for i in cmd["outputs"]]
@@ -111,20 +112,35 @@ def _plan(tensors: list, recs: list, sec) -> dict:
     return plan
 
 
+def _agree(debug: dict, stream: dict) -> None:
+    """The debug section describes the command stream's tensors and nodes (a file that mixes
+    them up is corrupt): same count, shapes and op of every node, attrs that encode the same."""
+    tensors, nodes = debug["tensors"], debug["nodes"]
+    if [tuple(t[1]) for t in tensors] != stream["shapes"]:
+        raise Bad("cmd and debug sections list different tensors")
+    if len(nodes) != len(stream["nodes"]):
+        raise Bad("cmd and debug sections list different nodes")
+    for (op, name, _, attrs), (op2, sub, _, _, words) in zip(nodes, stream["nodes"]):
+        if op != op2 or cmd_stream.node_fields(Node(name, op, [], [], attrs)) != (sub, words):
+            raise Bad(f"node {name!r} differs between the cmd and debug sections")
+
+
 def model_from_sections(sec, where: str) -> CompiledModel:
     """Rebuild the CompiledModel; any inconsistency is one ModelError naming `where`."""
     try:
-        cmd = tlv.decode(sec.cmd)
+        stream = cmd_stream.decode(sec.cmd)
+        cmd = tlv.decode(sec.debug) if sec.debug else {}
         if cmd.get("format") != S.FORMAT_VERSION:
-            raise Bad(f"model format {cmd.get('format')} (this gxnpuc reads {S.FORMAT_VERSION})")
+            raise Bad(f"debug section of format {cmd.get('format')} (this gxnpuc reads {S.FORMAT_VERSION})")
+        _agree(cmd, stream)
         recs = records(sec.ops)
         if len(recs) != len(cmd["tensors"]):
             raise Bad("ops and cmd sections list different tensors")
         weights = _weights(cmd["tensors"], recs, sec.weight)
-        graph = _graph(cmd, weights)
+        graph = _graph(cmd, stream, weights)
         names = [t[0] for t in cmd["tensors"]]
         plan = _plan(cmd["tensors"], recs, sec)
-    except (Bad, tlv.DecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
+    except (Bad, tlv.DecodeError, cmd_stream.CmdError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelError(where, f"not a valid gxnpuc model ({exc})",
                          "a model.h or raw file written by gxnpuc") from None
     info = sec.info

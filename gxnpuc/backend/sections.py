@@ -1,8 +1,11 @@
 """A CompiledModel as the byte sections both output formats carry: cmd, weight, ops (+ the
-sizes of data and tmp, which are zero-initialised RAM and hold no bytes in the file).
+sizes of data and tmp, which are zero-initialised RAM and hold no bytes in the file), and
+debug, which the device never reads.
 
-cmd is the TLV-encoded graph (tensor descriptors, op list with attrs), weight the packed
-weights, ops one fixed 32-byte binding record per tensor (region, offset, size, storage).
+cmd is the binary command stream (backend/cmd.py: shapes, op records with tensor references
+and numeric attributes), weight the packed weights, ops one fixed 32-byte binding record per
+tensor (region, offset, size, storage), debug the TLV-encoded names, dtypes, full attrs and
+graph metadata the decoder and the reports need (not part of npu_size).
 docs/model-format.md is the field-by-field description; gxnpuc/backend/decode.py the inverse.
 """
 from __future__ import annotations
@@ -12,10 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gxnpuc.backend import cmd as cmd_stream
 from gxnpuc.backend import tlv
 from gxnpuc.backend.plan import align
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 OPS_RECORD = struct.Struct("<IBBBBIIiIII")  # 32 bytes
 REGIONS = ("none", "io", "data", "weight")
 FAMILIES = ("activation", "conv", "fc", "bias", "param")
@@ -32,6 +36,7 @@ class Sections:
     data_size: int
     tmp_size: int
     info: dict = field(default_factory=dict)  # version, hashes, model_info, sizes (header)
+    debug: bytes = b""  # TLV: names, dtypes, attrs, graph meta (not part of npu_size)
     weight_layout: dict = field(default_factory=dict)  # weight -> (offset, nbytes) in `weight`
 
 
@@ -100,11 +105,11 @@ def _tensor_entry(name: str, t, sw) -> list:
     return [name, [int(d) for d in t.shape], str(dtype), extra]
 
 
-def encode_cmd(model, order: list[str]) -> bytes:
+def encode_debug(model, order: list[str]) -> bytes:
+    """The debug section: everything but the numbers a runtime needs (those are in cmd)."""
     g = model.graph
     ids = {n: i for i, n in enumerate(order)}
-    nodes = [[n.op, n.name, n.source, _plain(n.attrs), [ids[i] if i else -1 for i in n.inputs],
-              [ids[o] for o in n.outputs]] for n in g.nodes]
+    nodes = [[n.op, n.name, n.source, _plain(n.attrs)] for n in g.nodes]
     meta = {k: _plain(g.meta[k]) for k in META_KEYS if k in g.meta}
     return tlv.encode({
         "format": FORMAT_VERSION,
@@ -143,8 +148,8 @@ def encode(model, alignment: int) -> Sections:
             return (regions.get(n, "data"), *tensors[n])
         return ("none", 0, 0)
     ops = b"".join(_record(i, n, model, place(n)) for i, n in enumerate(order))
-    return Sections(encode_cmd(model, order), weight, ops, int(model.plan.get("data_size", 0)),
-                    int(model.plan.get("tmp_size", 0)), info_of(model), layout)
+    return Sections(cmd_stream.encode(model.graph, order), weight, ops, int(model.plan.get("data_size", 0)),
+                    int(model.plan.get("tmp_size", 0)), info_of(model), encode_debug(model, order), layout)
 
 
 def info_of(model) -> dict:

@@ -37,7 +37,8 @@ def main(cfg: Config, args, model=None) -> int:
 
     model = model if model is not None else compiler.compile(cfg)
     feeds, labels, source = load_inputs(args.eval or "random", model.graph)
-    report = evaluate(cfg, model, feeds, labels, source, args.dump_dir)
+    report = evaluate(cfg, model, feeds, labels, source, args.dump_dir,
+                      runtime=bool(getattr(args, "runtime", False)))
     print(eval_report.text(report))
     json_path, csv_path = eval_report.write(report, cfg.output_file)
     print(f"report written: {display_path(json_path)}, {display_path(csv_path)}")
@@ -45,7 +46,7 @@ def main(cfg: Config, args, model=None) -> int:
 
 
 def evaluate(cfg: Config, model: CompiledModel, feeds: dict, labels, source: str,
-             dump_dir: str | None = None) -> Report:
+             dump_dir: str | None = None, runtime: bool = False) -> Report:
     """Run everything and return the report (see docs/numerics.md for its fields)."""
     n, weights = len(next(iter(feeds.values()))), compressed_weights(model)
     with progress(n * (4 + len(weights)), "eval") as bar:
@@ -58,6 +59,10 @@ def evaluate(cfg: Config, model: CompiledModel, feeds: dict, labels, source: str
     report.verdict = advice.verdict(cfg, runs, report, progress)
     if dump_dir:
         report.notes.append(f"intermediate tensors written to {dump(runs, dump_dir)}")
+    if runtime:  # the C runtime's rows (gxnpuc/evaluate/runtime.py)
+        from gxnpuc.evaluate import runtime as runtime_rows
+
+        runtime_rows.add_rows(report, runs, feeds, labels, dump_dir)
     return report
 
 

@@ -61,6 +61,10 @@ class Report:
     layers: list[LayerRow]  # worst first
     notes: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
+    runtime: dict | None = None  # --runtime --dump-dir: per-op comparison (evaluate/runtime.py)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["runtime"] is None:  # absent unless --runtime --dump-dir asked for it
+            del d["runtime"]
+        return d

@@ -16,7 +16,7 @@ from gxnpuc.ops.conv_kernels import conv_channels_first, conv_channels_last, dep
 
 # data_format -> number of spatial dims
 DATA_FORMATS = {"NCHW": 2, "NHWC": 2, "NCW": 1, "NWC": 1}
-W_FORMATS = {2: ("OIHW", "HWIO", "HWIM", "OHWI", "1HWO"), 1: ("OIW", "WIO", "WIM")}
+W_FORMATS = {2: ("OIHW", "HWIO", "HWIM"), 1: ("OIW", "WIO", "WIM")}
 PAD_MODES = ("SAME_UPPER", "SAME_LOWER", "SAME", "VALID")
 
 
@@ -58,13 +58,11 @@ def conv_attrs_from_same_padding(data_format: str, w_format: str, in_spatial, ke
 
 # -- weight layouts ------------------------------------------------------------------------
 def kernel_of(w_shape, w_format: str) -> tuple[int, ...]:
-    if w_format in ("OHWI", "1HWO"):  # TFLite conv / depthwise
-        return tuple(w_shape[1:-1])
     return tuple(w_shape[2:]) if w_format.startswith("OI") else tuple(w_shape[:-2])
 
 
 def out_channels(w_shape, w_format: str) -> int:
-    if w_format.startswith("O"):
+    if w_format.startswith("OI"):
         return int(w_shape[0])
     if w_format.endswith("IM"):
         return int(w_shape[-2] * w_shape[-1])
@@ -74,19 +72,13 @@ def out_channels(w_shape, w_format: str) -> int:
 def in_channels_per_group(w_shape, w_format: str) -> int:
     if w_format.startswith("OI"):
         return int(w_shape[1])
-    if w_format == "OHWI":
-        return int(w_shape[-1])
-    return 1 if w_format.endswith(("IM", "HWO")) else int(w_shape[-2])
+    return 1 if w_format.endswith("IM") else int(w_shape[-2])
 
 
 def taps_weight(w: np.ndarray, w_format: str) -> np.ndarray:
     """Weights as [*kernel, c_in/group, c_out]; out channel o belongs to group o // (c_out/group)."""
     if w_format.startswith("OI"):
         return np.moveaxis(w, (0, 1), (-1, -2))
-    if w_format == "OHWI":  # TFLite conv [O, H, W, I/group]
-        return np.moveaxis(w, 0, -1)
-    if w_format == "1HWO":  # TFLite depthwise [1, H, W, I*M]: out channel i*M + m
-        return w.reshape(*w.shape[1:-1], 1, w.shape[-1])
     if w_format.endswith("IM"):  # depthwise: in channel i feeds outputs i*M .. i*M+M-1
         return w.reshape(*w.shape[:-2], 1, w.shape[-2] * w.shape[-1])
     return w
@@ -97,13 +89,12 @@ class Conv(OpDef):
     name = "conv"
     ir_inputs = "x, w, b?"
     ir_attrs = ("`data_format` NCHW|NHWC (1-D: NCW|NWC), `w_format` OIHW (ONNX: O out, I in/group; 1-D "
-                "OIW) | HWIO (TF Conv2D) | HWIM (TF depthwise: out channel = i*M+m) | OHWI (TFLite CONV_2D) | "
-                "1HWO (TFLite depthwise [1, H, W, I*M], out channel = i*M+m), `strides`, "
+                "OIW) | HWIO (TF Conv2D; TFLite CONV_2D) | HWIM (TF depthwise: out channel = i*M+m; TFLite "
+                "DEPTHWISE_CONV_2D), `strides`, "
                 "`dilations` (per spatial dim), `pads` [begin..., end...], `group`")
     category = "conv"
     summary = "convolution, 1-D and 2-D: plain, grouped, depthwise; bias optional"
-    constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF), "
-                   "OHWI or 1HWO (TFLite conv / depthwise)",
+    constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF, TFLite)",
                    "weights and bias constant; zero padding only",
                    "input channels = group x weight in-channels; output channels divisible by group",
                    "transposed convolution (ConvTranspose) is not supported")
@@ -181,7 +172,7 @@ def _bad_channels(a: dict, x, w, b) -> str | None:
     c_out = out_channels(w, fmt)
     if group < 1 or c_out % group or c_in != group * in_channels_per_group(w, fmt):
         return (f"{c_in} input channels do not match weight {list(w)} ({fmt}) with group={group}")
-    if fmt.endswith(("IM", "1HWO")) and group != c_in:
+    if fmt.endswith("IM") and group != c_in:
         return f"depthwise weight {fmt} needs group = input channels ({c_in}), got {group}"
     if b is not None and int(np.prod(b)) != c_out:
         return f"bias of shape {list(b)} for {c_out} output channels"
@@ -303,7 +294,9 @@ def _tf_conv_other(ctx, fn):
 # -- TensorFlow Lite -------------------------------------------------------------------------
 @tflite_lowering("CONV_2D", "DEPTHWISE_CONV_2D", emits=("conv", "act"))
 def _tflite_conv(ctx, fn):
-    """NHWC; weights OHWI (CONV_2D, grouped when I < input channels) or 1HWO (depthwise)."""
+    """NHWC. The weight keeps its TFLite name but takes TF's layout, the one the runtime reads:
+    CONV_2D's [O, H, W, I] becomes HWIO (grouped when I < input channels), the depthwise
+    [1, H, W, I*M] becomes HWIM [H, W, I, M] (the same bytes)."""
     from gxnpuc.ops.activation import emit_fused
 
     x, w_name = fn.inputs[0], fn.inputs[1]
@@ -313,15 +306,34 @@ def _tflite_conv(ctx, fn):
         return ctx.reject(f"{fn.op_type} filter and bias must be constant")
     if len(shape) != 4 or w.ndim != 4:
         return ctx.reject(f"input {list(shape)} / filter {list(w.shape)} are not 4-D")
-    depthwise = fn.op_type == "DEPTHWISE_CONV_2D"
-    kernel = [int(k) for k in w.shape[1:3]]
+    depthwise, c_in = fn.op_type == "DEPTHWISE_CONV_2D", int(shape[3])
+    if depthwise and (w.shape[0] != 1 or w.shape[3] % c_in):
+        return ctx.reject(f"depthwise filter {list(w.shape)} for {c_in} input channels")
+    w_name = tflite_weight_layout(ctx, w_name, "HWIM" if depthwise else "HWIO", c_in)
+    kernel = [int(k) for k in ctx.shape(w_name)[:2]]
     strides = [int(fn.attrs.get("stride_h", 1)), int(fn.attrs.get("stride_w", 1))]
     dilations = [int(fn.attrs.get("dilation_hfactor", 1)), int(fn.attrs.get("dilation_wfactor", 1))]
-    c_in = int(shape[3])
     group = c_in if depthwise else max(c_in // max(int(w.shape[3]), 1), 1)
-    attrs = conv_attrs_from_same_padding("NHWC", "1HWO" if depthwise else "OHWI", shape[1:3], kernel,
+    attrs = conv_attrs_from_same_padding("NHWC", "HWIM" if depthwise else "HWIO", shape[1:3], kernel,
                                          strides, dilations, str(fn.attrs.get("padding", "VALID")), group)
     return emit_fused(ctx, fn, "conv", [x, w_name] + ([b_name] if b_name else []), attrs)
+
+
+def tflite_weight_layout(ctx, name: str, fmt: str, c_in: int) -> str:
+    """The TFLite conv weight `name` rearranged in place into `fmt` (HWIO from [O, H, W, I],
+    HWIM from [1, H, W, I*M]), once: a weight two convs share is converted for the first."""
+    from gxnpuc.ir import Tensor
+
+    real = ctx.resolve(name)
+    done = ctx.graph.meta.setdefault("tflite_layouts", {})
+    if done.get(real) == fmt:
+        return real
+    w = ctx.const(real)
+    value = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)) if fmt == "HWIO" else
+                                 w.reshape(*w.shape[1:3], c_in, w.shape[3] // c_in))
+    ctx.graph.tensors[real] = Tensor(real, tuple(value.shape), value.dtype.name, value)
+    done[real] = fmt
+    return real
 
 
 _TFLITE_DECONV = ("transposed convolution (TRANSPOSE_CONV, MediaPipe Convolution2DTransposeBias) is "

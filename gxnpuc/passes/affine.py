@@ -187,7 +187,7 @@ def scale_weight(graph: Graph, node: Node, scale: np.ndarray) -> np.ndarray | No
         axes = (0,) if node.attrs.get("transpose_w") else (w.ndim - 1,)
     elif fmt.startswith("O"):  # ONNX OIHW / OIW (groups included): O is the output channel
         axes = (0,)
-    elif fmt.endswith(("IO", "HWO")):  # TF HWIO (Conv1D: [1, k, c_in, c_out]), TFLite 1HWO
+    elif fmt.endswith("IO"):  # TF HWIO (Conv1D weights are [1, k, c_in, c_out])
         axes = (w.ndim - 1,)
     elif fmt.endswith("IM"):  # TF depthwise [H, W, I, M]: out channel c = i*M + m
         axes = (w.ndim - 2, w.ndim - 1)
