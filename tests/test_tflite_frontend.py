@@ -344,3 +344,23 @@ def test_output_ops_cut_at_an_inner_tensor(files, tmp_path):
     want = ref(x)[inner]
     got = sim.run_model(model, {k: v[0] for k, v in feeds.items()})[inner]
     assert snr(want, got.reshape(np.shape(want))) >= 80
+
+
+def test_c_runtime_runs_a_tflite_model(files, tmp_path):
+    """The C runtime runs a compiled TFLite model (data movement, mirror pad, bilinear resize as
+    blends, element-wise ops) bit for bit as the simulator's npu mode, intermediates included."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc on PATH")
+    from gxnpuc import runtime_host as rh
+    from test_runtime import AWAITING_NUMERICS_ULPS
+
+    model, _ = compile_tflite(files["movement"], tmp_path, compress=True, conv2d_compress=True)
+    g = model.graph
+    rng = np.random.default_rng(15)
+    feeds = {k: rng.standard_normal((2, *g.tensors[k].shape)).astype(np.float32) for k in g.inputs}
+    c, _ = rh.compare(model, feeds)
+    assert max(u for *_, u in c.per_node) <= AWAITING_NUMERICS_ULPS, c.per_node
+    if AWAITING_NUMERICS_ULPS == 0:
+        assert c.first_diff is None and all(ok for ok, _ in c.outputs.values())
