@@ -1,7 +1,8 @@
 """The npu-mode numeric rules: what a GX8002-class NPU computes, as small pure functions.
 
-The simulator's npu mode (sim.run_model(..., mode="npu")) is these rules applied around the
-same float32 kernels that float mode uses; docs/numerics.md explains each rule and why.
+The simulator's npu mode (sim.run_model(..., mode="npu")) is these storage rules applied around
+each op's device kernel (OpDef.run_npu: fp32 in the defined operation order, with the math of
+gxnpuc/devmath.py); docs/numerics.md explains each rule and defines every kernel.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ _FAST_MIN_SIZE = 4096  # smaller tensors take the plain cast (its overhead is lo
 def round_f16(x: np.ndarray) -> np.ndarray:
     """Round to the nearest fp16 value (IEEE round-to-nearest-even), kept as float32.
 
-    Activations live in fp16 on the device; the kernels then compute in float32 on the
-    exact fp16 values, which is the device's fp32 accumulation. Non-float tensors (shape
-    or index values that only fold-time ops produce) pass unchanged.
+    Activations live in fp16 on the device (every NaN stored as the one canonical NaN
+    0x7E00, as runtime/gx_math.h's gx_f32_to_f16 does). Non-float tensors (shape or index
+    values that only fold-time ops produce) pass unchanged.
     """
     if not is_float(x):
         return x
@@ -33,7 +34,15 @@ def round_f16(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.float32 and x.size >= _FAST_MIN_SIZE:
         return _round_f16_bits(x)
     with np.errstate(over="ignore"):  # overflow to inf is what fp16 storage does
-        return x.astype(np.float16).astype(np.float32)
+        y = x.astype(np.float16).astype(np.float32)
+    return _canonical_nan(y)
+
+
+def _canonical_nan(y: np.ndarray) -> np.ndarray:
+    nan = np.isnan(y)
+    if nan.any():
+        y = np.where(nan, np.float32(np.nan), y)
+    return y
 
 
 def _round_f16_bits(x: np.ndarray) -> np.ndarray:
@@ -63,7 +72,7 @@ def _round_f16_bits(x: np.ndarray) -> np.ndarray:
             odd |= (mag >= _F16_MAX_BITS) & (mag != np.uint32(0xFFFFFFFF))
         idx = np.flatnonzero(odd)
         with np.errstate(over="ignore"):
-            y.reshape(-1)[idx] = x.reshape(-1)[idx].astype(np.float16).astype(np.float32)
+            y.reshape(-1)[idx] = _canonical_nan(x.reshape(-1)[idx].astype(np.float16).astype(np.float32))
     return y
 
 

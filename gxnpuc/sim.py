@@ -1,10 +1,11 @@
 """The numpy simulator of the NPU IR, in two modes.
 
 `float` mode runs every op's float32 kernel on the IR as lowered (it must agree with the
-framework to ~1e-5 relative). `npu` mode applies the device's numeric rules of
-gxnpuc.numerics around the same kernels: fp16 activations, weights as the device decodes
-them, float32 computation rounded to fp16 at every op output. The kernels are the same ones
-constant folding uses. A model decoded from model.h / raw runs exactly like the in-memory one.
+framework to ~1e-5 relative); these are the kernels constant folding uses. `npu` mode runs
+every op's device kernel (OpDef.run_npu: float32 in the operation order docs/numerics.md
+defines, the same bits as the C runtime) inside the rules of gxnpuc.numerics: fp16
+activations, weights as the device decodes them, every op output rounded to fp16. A model
+decoded from model.h / raw runs exactly like the in-memory one.
 
 Many samples (run_batch, run_samples, run_model_batch) run in chunks of up to
 batching.CHUNK samples per pass when the graph allows it (gxnpuc/batching.py), with results
@@ -25,15 +26,18 @@ MODES = ("float", "npu")
 
 def run(graph: Graph, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray] | None = None,
         cast: Callable[[np.ndarray], np.ndarray] | None = None,
-        keep: bool = False, start: int = 0, env: dict | None = None) -> dict[str, np.ndarray]:
+        keep: bool = False, start: int = 0, env: dict | None = None,
+        round_moves: bool = False) -> dict[str, np.ndarray]:
     """Run the graph once on one sample (shapes as in the graph, batch included).
 
     consts overrides constant tensors (e.g. dequantized weights); cast is applied to every
     input and node output (e.g. rounding to fp16); keep=True returns every intermediate
     tensor too. To reuse work, pass env (a keep=True result of an earlier run) and start
     (the index of the first node to recompute): nodes before it are taken from env.
-    With cast=numerics.round_f16, ops that only move or select activations (reshape, relu,
-    max pool, ...; numerics.keeps_f16) skip the rounding, which would change nothing.
+    cast=numerics.round_f16 is npu mode: every op runs its device kernel (OpDef.run_npu,
+    docs/numerics.md), and ops that only move or select activations (reshape, relu, max
+    pool, ...; numerics.keeps_f16) skip the rounding, which would change nothing
+    (round_moves=True rounds them anyway, to check that).
     """
     from gxnpuc.ops import REGISTRY
 
@@ -49,11 +53,12 @@ def run(graph: Graph, feeds: dict[str, np.ndarray], consts: dict[str, np.ndarray
             return overrides[name]
         return graph.tensors[name].data
 
-    exact_f16 = cast is numerics.round_f16  # rounding a moved/selected fp16 value is a no-op
+    exact_f16 = cast is numerics.round_f16  # npu mode; rounding a moved/selected fp16 value is a no-op
     for node in graph.nodes[start:]:
-        outs = REGISTRY[node.op].run(node, [value(i) for i in node.inputs])
+        op = REGISTRY[node.op]
+        outs = (op.run_npu if exact_f16 else op.run)(node, [value(i) for i in node.inputs])
         c = cast
-        if exact_f16 and numerics.keeps_f16(node) and all(i in env for i in node.inputs if i):
+        if exact_f16 and not round_moves and numerics.keeps_f16(node) and all(i in env for i in node.inputs if i):
             c = None
         for name, y in zip(node.outputs, outs):
             env[name] = c(y) if c else y

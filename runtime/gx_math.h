@@ -288,7 +288,7 @@ static inline float gx_erfcf(float x) {
 static inline float gx_geluf(float x) { return (0.5f * x) * gx_erfcf(-(x * GX__SQRT1_2)); }
 
 static inline float gx_gelu_tanhf(float x) {
-    float v = GX__SQRT2_PI * (x + 0x1.6e4b4ap-5f * ((x * x) * x));
+    float v = GX__SQRT2_PI * (x + 0x1.6e4e26p-5f * ((x * x) * x));
     return x / (1.0f + gx_expf(-2.0f * v));
 }
 

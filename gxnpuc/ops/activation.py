@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from gxnpuc import devmath as dm
 from gxnpuc.ops.base import ALIAS, OpDef, batch_per_sample, is_f16, onnx_lowering, register, tflite_lowering
 
 # fn name -> kernel(x, attrs). Each is exactly the framework's definition in float32.
@@ -38,6 +39,30 @@ FUNCS = {
     "softplus": lambda x, a: np.logaddexp(np.zeros((), x.dtype), x),
     "softsign": lambda x, a: x / (1 + np.abs(x)),
     "mish": lambda x, a: x * np.tanh(np.logaddexp(np.zeros((), x.dtype), x)),
+}
+
+# npu mode (OpDef.run_npu): the device's fp32 algorithms of gxnpuc/devmath.py (= runtime/gx_math.h);
+# every other fn is one float32 operation per element (or a comparison), so FUNCS is exact
+NPU_FUNCS = {
+    "sigmoid": lambda x, a: dm.sigmoid(x),
+    "tanh": lambda x, a: dm.tanh(x),
+    "hard_sigmoid": lambda x, a: dm.hard_sigmoid(x, a.get("alpha", 0.2), a.get("beta", 0.5)),
+    "hard_swish": lambda x, a: dm.hard_swish(x),
+    "elu": lambda x, a: dm.elu(x, a.get("alpha", 1.0)),
+    "selu": lambda x, a: dm.selu(x, a.get("alpha", 1.6732632423543772848170429916717),
+                                 a.get("gamma", 1.0507009873554804934193349852946)),
+    "sqrt": lambda x, a: dm.sqrt(x),
+    "rsqrt": lambda x, a: dm.rsqrt(x),
+    "exp": lambda x, a: dm.exp(x),
+    "log": lambda x, a: dm.log(x),
+    "pow": lambda x, a: dm.power(x, a["exponent"]),
+    "erf": lambda x, a: dm.erf(x),
+    "erfc": lambda x, a: dm.erfc(x),
+    "gelu": lambda x, a: dm.gelu_tanh(x) if a.get("approximate", "none") == "tanh" else dm.gelu(x),
+    "silu": lambda x, a: dm.silu(x, a.get("alpha", 1.0)),
+    "softplus": lambda x, a: dm.softplus(x),
+    "softsign": lambda x, a: dm.softsign(x),
+    "mish": lambda x, a: dm.mish(x),
 }
 
 
@@ -89,6 +114,12 @@ class Act(OpDef):
         x = np.asarray(xs[0])
         with np.errstate(all="ignore"):
             return [FUNCS[node.attrs["fn"]](x, node.attrs).astype(x.dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        fn = NPU_FUNCS.get(node.attrs["fn"])
+        if fn is None:
+            return self.run(node, xs)
+        return [fn(np.asarray(xs[0], np.float32), node.attrs)]
 
     def batch(self, node, shapes, flags):
         return batch_per_sample(node, shapes, flags)

@@ -79,6 +79,13 @@ class OpDef:
         """The float kernel, used by the simulator and by constant folding."""
         raise NotImplementedError(self.name)
 
+    def run_npu(self, node, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """The device kernel (the simulator's npu mode): float32 in exactly the operation
+        order docs/numerics.md defines, on fp16-valued float32 inputs; the simulator rounds
+        the outputs to fp16. Default: run(), for ops whose float kernel already is that
+        (moves, selections, one float32 operation per element)."""
+        return self.run(node, xs)
+
     def check(self, node, in_shapes: list) -> str | None:
         """Why the NPU cannot run this node (one phrase), or None when it can."""
         return None

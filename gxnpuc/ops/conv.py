@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import (OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering,
                              tflite_lowering, unsupported)
 from gxnpuc.ops.conv_kernels import conv_channels_first, conv_channels_last, depthwise_flat, out_size
@@ -134,6 +135,23 @@ class Conv(OpDef):
         if b is not None:
             y += b
         return [np.ascontiguousarray(np.moveaxis(y, -1, 1) if first else y, dtype=x.dtype)]
+
+    def run_npu(self, node, xs):
+        """Sequential fp32 dot products (npu_kernels.conv) in any layout."""
+        a, x = node.attrs, np.asarray(xs[0], np.float32)
+        first = a["data_format"].startswith("NC")
+        w_taps = taps_weight(np.asarray(xs[1], np.float32), a["w_format"])
+        b = xs[2] if len(xs) > 2 else None
+        if a["group"] > 1 and w_taps.shape[-2] == 1:  # depthwise: shifts of flattened samples
+            y = depthwise_flat(x, w_taps, a["strides"], a["dilations"], a["pads"], first, in_order=True)
+            if y is not None:
+                shape = [1] * y.ndim
+                shape[1 if first else -1] = -1
+                return [y if b is None else y + np.asarray(b, np.float32).reshape(shape)]
+        w_oi = np.moveaxis(w_taps, (-1, -2), (0, 1))
+        y = npu_kernels.conv(x if first else np.moveaxis(x, -1, 1), w_oi, b, a["strides"],
+                             a["dilations"], a["pads"], a["group"])
+        return [np.ascontiguousarray(y if first else np.moveaxis(y, 1, -1))]
 
     def check(self, node, in_shapes):
         a, x, w = node.attrs, in_shapes[0], in_shapes[1]

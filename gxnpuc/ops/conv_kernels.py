@@ -38,7 +38,7 @@ def _pad_spatial(x: np.ndarray, pads: list[int], first: int = 1) -> np.ndarray:
     return xp
 
 
-def _windows(xp: np.ndarray, kernel, strides, dilations, first: int = 1) -> np.ndarray:
+def windows(xp: np.ndarray, kernel, strides, dilations, first: int = 1) -> np.ndarray:
     """View of every strided, dilated window: [n, *out, c, *kernel] of channels-last xp
     (first=1) or [n, c, *out, *kernel] of channels-first xp (first=2)."""
     r = len(kernel)
@@ -49,7 +49,7 @@ def _windows(xp: np.ndarray, kernel, strides, dilations, first: int = 1) -> np.n
               + (every,) * (xp.ndim - first - r) + tuple(slice(None, None, d) for d in dilations))]
 
 
-def _tap_region(tap, sizes, out, strides, dilations, pads):
+def tap_region(tap, sizes, out, strides, dilations, pads):
     """(input slices, output slices) of the output pixels whose input pixel under kernel tap
     `tap` lies inside the input (the others read zero padding); None when there are none."""
     src, dst, r = [], [], len(sizes)
@@ -80,7 +80,7 @@ def depthwise_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilat
         x_v, w_v = x_cl[..., None], w_tc
     terms = []
     for k, tap in enumerate(np.ndindex(*kernel)):
-        reg = _tap_region(tap, sizes, out, strides, dilations, pads)
+        reg = tap_region(tap, sizes, out, strides, dilations, pads)
         if reg:
             src, dst = reg
             whole = all(d.stop - d.start == o for d, o in zip(dst, out))
@@ -91,17 +91,22 @@ def depthwise_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilat
     return y.reshape(*y.shape[:r + 1], c * mult)
 
 
-def depthwise_flat(x: np.ndarray, w_taps: np.ndarray, strides, dilations, pads, first: bool):
+def depthwise_flat(x: np.ndarray, w_taps: np.ndarray, strides, dilations, pads, first: bool,
+                   in_order: bool = False):
     """Stride-1 'same' depthwise (multiplier 1) of finite x, [n, c, *in] (first) or [n, *in, c],
     on each flattened sample: a tap is one shift of the whole sample, and the pixels it would
     pull across an image edge get weight 0 (x * 0 = 0 as x is finite): the per-region sums,
-    with long inner loops and no layout change. None where that does not apply."""
+    with long inner loops and no layout change. None where that does not apply.
+    in_order=True (npu mode, finite weights): acc = acc + x * w from +0.0 over the taps in C
+    order; the zero-weight products across an edge add ±0, which leaves acc unchanged."""
     r = x.ndim - 2
     c, sizes = (x.shape[1], x.shape[2:]) if first else (x.shape[-1], x.shape[1:-1])
     kernel = w_taps.shape[:r]
     same = all(out_size(sizes[i], kernel[i], 1, dilations[i], pads[i], pads[r + i]) == sizes[i]
                for i in range(r))
     if w_taps.shape[-1] != c or max(strides) > 1 or not same or not np.isfinite(x.max() + x.min()):
+        return None
+    if in_order and not np.isfinite(w_taps).all():
         return None
     x, dtype, n = np.ascontiguousarray(x), np.result_type(x, w_taps), x.shape[0]
     size, pitch = x[0].size, np.cumprod((1,) + sizes[:0:-1])[::-1] * (1 if first else c)
@@ -116,6 +121,8 @@ def depthwise_flat(x: np.ndarray, w_taps: np.ndarray, strides, dilations, pads, 
             tile = inside[None] * w_tc[k].reshape(-1, *[1] * r) if first else inside[..., None] * w_tc[k]
             tile = tile.astype(dtype).reshape(-1)[lo:hi]
             terms.append((not inside.all(), flat[:, lo + off:hi + off], tile, (slice(None), slice(lo, hi))))
+    if in_order:
+        terms = [(True, *t[1:]) for t in terms]  # no term starts the sum: acc starts at +0.0
     return _sum_of_products((n, size), dtype, terms).reshape(x.shape)
 
 
@@ -140,7 +147,7 @@ def conv_channels_first(x: np.ndarray, w_oi: np.ndarray, strides, dilations, pad
     if all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(pads):
         out, cols = x.shape[2:], x.reshape(n, x.shape[1], -1)  # pointwise: x is the matrix
     else:
-        win = _windows(_pad_spatial(x, pads, 2), kernel, strides, dilations, 2)
+        win = windows(_pad_spatial(x, pads, 2), kernel, strides, dilations, 2)
         out = win.shape[2:2 + r]
         cols = np.moveaxis(win, tuple(range(2, 2 + r)), tuple(range(2 + r, 2 + 2 * r)))
         cols = cols.reshape(n, -1, int(np.prod(out)))
@@ -154,7 +161,7 @@ def conv_channels_last(x_cl: np.ndarray, w_taps: np.ndarray, strides, dilations,
     kernel, cg, c_out = w_taps.shape[:r], w_taps.shape[r], w_taps.shape[r + 1]
     if group > 1 and cg == 1:
         return depthwise_channels_last(x_cl, w_taps, strides, dilations, pads)
-    win = _windows(_pad_spatial(x_cl, pads), kernel, strides, dilations)
+    win = windows(_pad_spatial(x_cl, pads), kernel, strides, dilations)
     n, out = win.shape[0], win.shape[1:r + 1]
     if group == 1:  # im2col with channels innermost (contiguous in x), then one GEMM per sample
         cols = np.moveaxis(win, r + 1, -1).reshape(n, -1, int(np.prod(kernel)) * cg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc import devmath
 from gxnpuc.ops.base import OpDef, batch_broadcast, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import FLOAT_DTYPES
 
@@ -64,6 +65,13 @@ class Binary(OpDef):
         with np.errstate(all="ignore"):
             y = FUNCS[fn](a, b)
         return [np.asarray(y).astype(dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        """One float32 operation per element (squared_difference: d = a - b, d * d);
+        pow is devmath.power."""
+        if node.attrs["fn"] == "pow" and np.issubdtype(np.asarray(xs[0]).dtype, np.floating):
+            return [devmath.power(xs[0], xs[1])]
+        return self.run(node, xs)
 
     def check(self, node, in_shapes):
         fn = node.attrs["fn"]

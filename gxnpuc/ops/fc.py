@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import (REGISTRY, OpDef, batch_hint, batch_per_sample, emit_checked, onnx_lowering,
                              register, tf_lowering, tflite_lowering)
 
@@ -41,6 +42,11 @@ class FC(OpDef):
         if len(xs) > 2 and xs[2] is not None:
             y += np.asarray(xs[2], ct).reshape(-1)
         return [y.reshape(*x.shape[:-1], w_kn.shape[1]).astype(x.dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        w = np.asarray(xs[1], np.float32)
+        return [npu_kernels.fc(xs[0], w.T if node.attrs.get("transpose_w") else w,
+                               xs[2] if len(xs) > 2 else None)]
 
     def check(self, node, in_shapes):
         x, w = in_shapes[0], in_shapes[1]
@@ -100,6 +106,9 @@ class MatMul(OpDef):
             y = np.matmul(a[:, None].astype(ct, copy=False), b.astype(ct, copy=False))[:, 0]
             return [y.astype(a.dtype, copy=False)]
         return [np.matmul(a.astype(ct, copy=False), b.astype(ct, copy=False)).astype(a.dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        return [npu_kernels.matmul(xs[0], xs[1])]
 
     def check(self, node, in_shapes):
         try:

@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 
+from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.conv import DATA_FORMATS, onnx_window, out_size, spatial_axes
 
@@ -65,6 +66,19 @@ def pool_kernel(x: np.ndarray, a: dict) -> np.ndarray:
     return acc if is_max else acc / _divisor(a, x.shape, axes, out, dil, x.ndim)
 
 
+def avg_pool_npu(x: np.ndarray, a: dict) -> np.ndarray:
+    """Average pooling as the device computes it: each window summed from +0 over the taps
+    in C order (a global window: its pixels in C order), divided by the counted size."""
+    axes, out, dil = _geometry(a, x.shape)
+    k, s, p, r = a["kernel"], a["strides"], a["pads"], len(axes)
+    div = _divisor(a, x.shape, axes, out, dil, x.ndim)
+    if not any(p) and all(o == 1 for o in out) and all(ki == x.shape[ax] for ki, ax in zip(k, axes)):
+        return npu_kernels.seq_sum(x, axes, keepdims=True) / div
+    hi = [max((out[i] - 1) * s[i] + (k[i] - 1) * dil[i] + 1 - x.shape[ax] - p[i], 0)
+          for i, ax in enumerate(axes)]
+    return npu_kernels.avg_pool_sum(x, k, p[:r], hi, s, dil, out, axes) / div
+
+
 @register
 class Pool(OpDef):
     name = "pool"
@@ -90,6 +104,11 @@ class Pool(OpDef):
         x = np.asarray(xs[0])
         ct = np.promote_types(x.dtype, np.float32)
         return [pool_kernel(x.astype(ct, copy=False), node.attrs).astype(x.dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        if node.attrs["kind"] == "max":
+            return self.run(node, xs)
+        return [avg_pool_npu(np.asarray(xs[0], np.float32), node.attrs)]
 
     def check(self, node, in_shapes):
         a, x = node.attrs, in_shapes[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, norm_axis
 
@@ -32,6 +33,14 @@ class Reduce(OpDef):
         x = np.asarray(xs[0])
         y = FUNCS[node.attrs["fn"]](x, axis=tuple(node.attrs["axes"]), keepdims=bool(node.attrs["keepdims"]))
         return [np.asarray(y).astype(x.dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        """sum: sequential from +0 in C order of the axes; mean: that sum / n."""
+        a = node.attrs
+        if a["fn"] not in ("sum", "mean") or not np.issubdtype(np.asarray(xs[0]).dtype, np.floating):
+            return self.run(node, xs)
+        kernel = npu_kernels.seq_sum if a["fn"] == "sum" else npu_kernels.mean
+        return [kernel(xs[0], list(a["axes"]), bool(a["keepdims"]))]
 
     def check(self, node, in_shapes):
         fn = node.attrs["fn"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc import devmath
+from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import OpDef, batch_not_axis_0, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import emit_reshape, norm_axis, onnx_opset
 
@@ -34,6 +36,16 @@ class Softmax(OpDef):
                 e = np.exp(z)
                 y = e / np.sum(e, axis=axis, keepdims=True)
         return [y.astype(x.dtype, copy=False)]
+
+    def run_npu(self, node, xs):
+        """z = x - max; e = exp(z) (devmath); s = sequential sum of e along the axis;
+        e / s, or z - log(s) for log-softmax."""
+        x, axis = np.asarray(xs[0], np.float32), node.attrs["axis"]
+        with np.errstate(all="ignore"):
+            z = x - np.max(x, axis=axis, keepdims=True)
+            e = devmath.exp(z)
+            s = npu_kernels.seq_sum(e, [axis], keepdims=True)
+            return [z - devmath.log(s) if node.attrs.get("log") else e / s]
 
     def flops(self, node, in_shapes, out_shapes):
         return 5 * int(np.prod(out_shapes[0], dtype=np.int64))  # max, sub, exp, sum, div
