@@ -346,9 +346,10 @@ def test_output_ops_cut_at_an_inner_tensor(files, tmp_path):
     assert snr(want, got.reshape(np.shape(want))) >= 80
 
 
-def test_c_runtime_runs_a_tflite_model(files, tmp_path):
-    """The C runtime runs a compiled TFLite model (data movement, mirror pad, bilinear resize as
-    blends, element-wise ops) bit for bit as the simulator's npu mode, intermediates included."""
+@pytest.mark.parametrize("name", ["cnn_int8", "movement", "more_ops"])
+def test_c_runtime_runs_tflite_models(files, tmp_path, name):
+    """The C runtime runs compiled TFLite models (conv weights in HWIO / HWIM, bilinear resize as
+    blends, ...) bit for bit as the simulator's npu mode, intermediate tensors included."""
     import shutil
 
     if shutil.which("gcc") is None:
@@ -356,7 +357,7 @@ def test_c_runtime_runs_a_tflite_model(files, tmp_path):
     from gxnpuc import runtime_host as rh
     from test_runtime import AWAITING_NUMERICS_ULPS
 
-    model, _ = compile_tflite(files["movement"], tmp_path, compress=True, conv2d_compress=True)
+    model, _ = compile_tflite(files[name], tmp_path, compress=True, conv2d_compress=True)
     g = model.graph
     rng = np.random.default_rng(15)
     feeds = {k: rng.standard_normal((2, *g.tensors[k].shape)).astype(np.float32) for k in g.inputs}
