@@ -24,7 +24,7 @@ enum { OP_CONV = 1, OP_FC, OP_MATMUL, OP_BATCHNORM, OP_BINARY, OP_PRELU, OP_ACT,
 enum { A_RELU, A_LEAKY, A_CLIP, A_SIGMOID, A_TANH, A_HSIGMOID, A_HSWISH, A_ELU, A_SELU, A_ABS,
        A_NEG, A_SQRT, A_RSQRT, A_RECIP, A_EXP, A_LOG, A_SQUARE, A_POW, A_ERF, A_ERFC, A_GELU,
        A_SILU, A_SOFTPLUS, A_SOFTSIGN, A_MISH, A_LAST = A_MISH };
-enum { B_ADD, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_POW, B_SQDIFF, B_LAST = B_SQDIFF };
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_MAX, B_MIN, B_POW, B_SQDIFF, B_DIVNN, B_LAST = B_DIVNN };
 
 /* ---- bytes -------------------------------------------------------------------------------- */
 static uint32_t rd16(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
@@ -542,6 +542,7 @@ static float binop(uint32_t fn, float a, float b)
     case B_MAX: return fmaxn(a, b);
     case B_MIN: return fminn(a, b);
     case B_POW: return gx_powf(a, b);
+    case B_DIVNN: return b == 0.0f ? 0.0f : a / b; /* div_no_nan: 0 where b == 0 */
     default: d = a - b; return d * d;
     }
 }

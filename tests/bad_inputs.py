@@ -42,7 +42,7 @@ WRONG_TYPES = {
     "CORENAME": "5", "PB_FILE": "[a.pb]", "SAVED_MODEL_DIR": "{dir: sm}", "KERAS_FILE": "{a: b}",
     "ONNX_FILE": "[model.onnx]", "TFLITE_FILE": "{a: b.tflite}", "OUTPUT_FILE": "[out/model.h]",
     "OUTPUT_TYPE": "header", "NPU_UNIT": "NPU64",
-    "INPUT_OPS": "[1, 2, 8, 8]", "OUTPUT_OPS": "{y: 1}", "FP16_OUT_OPS": "{y: 1}",
+    "INPUT_OPS": "[1, 2, 8, 8]", "INPUT_VALUES": "{x: [a, b]}", "OUTPUT_OPS": "{y: 1}", "FP16_OUT_OPS": "{y: 1}",
     "COMPRESS": '"yes"', "CONV2D_COMPRESS": "1", "FUSE_BN": "enabled", "FUSE_BIASADD": "[true]",
     "EXCLUDE_COMPRESS_OPS": "{fc.weight: 1}", "EXCLUDE_CONV2D_COMPRESS_OPS": "[[conv.weight]]",
     "WEIGHT_MIN_MAX": "[-1, 1]", "MODEL_INFO": "{a: b}", "COMPRESS_PER_CHANNEL": '"no"',
@@ -125,6 +125,10 @@ _SHAPES = [
     _c(_S, "dynamic-shape", "an exported dynamic dimension and no INPUT_OPS", "give INPUT_OPS",
        "ONNX_FILE: dynamic.onnx\nOUTPUT_FILE: out/model.h\n", "input 'x'", "INPUT_OPS",
        files=("dynamic.onnx",)),
+    _c(_S, "dynamic-sequence", "an LSTM whose sequence length the export left dynamic (time-major "
+       "input, so it looks like a batch dimension)", "give the number of steps in INPUT_OPS",
+       "ONNX_FILE: dynlstm.onnx\nOUTPUT_FILE: out/model.h\n", "input 'x'", "sequence length",
+       "INPUT_OPS: {x: [T, 1, 4]}", files=("dynlstm.onnx",)),
 ]
 
 _M = "Model files"
@@ -239,6 +243,11 @@ _NAMES = [
        BASE + "WEIGHT_MIN_MAX: {nope: [-1, 1]}\n", "config.yaml:3: WEIGHT_MIN_MAX", "nope"),
     _c(_N, "name-input", "an unknown input in INPUT_OPS", "the model's input name",
        BASE + "INPUT_OPS: {input: [1, 2, 8, 8]}\n", "config.yaml:3: INPUT_OPS", "'input'", "inputs: x"),
+    _c(_N, "name-input-values", "an unknown input in INPUT_VALUES", "the model's input name",
+       BASE + "INPUT_VALUES: {sr: 16000}\n", "config.yaml:3: INPUT_VALUES", "'sr'", "inputs: x"),
+    _c(_N, "input-values-count", "INPUT_VALUES with fewer values than the input has elements",
+       "one value per element", BASE + "INPUT_VALUES: {x: [1, 2]}\n", "config.yaml:3: INPUT_VALUES",
+       "2 value(s)"),
     _c(_N, "name-output", "an unknown output in OUTPUT_OPS", "the model's output name",
        BASE + "OUTPUT_OPS: [logitz]\n", "config.yaml:3: OUTPUT_OPS", "logitz", "outputs: y", old_output=True),
     _c(_N, "name-fp16-out", "an unknown output in FP16_OUT_OPS", "an output of the model",
@@ -356,6 +365,13 @@ def unsupported_onnx():
                   (("", 17), ("com.example", 1)))
 
 
+def dynamic_lstm():
+    """x[seq, 1, 4] -> LSTM(3): the time axis is the first, dynamic, dimension."""
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="/rnn/LSTM", hidden_size=3)
+    return _model([node], [("x", ["seq", 1, 4])], [("y", None)],
+                  {"W": _rand((1, 12, 4), 1), "R": _rand((1, 12, 3), 2)})
+
+
 def flip(data: bytes, index: int, bit: int = 7) -> bytes:
     out = bytearray(data)
     out[index] ^= 1 << bit
@@ -446,6 +462,7 @@ FILES = {
     "huge.onnx": _bytes(lambda: tiny_onnx(scale=1e6).SerializeToString()),
     "dynamic.onnx": _bytes(lambda: tiny_onnx(x_shape=("batch", 2, "h", 8)).SerializeToString()),
     "unsupported.onnx": _bytes(lambda: unsupported_onnx().SerializeToString()),
+    "dynlstm.onnx": _bytes(lambda: dynamic_lstm().SerializeToString()),
     "nograph.onnx": _bytes(lambda: _model([], [], [], {}).SerializeToString()),
     "noweight.onnx": _bytes(lambda: _model([helper.make_node("Conv", ["x"], ["y"], name="/conv/Conv")],
                                            [("x", [1, 2, 8, 8])], [("y", None)], {}).SerializeToString()),

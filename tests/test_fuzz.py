@@ -62,6 +62,7 @@ _RANGE = st.tuples(st.floats(-4, 0, allow_nan=False), st.floats(0.01, 4, allow_n
 OPTIONAL = {  # a valid value for every key but the model keys (a test checks none is missing)
     "CORENAME": st.just("GRUS"), "NPU_UNIT": st.just("NPU32"), "OUTPUT_FILE": st.just("out/model.h"),
     "OUTPUT_TYPE": st.sampled_from(["c_code", "raw"]), "INPUT_OPS": st.just({"x": [1, 2, 8, 8]}),
+    "INPUT_VALUES": st.just({}),  # the only input fixed would leave nothing to run
     "OUTPUT_OPS": st.sampled_from([["y"], "y"]), "FP16_OUT_OPS": st.sampled_from([["y"], []]),
     "COMPRESS": st.booleans(), "CONV2D_COMPRESS": st.booleans(), "FUSE_BN": st.booleans(),
     "FUSE_BIASADD": st.booleans(), "EXCLUDE_COMPRESS_OPS": st.lists(st.sampled_from(WEIGHTS), max_size=3),

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from gxnpuc.errors import UnsupportedOpError
 from tests.onnx_util import check_against_ort, make_model, rand, to_ir
 
 N = helper.make_node
@@ -55,10 +54,12 @@ def test_clip_inputs(opset, lo, hi):
     assert node.attrs["max"] == (np.inf if hi is None else np.float32(hi))
 
 
-def test_clip_runtime_bound_rejected():
-    model = make_model([N("Clip", ["x", "lo"], ["y"])], [("x", SHAPE), ("lo", [])], [("y", None)], opset=13)
-    with pytest.raises(UnsupportedOpError, match="Clip bounds must be constant"):
-        to_ir(model)
+def test_clip_bound_computed_at_run_time():
+    """A rank-0 input as the lower bound, a constant upper one: max with the input, then clip."""
+    model = make_model([N("Clip", ["x", "lo", "hi"], ["y"])], [("x", SHAPE), ("lo", [])], [("y", None)],
+                       {"hi": np.array(2.5, np.float32)}, opset=13)
+    check_against_ort(model, {"x": rand(SHAPE, 36, 4.0), "lo": np.array(-0.75, np.float32)})
+    assert sorted(n.op for n in to_ir(model, {"x": SHAPE, "lo": []}).nodes) == ["act", "binary"]
 
 
 @pytest.mark.parametrize("op,opset,extra", [("Identity", 17, {}), ("Dropout", 11, {"ratio": 0.3}),

@@ -144,9 +144,9 @@ def _unsupported(model) -> UnsupportedOpError:
 
 def test_conv3d_transpose_and_runtime_weight_are_all_listed():
     w3 = rand((2, 3, 3, 3, 3), 1)
-    wt = rand((3, 2, 3, 3), 2)
+    wt = rand((3, 2, 3, 3, 3), 2)  # 3-D: 1-D and 2-D transposed convolutions are lowered
     nodes = [helper.make_node("Conv", ["x3", "w3"], ["y3"], name="/c3d/Conv"),
-             helper.make_node("ConvTranspose", ["x", "wt"], ["yt"], name="/up/ConvTranspose"),
+             helper.make_node("ConvTranspose", ["x3", "wt"], ["yt"], name="/up/ConvTranspose"),
              helper.make_node("Conv", ["x", "wrt"], ["yr"], name="/dyn/Conv")]
     model = make_model(nodes, [("x3", [1, 3, 6, 6, 6]), ("x", [1, 3, 6, 6]), ("wrt", [4, 3, 3, 3])],
                        [("y3", None), ("yt", None), ("yr", None)], {"w3": w3, "wt": wt})

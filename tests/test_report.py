@@ -238,7 +238,7 @@ def test_list_ops_covers_the_registry():
     rows = dict(re.findall(r"^(\w+) +(\S.*)$", text, re.M))
     assert "fc" in rows["Gemm"].split(", ") and rows["Conv"] == "conv"
     assert rows["Dropout"].startswith("- ") and rows["Reshape"] == "reshape"
-    assert rows["LSTM"] == "- not supported"
+    assert rows["TopK"] == "- not supported" and rows["LSTM"].startswith("fc, ")
 
 
 def test_list_ops_rejects_unknown_core():

@@ -2,7 +2,7 @@
 matches TensorFlow, saved as people save them (.keras, .h5, SavedModel, frozen .pb), with
 COMPRESS / CONV2D_COMPRESS / FUSE_BN off and on; plus a Keras-2-style frozen graph
 (training-mode FusedBatchNorm as LayerNormalization, ResizeNearestNeighbor, SelectV2, Erf,
-Softplus, Fill) and the clear rejections (bilinear resize, LSTM while loops).
+Softplus, Fill) and the clear rejections (bilinear resize, data-dependent while loops).
 """
 from __future__ import annotations
 
@@ -123,11 +123,19 @@ def test_bilinear_resize_is_one_clear_line(tmp_path):
     assert len(err.value.items) == 1
 
 
-def test_keras_lstm_is_one_clear_line(tmp_path):
-    import keras
+def test_data_dependent_while_loop_is_one_clear_line(tmp_path):
+    """A loop whose trip count depends on the input (not a recurrent layer over a static
+    sequence, which is unrolled: tests/test_recurrent_tf.py) is refused by name."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    x = keras.Input((5, 8), name="x")
-    model = keras.Model(x, keras.layers.Dense(2)(keras.layers.LSTM(4, name="rnn")(x)))
-    tm.write_frozen_pb(model, str(tmp_path / "lstm.pb"))
-    with pytest.raises(UnsupportedOpError, match=r"rnn.*\[While\]: control flow"):
-        compile_model(load(_config(tmp_path, "PB_FILE", str(tmp_path / "lstm.pb"), "off")))
+    @tf.function
+    def halve_until_small(x):
+        return tf.while_loop(lambda v: tf.reduce_sum(tf.abs(v)) > 1.0, lambda v: [v * 0.5], [x],
+                             name="halve")[0]
+
+    frozen = convert_variables_to_constants_v2(
+        halve_until_small.get_concrete_function(tf.TensorSpec([1, 4], tf.float32, name="x")))
+    tf.io.write_graph(frozen.graph, str(tmp_path), "loop.pb", as_text=False)
+    with pytest.raises(UnsupportedOpError, match=r"halve.*\[While\]: control flow"):
+        compile_model(load(_config(tmp_path, "PB_FILE", str(tmp_path / "loop.pb"), "off")))

@@ -36,7 +36,7 @@ ACT_PARAMS = {"leaky_relu": (("alpha", 0.01),), "clip": (("min", -np.inf), ("max
               "hard_sigmoid": (("alpha", 0.2), ("beta", 0.5)), "elu": (("alpha", 1.0),),
               "selu": (("alpha", 1.6732632423543772848170429916717), ("gamma", 1.0507009873554804934193349852946)),
               "pow": (("exponent", 1.0),), "silu": (("alpha", 1.0),)}
-BINARY_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "squared_difference")
+BINARY_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "squared_difference", "div_no_nan")
 POOL_KINDS = ("max", "avg")
 REDUCE_FNS = ("mean", "sum", "max", "min")
 PAD_MODES = ("constant", "reflect", "edge")

@@ -53,6 +53,7 @@ class Config:
     tune_max_weight_bytes: int | None = None
     tune_clip_search: str = "output"  # output | weight | percentile | none
     tune_per_channel: bool = False
+    input_values: dict = field(default_factory=dict)  # name -> fixed value (number or nested list)
     # -- filled by load(): where each key / name was written, and warnings for the user --
     lines: dict = field(default_factory=dict, compare=False, repr=False)  # KEY or (KEY, name) -> line
     warnings: tuple = field(default=(), compare=False)  # one line each, printed by the CLI

@@ -97,6 +97,22 @@ def _shapes(c: Ctx, key: str, node) -> dict:
     return out
 
 
+def _values(c: Ctx, key: str, node) -> dict:
+    """Fixed input values: a number, or a (nested) list of numbers."""
+    out = {}
+    for name, v_node in _pairs(c, key, node, "input_name: 16000"):
+        value = c.value(v_node)
+        flat = value if isinstance(value, list) else [value]
+        while any(isinstance(x, list) for x in flat):
+            flat = [y for x in flat for y in (x if isinstance(x, list) else [x])]
+        if not flat or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                               for x in flat) or len(flat) > MAX_INPUT_ELEMENTS:
+            raise c.err(v_node, key, f"value of {name!r} must be a finite number or a list of them",
+                        f"e.g. {name}: 16000")
+        out[name] = value
+    return out
+
+
 def _min_max(c: Ctx, key: str, node) -> dict:
     out = {}
     for name, v_node in _pairs(c, key, node, "weight_name: [-1.0, 1.0]"):
@@ -208,6 +224,9 @@ KEYS: tuple[Key, ...] = (
     Key("NPU_UNIT", "`NPU32`", "NPU32", "MAC array width", _enum("NPU32")),
     Key("INPUT_OPS", "map name → shape", {}, "input names with static shapes, e.g. "
         "`{mfcc: [1, 40, 98]}`; default: all graph inputs, unknown batch set to 1", _shapes),
+    Key("INPUT_VALUES", "map name → number or list", {}, "inputs fixed to a value, e.g. "
+        "`{sr: 16000}`: each becomes a constant (in the model's dtype and shape), so what depends "
+        "only on it (an ONNX `If` on the sample rate) is decided at compile time", _values, True),
     Key("OUTPUT_OPS", _NAMES, (), "outputs; the graph is pruned to what they need. "
         "Default: all graph outputs", _names),
     Key("FP16_OUT_OPS", _NAMES, (), "outputs written as fp16 (others are fp32)", _names),

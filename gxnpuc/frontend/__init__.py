@@ -18,7 +18,8 @@ def load(cfg) -> Graph:
         if cfg.model_key == "ONNX_FILE":
             from gxnpuc.frontend import onnx
 
-            return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
+            return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None,
+                              dict(getattr(cfg, "input_values", {}) or {}))
         if cfg.model_key == "TFLITE_FILE":
             from gxnpuc.frontend import tflite
 

@@ -9,7 +9,7 @@ folded constant keeps the name of the framework tensor that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -39,6 +39,12 @@ class LowerCtx:
         self.unsupported: list[tuple[str, str, str]] = []
         self._names: set[str] = set()
         self.fnode: FNode | None = None  # the framework node being lowered
+        # input -> {axis: dim name} of unknown dims the front end took as batch 1
+        self.guessed_dims: dict[str, dict[int, str]] = {}
+        self.table: dict = {}  # the lowering table lower() runs (loops lower their bodies with it)
+        self.tensor_lists: dict[str, list] = {}  # TF TensorList placeholder -> its item tensors
+        # the front end's converter of framework nodes (an ONNX If branch's) to FNodes
+        self.fnodes_of: Callable[[Any], list[FNode]] | None = None
 
     # -- reading -------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -134,6 +140,16 @@ class LowerCtx:
         fn = self.fnode
         self.unsupported.append((fn.name, fn.op_type, reason))
 
+    def lower_nodes(self, fnodes: list[FNode]) -> bool:
+        """Lower nested framework nodes (a loop body, an If branch) with the table lower()
+        runs; stops at the first one refused (listed with the others) and returns False.
+        The node being lowered is the current one again afterwards."""
+        outer, rejected = self.fnode, set()
+        try:
+            return all(lower_node(self, fn, self.table, rejected) for fn in fnodes)
+        finally:
+            self.fnode = outer
+
 
 def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -> Graph:
     """Lower framework nodes in topological order; list every unsupported one at once.
@@ -143,23 +159,33 @@ def lower(ctx: LowerCtx, fnodes: list[FNode], outputs: list[str], table: dict) -
     """
     _check_outputs(ctx, fnodes, outputs)
     rejected: set[str] = set()  # outputs of nodes that could not be lowered
+    ctx.table = table
     for fn in cone(fnodes, [ctx.resolve(o) for o in outputs]):
-        ctx.fnode = fn
-        before = len(ctx.unsupported)
-        low = table.get(fn.op_type)
-        never = _never_supported(ctx, fn.op_type)
-        if low is None or never:
-            ctx.reject(never or "no lowering for this op type")
-        elif _inputs_ready(ctx, fn, rejected):
-            _lower_one(ctx, low, fn)
-        else:
-            rejected.update(fn.outputs)  # downstream of an unsupported node, which is listed
-        if len(ctx.unsupported) > before:
-            rejected.update(fn.outputs)
+        lower_node(ctx, fn, table, rejected)
     ctx.fnode = None
     if ctx.unsupported:
         raise UnsupportedOpError(ctx.graph.meta.get("source") or f"{ctx.framework} model", ctx.unsupported)
     return finish(ctx, outputs)
+
+
+def lower_node(ctx: LowerCtx, fn: FNode, table: dict, rejected: set[str]) -> bool:
+    """Lower one framework node with its registered lowering; False when it (or a node it
+    reads) was rejected, whose outputs then join `rejected`."""
+    ctx.fnode = fn
+    before = len(ctx.unsupported)
+    low = table.get(fn.op_type)
+    never = _never_supported(ctx, fn.op_type)
+    if low is None or never:
+        ctx.reject(never or "no lowering for this op type")
+    elif _inputs_ready(ctx, fn, rejected):
+        _lower_one(ctx, low, fn)
+    else:
+        rejected.update(fn.outputs)  # downstream of an unsupported node, which is listed
+        return False
+    if len(ctx.unsupported) > before:
+        rejected.update(fn.outputs)
+        return False
+    return True
 
 
 def _never_supported(ctx: LowerCtx, op_type: str) -> str:

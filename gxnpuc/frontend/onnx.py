@@ -81,7 +81,7 @@ def _checked_override(vi, given: list[int]) -> tuple[int, ...]:
     return tuple(given)
 
 
-def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
+def _input_shape(vi, overrides: dict, notes: list, guessed: dict) -> tuple[int, ...]:
     name = vi.name
     dims = vi.type.tensor_type.shape.dim
     if name in overrides:
@@ -93,14 +93,17 @@ def _input_shape(vi, overrides: dict, notes: list) -> tuple[int, ...]:
         elif k == 0:
             shape.append(1)
             notes.append(f"input {name!r}: unknown batch dimension set to 1")
+            guessed.setdefault(name, {})[k] = d.dim_param or "?"  # a recurrent layer checks it
         else:
             raise ConfigError(f"input {name!r}", f"dimension {k} is unknown ({d.dim_param or '?'})",
                               f"give the static shape in INPUT_OPS, e.g. INPUT_OPS: {{{name}: [1, ...]}}")
     return tuple(shape)
 
 
-def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None = None) -> Graph:
-    """Read and lower an ONNX file. input_shapes/outputs come from INPUT_OPS/OUTPUT_OPS."""
+def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None = None,
+          input_values: dict | None = None) -> Graph:
+    """Read and lower an ONNX file. input_shapes/outputs/input_values come from
+    INPUT_OPS/OUTPUT_OPS/INPUT_VALUES (an input with a fixed value becomes a constant)."""
     from onnx import numpy_helper
 
     from gxnpuc.ops import ONNX_LOWERINGS
@@ -108,6 +111,7 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     model = load_model(path)
     g = model.graph
     ctx = LowerCtx("onnx")
+    ctx.fnodes_of = fnodes_of  # If branches (ops/control.py)
     ctx.graph.meta.update(source=path, opset=max((o.version for o in model.opset_import
                                                   if o.domain in ("", "ai.onnx")), default=0))
     inits = {t.name for t in g.initializer}
@@ -120,22 +124,60 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
                              "weights stored inside the .onnx file") from None
     overrides = dict(input_shapes or {})
     free = [vi.name for vi in g.input if vi.name not in inits]
-    for name in overrides:  # INPUT_OPS names: checked before any shape error mentions them
-        if name not in free:
-            raise unknown("INPUT_OPS", name, free, "is not an input of the model",
-                          "model inputs: " + ", ".join(free[:8]))
+    values = dict(input_values or {})
+    for key, given in (("INPUT_OPS", overrides), ("INPUT_VALUES", values)):  # before shape errors
+        for name in given:
+            if name not in free:
+                raise unknown(key, name, free, "is not an input of the model",
+                              "model inputs: " + ", ".join(free[:8]))
     for vi in g.input:
         if vi.name in inits:
             continue
         elem = _ELEM_TYPES.get(vi.type.tensor_type.elem_type, "float32")
-        ctx.add_input(vi.name, _input_shape(vi, overrides, ctx.graph.meta["notes"]), elem)
-    fnodes = [FNode(n.name or f"{n.op_type}_{k}", n.op_type, list(n.input), list(n.output), _attrs(n))
-              for k, n in enumerate(g.node)]
-    for fn, n in zip(fnodes, g.node):
-        if n.domain not in ("", "ai.onnx"):
-            fn.op_type = f"{n.domain}.{n.op_type}"
+        if vi.name in values:
+            _add_fixed(ctx, vi, values[vi.name], elem)
+            continue
+        ctx.add_input(vi.name, _input_shape(vi, overrides, ctx.graph.meta["notes"], ctx.guessed_dims), elem)
+    fnodes = fnodes_of(g.node)
     _check_single_writer(fnodes, path)
     return lower(ctx, fnodes, outputs or [o.name for o in g.output], ONNX_LOWERINGS)
+
+
+def fnodes_of(nodes) -> list[FNode]:
+    """FNodes of ONNX NodeProtos (a graph's or an If branch's); other domains as `domain.Op`."""
+    fnodes = []
+    for k, n in enumerate(nodes):
+        op = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+        fn = FNode(n.name or f"{n.op_type}_{k}", op, list(n.input), list(n.output), _attrs(n))
+        if op == "If":  # what the branches read from the graph: computed before the If
+            fn.inputs += [i for key in ("then_branch", "else_branch") if key in fn.attrs
+                          for i in _outer_reads(fn.attrs[key]) if i not in fn.inputs]
+        fnodes.append(fn)
+    return fnodes
+
+
+def _outer_reads(graph) -> list[str]:
+    made = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+    reads = [i for n in graph.node for i in n.input if i and i not in made]
+    reads += [o.name for o in graph.output if o.name not in made]
+    return list(dict.fromkeys(reads))
+
+
+def _add_fixed(ctx, vi, value, elem: str) -> None:
+    """An INPUT_VALUES input: a constant of the model's dtype (and shape, when it says one)."""
+    import numpy as np
+
+    arr = np.asarray(value, dtype=elem)
+    tt = vi.type.tensor_type
+    dims = [int(d.dim_value) for d in tt.shape.dim if d.HasField("dim_value")] if tt.HasField("shape") else []
+    if tt.HasField("shape") and len(dims) == len(tt.shape.dim):  # a fully static shape
+        if arr.size != int(np.prod(dims, dtype=np.int64)):
+            raise ConfigNameError("INPUT_VALUES", f"{vi.name!r} has {arr.size} value(s) for the model's "
+                                  f"input shape {dims}", "one value per element (a number for a scalar)",
+                                  "INPUT_VALUES", vi.name)
+        arr = arr.reshape(dims)
+    ctx.add_const(vi.name, arr)
+    ctx.graph.meta["notes"].append(f"input {vi.name!r} fixed to {value!r} (INPUT_VALUES)")
 
 
 def _check_single_writer(fnodes: list[FNode], path: str) -> None:

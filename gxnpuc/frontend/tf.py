@@ -15,7 +15,7 @@ from gxnpuc.errors import ConfigError, ModelError
 from gxnpuc.frontend import tf_load
 from gxnpuc.frontend.common import FNode, LowerCtx, lower
 from gxnpuc.frontend.tf_load import Frozen, node_of, tensor_name
-from gxnpuc.frontend.tf_rewrite import fuse_dilated_convs, resolve_switches, topological
+from gxnpuc.frontend.tf_rewrite import collapse_loops, fuse_dilated_convs, resolve_switches, topological
 from gxnpuc.ir import Graph
 
 _LOADERS = {"PB_FILE": "pb", "SAVED_MODEL_DIR": "saved_model", "KERAS_FILE": "keras"}
@@ -29,7 +29,7 @@ def to_ir(cfg) -> Graph:
     overrides = {tensor_name(k): v for k, v in dict(cfg.input_ops or {}).items()}  # `x:0` is `x`
     frozen = load(cfg, overrides)
     fnodes = topological(graph_def_to_fnodes(frozen.graph_def))
-    fnodes = fuse_dilated_convs(resolve_switches(fnodes))
+    fnodes = collapse_loops(fuse_dilated_convs(resolve_switches(fnodes)))
     reject_tf_loops(fnodes)  # while loops (recurrent layers): one clear line, not a cycle error
     ctx = LowerCtx("tensorflow")
     ctx.graph.meta.update(source=cfg.model_path, form=_LOADERS[cfg.model_key])
@@ -40,7 +40,7 @@ def to_ir(cfg) -> Graph:
     outputs = _bind_outputs(ctx, frozen, list(cfg.output_ops or ()), by_node)
     cut = _cut_tensors(frozen, overrides, by_node)
     kept = [fn for fn in fnodes if not cut.intersection(fn.outputs)]
-    _add_inputs(ctx, frozen, kept, outputs, cut, overrides)
+    _add_inputs(ctx, frozen, kept, outputs, cut, overrides, cfg)
     table = _Table(TF_LOWERINGS, {n.name: n for n in frozen.graph_def.node})
     return lower(ctx, kept, outputs, table)
 
@@ -200,7 +200,7 @@ def _cut_tensors(frozen: Frozen, overrides: dict, by_node: dict) -> set[str]:
 
 
 def _add_inputs(ctx, frozen: Frozen, kept: list[FNode], outputs: list[str], cut: set,
-                overrides: dict) -> None:
+                overrides: dict, cfg=None) -> None:
     """Add the placeholders (and cut tensors) that the outputs need, with static shapes."""
     from gxnpuc.frontend.common import cone
 
@@ -208,15 +208,34 @@ def _add_inputs(ctx, frozen: Frozen, kept: list[FNode], outputs: list[str], cut:
     used = {i for fn in needed for i in fn.inputs} | {ctx.resolve(o) for o in outputs}
     by_tensor = {t: k for k, t in frozen.inputs.items()}
     notes = ctx.graph.meta["notes"]
+    values = dict(getattr(cfg, "input_values", {}) or {})
+    for name in values:
+        if name not in frozen.inputs:
+            from gxnpuc.config import names
+
+            raise names.unknown("INPUT_VALUES", name, list(frozen.inputs), "is not an input of the model",
+                                "model inputs: " + ", ".join(list(frozen.inputs)[:8]))
     for fn in needed:
         if fn.op_type == "Placeholder" and fn.name in by_tensor:
             name = by_tensor[fn.name]
+            if name in values:
+                _add_fixed(ctx, name, fn.name, values[name], fn.attrs.get("dtype", "float32"))
+                continue
             shape = resolve_shape(name, frozen.shapes.get(name), overrides, notes)
             _add_input(ctx, name, fn.name, shape, fn.attrs.get("dtype", "float32"))
     for name in sorted(cut):
         if tensor_name(name) in used:
             _add_input(ctx, name, tensor_name(name), resolve_shape(name, None, overrides, notes),
                        "float32")
+
+
+def _add_fixed(ctx, name: str, tensor: str, value, dtype: str) -> None:
+    """An INPUT_VALUES input: a constant in the placeholder's dtype."""
+    ctx.add_const(name, np.asarray(value, dtype=dtype if dtype in ("float32", "float16", "int32",
+                                                                   "int64", "bool") else "float32"))
+    if tensor != name:
+        ctx.set_alias(tensor, name)
+    ctx.graph.meta["notes"].append(f"input {name!r} fixed to {value!r} (INPUT_VALUES)")
 
 
 def _add_input(ctx, name: str, tensor: str, shape, dtype: str) -> None:

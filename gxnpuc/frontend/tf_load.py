@@ -110,9 +110,8 @@ def load_saved_model(path: str, cfg) -> Frozen:
                          "a folder written by model.export() or tf.saved_model.save()")
     try:
         loaded = tf.saved_model.load(path)
-    except Exception as exc:
-        raise ModelError(display_path(path), f"cannot load the SavedModel ({_first_line(exc)})",
-                         "a folder written by model.export() or tf.saved_model.save()") from None
+    except Exception as exc:  # objects current TF cannot revive (a Keras 2 optimizer, ...)
+        return load_saved_model_v1(path, _first_line(exc))
     sig = _signature(loaded, path)
     frozen = convert_variables_to_constants_v2(sig)
     in_keys = _flat_keys(sig.structured_input_signature, frozen.inputs)
@@ -126,6 +125,63 @@ def load_saved_model(path: str, cfg) -> Frozen:
     inputs = {k: _renamed(v, renamed) for k, v in inputs.items()}
     outputs = {k: _renamed(v, renamed) for k, v in outputs.items()}
     return Frozen(gd, inputs, outputs, shapes, renamed=renamed)
+
+
+def load_saved_model_v1(path: str, why: str) -> Frozen:
+    """The TF1 loader (tf.compat.v1.saved_model), which reads only the graph, the variables
+    and the signature: a fallback for SavedModels whose Python objects cannot be revived."""
+    tf = import_tf()
+    from tensorflow.python.saved_model import loader_impl
+
+    try:
+        meta_graphs = loader_impl.parse_saved_model(path).meta_graphs
+        tags = list(next((m.meta_info_def.tags for m in meta_graphs if "serve" in m.meta_info_def.tags),
+                         meta_graphs[0].meta_info_def.tags))
+        graph = tf.Graph()
+        with graph.as_default(), tf.compat.v1.Session(graph=graph) as sess:
+            meta = tf.compat.v1.saved_model.loader.load(sess, tags, path)
+            sig = _signature_v1(meta.signature_def, path)
+            outputs = {k: tensor_name(v.name) for k, v in sorted(sig.outputs.items())}
+            nodes = sorted({node_of(t) for t in outputs.values()})
+            gd = tf.compat.v1.graph_util.convert_variables_to_constants(
+                sess, _inline_functions(graph, nodes), nodes)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(display_path(path), f"cannot load the SavedModel ({why}; the TF1 loader: "
+                         f"{_first_line(exc)})", "a folder written by model.export() or "
+                         "tf.saved_model.save()") from None
+    renamed = strip_inline_prefix(gd)
+    inputs = {k: _renamed(tensor_name(v.name), renamed) for k, v in sorted(sig.inputs.items())}
+    outputs = {k: _renamed(v, renamed) for k, v in outputs.items()}
+    shapes = {k: None if v.tensor_shape.unknown_rank else [int(d.size) for d in v.tensor_shape.dim]
+              for k, v in sig.inputs.items()}
+    note = f"SavedModel read with the TF1 loader (tf.saved_model.load: {why})"
+    return Frozen(gd, inputs, outputs, shapes, [note], renamed)
+
+
+def _inline_functions(graph, outputs: list[str]):
+    """The GraphDef with its function calls (StatefulPartitionedCall) inlined by grappler, so
+    that the v1 freezer sees every variable read."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import config_pb2
+    from tensorflow.python.grappler import tf_optimizer
+
+    meta = tf.compat.v1.train.export_meta_graph(graph_def=graph.as_graph_def(), graph=graph)
+    meta.collection_def["train_op"].node_list.value.extend(outputs)
+    config = config_pb2.ConfigProto()
+    config.graph_options.rewrite_options.optimizers.append("function")
+    config.graph_options.rewrite_options.min_graph_nodes = -1
+    return tf_optimizer.OptimizeGraph(config, meta)
+
+
+def _signature_v1(defs, path: str):
+    if "serving_default" in defs:
+        return defs["serving_default"]
+    if len(defs) == 1:
+        return next(iter(defs.values()))
+    raise ModelError(display_path(path), f"no serving_default signature (found: {sorted(defs) or 'none'})",
+                     "export with model.export() or tf.saved_model.save(obj, dir, signatures=fn)")
 
 
 def _signature(loaded, path: str):
@@ -199,7 +255,7 @@ def load_keras(path: str, cfg, resolve_shape) -> Frozen:
                          "KERAS_ALLOW_LAMBDA: true if you trust this file")
     model = _load_keras_model(path, safe=not allow_lambda)
     notes: list[str] = []
-    in_names = [t.name for t in model.inputs]
+    in_names = stable_input_names(path, [t.name for t in model.inputs])
     shapes = [resolve_shape(n, [-1 if d is None else d for d in t.shape], notes)
               for n, t in zip(in_names, model.inputs)]
     specs = [tf.TensorSpec(s, t.dtype, name=n) for n, s, t in zip(in_names, shapes, model.inputs)]
@@ -217,6 +273,24 @@ def load_keras(path: str, cfg, resolve_shape) -> Frozen:
     outputs = {n: tensor_name(t.name) for n, t in zip(out_names, frozen.outputs)}
     return Frozen(frozen.graph.as_graph_def(), inputs, outputs,
                   {n: list(s) for n, s in zip(in_names, shapes)}, notes)
+
+
+def stable_input_names(path: str, names: list[str]) -> list[str]:
+    """The input names a user writes in INPUT_OPS, read from the file's config: a functional
+    model's input layers, a Sequential's InputLayer, or (a Keras 2 Sequential that gave its
+    first layer `batch_input_shape`) `<first layer>_input`, as Keras 2 named it. Keras 3 names
+    such an input after a global counter (`keras_tensor_596`), different on every load."""
+    config = _keras_config(path).get("config") or {}
+    found: list[str] = []
+    spec = config.get("input_layers") if isinstance(config, dict) else None
+    if isinstance(spec, list) and spec:
+        entries = [spec] if isinstance(spec[0], str) else spec
+        found = [str(e[0]) for e in entries if isinstance(e, list) and e]
+    elif isinstance(config, dict) and isinstance(config.get("layers"), list) and config["layers"]:
+        first = config["layers"][0] if isinstance(config["layers"][0], dict) else {}
+        name = str((first.get("config") or {}).get("name", ""))
+        found = [name if first.get("class_name") == "InputLayer" else f"{name}_input"] if name else []
+    return found if len(found) == len(names) and len(set(found)) == len(found) else names
 
 
 def _load_keras_model(path: str, safe: bool):

@@ -144,3 +144,60 @@ def _const_pred(by_out: dict, name: str):
     if fn is None or fn.op_type != "Const":
         return None
     return bool(np.asarray(fn.attrs.get("value")).reshape(-1)[0])
+
+
+# -- while loops ------------------------------------------------------------------------------
+
+
+def collapse_loops(fnodes: list[FNode]) -> list[FNode]:
+    """Each TF1 while-loop frame (Enter ... Exit: what convert_variables_to_constants_v2 makes
+    of a Keras LSTM/GRU/SimpleRNN) becomes one FNode of type "While", named after the frame,
+    that reads the Enter inputs, writes the Exit outputs and carries the frame's nodes in
+    attrs["frame_nodes"] (ops/recurrent_tf.py unrolls it). Nested loops are left alone (and
+    refused by name)."""
+    enters: dict[str, list[FNode]] = {}
+    for fn in fnodes:
+        if fn.op_type == "Enter":
+            enters.setdefault(str(fn.attrs.get("frame_name", "")), []).append(fn)
+    if not enters:
+        return fnodes
+    readers: dict[str, list[FNode]] = {}
+    for fn in fnodes:
+        for i in fn.inputs:
+            readers.setdefault(i, []).append(fn)
+    taken: set[int] = set()
+    loops: dict[int, FNode] = {}  # id of the frame's first Enter -> the While FNode
+    for frame, entry in enters.items():
+        members = _frame_members(entry, readers)
+        if any(fn.op_type == "Enter" and fn.attrs.get("frame_name") != frame for fn in members):
+            continue  # a nested loop
+        exits = [fn for fn in members if fn.op_type == "Exit"]
+        inner = {o for m in members for o in m.outputs}
+        reads = list(dict.fromkeys(i for m in members for i in m.inputs if i and i not in inner))
+        name = entry[0].name
+        cut = name.lower().rfind("/enter")
+        loops[id(entry[0])] = FNode(name[:cut] if cut > 0 else frame, "While", reads,
+                                    [e.outputs[0] for e in exits], {"frame_nodes": members})
+        taken.update(id(m) for m in members)
+    out = []
+    for fn in fnodes:
+        if id(fn) in loops:
+            out.append(loops[id(fn)])
+        elif id(fn) not in taken:
+            out.append(fn)
+    return topological(out)
+
+
+def _frame_members(entry: list[FNode], readers: dict) -> list[FNode]:
+    """The nodes reachable from a frame's Enter nodes without passing an Exit."""
+    seen, todo = {id(e): e for e in entry}, list(entry)
+    while todo:
+        fn = todo.pop()
+        if fn.op_type == "Exit":
+            continue
+        for out in fn.outputs:
+            for r in readers.get(out, ()):
+                if id(r) not in seen:
+                    seen[id(r)] = r
+                    todo.append(r)
+    return list(seen.values())

@@ -3,6 +3,7 @@ from gxnpuc.ops.base import ONNX_LOWERINGS, REGISTRY, TF_LOWERINGS, TFLITE_LOWER
 
 from gxnpuc.ops import activation  # noqa: F401,E402
 from gxnpuc.ops import conv  # noqa: F401,E402
+from gxnpuc.ops import conv_transpose  # noqa: F401,E402
 from gxnpuc.ops import fc  # noqa: F401,E402
 from gxnpuc.ops import norm  # noqa: F401,E402
 from gxnpuc.ops import pool  # noqa: F401,E402
@@ -16,5 +17,8 @@ from gxnpuc.ops import tf_misc  # noqa: F401,E402
 from gxnpuc.ops import tf_shape  # noqa: F401,E402
 from gxnpuc.ops import runtime_norm  # noqa: F401,E402
 from gxnpuc.ops import resize  # noqa: F401,E402
+from gxnpuc.ops import recurrent  # noqa: F401,E402
+from gxnpuc.ops import recurrent_tf  # noqa: F401,E402
+from gxnpuc.ops import control  # noqa: F401,E402
 from gxnpuc.ops import rejected  # noqa: F401,E402
 from gxnpuc.ops import tflite_misc  # noqa: F401,E402

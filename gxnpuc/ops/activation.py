@@ -197,17 +197,34 @@ def _onnx_hard_sigmoid(ctx, fn):
              {"fn": "hard_sigmoid", "alpha": fn.attrs.get("alpha", 0.2), "beta": fn.attrs.get("beta", 0.5)})
 
 
-@onnx_lowering("Clip", emits=("act",))
+@onnx_lowering("Clip", emits=("act", "binary"))
 def _onnx_clip(ctx, fn):
+    """Constant bounds: the activation unit's clip. A bound computed at run time (a log-mel
+    front end's max(x) - 80 dB) becomes an element-wise max / min with that tensor."""
     lo = fn.attrs.get("min", -np.inf)  # opset < 11 keeps bounds as attrs
     hi = fn.attrs.get("max", np.inf)
+    computed = {}
     for idx in (1, 2):
         if len(fn.inputs) > idx and fn.inputs[idx]:
             v = ctx.const(fn.inputs[idx])
             if v is None:
-                return ctx.reject("Clip bounds must be constant")
-            lo, hi = (float(v), hi) if idx == 1 else (lo, float(v))
-    ctx.emit("act", fn.inputs[:1], fn.outputs, {"fn": "clip", "min": float(lo), "max": float(hi)})
+                computed[idx] = fn.inputs[idx]
+            else:
+                lo, hi = (float(v), hi) if idx == 1 else (lo, float(v))
+    emit_clip(ctx, fn.inputs[0], lo, hi, computed.get(1), computed.get(2), fn.outputs[:1])
+
+
+def emit_clip(ctx, x: str, lo: float, hi: float, lo_t: str | None, hi_t: str | None, outputs) -> None:
+    """clip(x) to constant bounds lo/hi and/or run-time bound tensors lo_t/hi_t."""
+    if lo_t is None and hi_t is None:
+        ctx.emit("act", [x], outputs, {"fn": "clip", "min": float(lo), "max": float(hi)})
+        return
+    if np.isfinite(lo) or np.isfinite(hi):
+        x = ctx.emit("act", [x], None, {"fn": "clip", "min": float(lo), "max": float(hi)})[0]
+    if lo_t is not None:
+        x = ctx.emit("binary", [x, lo_t], outputs if hi_t is None else None, {"fn": "max"})[0]
+    if hi_t is not None:
+        ctx.emit("binary", [x, hi_t], outputs, {"fn": "min"})
 
 
 @onnx_lowering("Identity", "Dropout", emits=ALIAS)

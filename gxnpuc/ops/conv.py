@@ -98,7 +98,8 @@ class Conv(OpDef):
     constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF, TFLite)",
                    "weights and bias constant; zero padding only",
                    "input channels = group x weight in-channels; output channels divisible by group",
-                   "transposed convolution (ConvTranspose) is not supported")
+                   "transposed convolution: zeros inserted between the input pixels, then a conv "
+                   "(ops/conv_transpose.py)")
     weights = {1: "conv", 2: "bias"}
 
     def infer(self, node, in_shapes):
@@ -249,15 +250,6 @@ def _onnx_conv(ctx, fn):
     return emit_checked(ctx, "conv", [x, w_name] + ([b_name] if b_name else []), fn.outputs[:1], attrs)
 
 
-_NO_DECONV = ("transposed convolution (deconvolution) is not supported by the NPU; "
-              "use Resize/upsampling followed by Conv")
-
-
-@onnx_lowering("ConvTranspose", emits=unsupported(_NO_DECONV))
-def _onnx_conv_transpose(ctx, fn):
-    ctx.reject(_NO_DECONV)
-
-
 # -- TensorFlow ----------------------------------------------------------------------------
 def tf_spatial(values, data_format: str) -> list[int]:
     """The spatial entries of a TF per-dimension attr ([1, sh, sw, 1] in NHWC)."""
@@ -301,10 +293,10 @@ def _tf_conv2d(ctx, fn):
     return emit_checked(ctx, "conv", [x, w_name], fn.outputs[:1], attrs)
 
 
-_TF_CONV_ONLY = "only 1-D and 2-D forward convolution (Conv2D, DepthwiseConv2dNative)"
+_TF_CONV_ONLY = "only 1-D and 2-D convolution (Conv2D, DepthwiseConv2dNative, Conv2DBackpropInput)"
 
 
-@tf_lowering("Conv2DBackpropInput", "Conv3D", "Conv3DBackpropInputV2", emits=unsupported(_TF_CONV_ONLY))
+@tf_lowering("Conv3D", "Conv3DBackpropInputV2", emits=unsupported(_TF_CONV_ONLY))
 def _tf_conv_other(ctx, fn):
     ctx.reject(_TF_CONV_ONLY)
 
@@ -354,8 +346,9 @@ def tflite_weight_layout(ctx, name: str, fmt: str, c_in: int) -> str:
     return real
 
 
-_TFLITE_DECONV = ("transposed convolution (TRANSPOSE_CONV, MediaPipe Convolution2DTransposeBias) is "
-                  "not supported by the NPU IR; use RESIZE_NEAREST_NEIGHBOR followed by CONV_2D")
+_TFLITE_DECONV = ("TFLite transposed convolution (TRANSPOSE_CONV, MediaPipe Convolution2DTransposeBias) is "
+                  "not lowered yet (ONNX ConvTranspose and TF Conv2DBackpropInput are, ops/conv_transpose.py); "
+                  "give gxnpuc the Keras model or its ONNX export")
 
 
 @tflite_lowering("TRANSPOSE_CONV", "Convolution2DTransposeBias", emits=unsupported(_TFLITE_DECONV))

@@ -20,6 +20,11 @@ def _div(a, b):
     return np.divide(a, b)
 
 
+def _div_no_nan(a, b):
+    """a / b, and 0 where b == 0 (TF DivNoNan; where(b == 0, 0, a / b))."""
+    return np.where(b == 0, np.zeros((), np.result_type(a, b)), a / np.where(b == 0, 1, b))
+
+
 def _pow(a, b):
     if np.issubdtype(a.dtype, np.integer):  # negative integer exponents are legal in ONNX
         return np.power(a.astype(np.float64), b)
@@ -32,6 +37,7 @@ FUNCS = {
     "sub": np.subtract,
     "mul": np.multiply,
     "div": _div,
+    "div_no_nan": _div_no_nan,
     "max": np.maximum,
     "min": np.minimum,
     "pow": _pow,
@@ -39,14 +45,15 @@ FUNCS = {
     "mod": np.mod,  # ONNX Mod fmod=0 (integers): sign of the divisor
     "fmod": np.fmod,  # ONNX Mod fmod=1: sign of the dividend
 }
-NPU_FNS = ("add", "sub", "mul", "div", "max", "min", "pow", "squared_difference")
+NPU_FNS = ("add", "sub", "mul", "div", "div_no_nan", "max", "min", "pow", "squared_difference")
 
 
 @register
 class Binary(OpDef):
     name = "binary"
     ir_inputs = "a, b"
-    ir_attrs = ("`fn` add|sub|mul|div|max|min|pow|squared_difference (+ mod|fmod, fold only); numpy "
+    ir_attrs = ("`fn` add|sub|mul|div|div_no_nan (0 where b == 0)|max|min|pow|squared_difference "
+                "(+ mod|fmod, fold only); numpy "
                 "broadcasting")
     ir_roles = "constants: param"  # beside `weights`: how its constant inputs are stored
     sink, sink_inputs = "elementwise", (0, 1)
@@ -210,6 +217,13 @@ def _tf_binary(ctx, fn):
         emit_binary(ctx, _TF_BINARY[fn.op_type], fn.inputs[0], fn.inputs[1], fn.outputs[:1])
 
 
+@tf_lowering("DivNoNan", emits=("binary",))
+def _tf_div_no_nan(ctx, fn):
+    """tf.math.divide_no_nan: a / b, 0 where b == 0 (element-wise on the NPU)."""
+    if _runtime_ok(ctx, fn.inputs[:2]):
+        emit_binary(ctx, "div_no_nan", fn.inputs[0], fn.inputs[1], fn.outputs[:1])
+
+
 @tf_lowering("AddN", emits=("binary",))
 def _tf_add_n(ctx, fn):
     if not _runtime_ok(ctx, fn.inputs):
@@ -257,6 +271,30 @@ def _softplus_guard(ctx, cond: str, x: str, y: str) -> bool:
     return t > 0 and np.float32(np.logaddexp(0.0, t)) == np.float32(t)
 
 
+def _guarded_division(ctx, cond: str, x: str, y: str) -> tuple[str, str] | None:
+    """(a, b) when where(cond, x, y) is a guarded division: where(b == 0, 0, a / b) or
+    where(b != 0, a / b, 0), the result shaped as a / b; else None."""
+    g = ctx.graph
+    test, negated = g.producer(ctx.resolve(cond)), False
+    while test is not None and test.op == "logic" and test.attrs.get("fn") == "not":  # b != 0
+        test, negated = g.producer(test.inputs[0]), not negated
+    if test is None or test.op != "compare" or test.attrs.get("fn") not in ("equal", "not_equal"):
+        return None
+    zero_first = (test.attrs["fn"] == "equal") != negated
+    fill, quotient = (x, y) if zero_first else (y, x)
+    div = g.producer(ctx.resolve(quotient))
+    fill_v = ctx.const(fill)
+    if div is None or div.op != "binary" or div.attrs.get("fn") != "div" or fill_v is None or np.any(fill_v):
+        return None
+    a, b = div.inputs
+    tested = [i for i in test.inputs if ctx.const(i) is None]
+    zeros = [ctx.const(i) for i in test.inputs if ctx.const(i) is not None]
+    if tested != [b] or len(zeros) != 1 or np.any(zeros[0]):
+        return None
+    shape = tuple(np.broadcast_shapes(ctx.shape(cond), ctx.shape(x), ctx.shape(y)))
+    return (a, b) if shape == tuple(ctx.shape(quotient)) else None
+
+
 def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
     """where(cond, x, y) with a constant cond as x * m + y * (1 - m) on the NPU. A constant
     branch is folded to where(m, c, 0) at compile time, so a -inf fill never meets a zero.
@@ -264,6 +302,10 @@ def emit_select(ctx, cond: str, x: str, y: str, outputs) -> None:
     m = ctx.const(cond)
     if m is None and _softplus_guard(ctx, cond, x, y):
         return ctx.set_alias(outputs[0], y)
+    guarded = _guarded_division(ctx, cond, x, y) if m is None else None
+    if guarded is not None:
+        emit_binary(ctx, "div_no_nan", *guarded, outputs)
+        return None
     if m is None:  # a run-time condition: kept as the fold-only `where`, reported after the passes
         return ctx.emit("where", [cond, x, y], outputs)
     if not _runtime_ok(ctx, [x, y]):

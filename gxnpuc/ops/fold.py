@@ -79,7 +79,7 @@ class Range(_Fold):
 
 
 _COMPARE = {"equal": np.equal, "less": np.less, "greater": np.greater,
-            "less_equal": np.less_equal, "greater_equal": np.greater_equal}
+            "less_equal": np.less_equal, "greater_equal": np.greater_equal, "not_equal": np.not_equal}
 
 
 @register

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from gxnpuc.ops.base import onnx_lowering, tf_lowering, tflite_lowering, unsupported
 
-_RECURRENT = ("recurrent layers (LSTM/GRU/RNN) are not supported by the NPU; export one time "
-              "step as the model, with the state as an extra input and output, and loop on the host")
 _INDEX = ("index-valued outputs (ArgMax/ArgMin/TopK) are not supported by the NPU; output the "
           "scores and take the arg-max on the host")
-_CONTROL = ("control flow (a while loop, as recurrent layers export, or a conditional) is not "
-            "supported by the NPU; export a straight-line graph")
+_CONTROL = ("control flow (an ONNX Loop/Scan, a TensorFlow conditional, a nested while loop) is not "
+            "supported by the NPU; recurrent layers (LSTM, GRU, RNN) are unrolled instead; "
+            "export a straight-line graph")
 
 
 def _reject_with(reason: str):
@@ -21,16 +20,15 @@ def _reject_with(reason: str):
     return lower
 
 
-onnx_lowering("LSTM", "GRU", "RNN", emits=unsupported(_RECURRENT))(_reject_with(_RECURRENT))
 onnx_lowering("ArgMax", "ArgMin", "TopK", emits=unsupported(_INDEX))(_reject_with(_INDEX))
-onnx_lowering("Loop", "If", "Scan", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+onnx_lowering("Loop", "Scan", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
 tf_lowering("ArgMax", "ArgMin", "TopKV2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
-tf_lowering("While", "StatelessWhile", "If", "StatelessIf", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+tf_lowering("If", "StatelessIf", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
 
 
 def reject_tf_loops(fnodes) -> None:
-    """A TF1-style while loop (Keras LSTM/GRU frozen: Enter/Merge/Switch/NextIteration) has
-    no topological order; name each loop once, by its LoopCond, before lowering trips on it."""
+    """A TF1-style while loop that collapse_loops left alone (a nested one) has no topological
+    order; name each loop once, by its LoopCond, before lowering trips on it."""
     from gxnpuc.errors import UnsupportedOpError
 
     loops = [(fn.name, "While", _CONTROL) for fn in fnodes if fn.op_type == "LoopCond"]
@@ -38,5 +36,7 @@ def reject_tf_loops(fnodes) -> None:
         raise UnsupportedOpError("tensorflow model", loops)
 tflite_lowering("ARG_MAX", "ARG_MIN", "TOPK_V2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
 tflite_lowering("WHILE", "IF", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+_TFLITE_RECURRENT = ("TFLite recurrent ops are not lowered yet (ONNX and Keras LSTM/GRU/RNN are, "
+                     "ops/recurrent.py); give gxnpuc the Keras model or its ONNX export")
 tflite_lowering("UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
-                "LSTM", "RNN", emits=unsupported(_RECURRENT))(_reject_with(_RECURRENT))
+                "LSTM", "RNN", emits=unsupported(_TFLITE_RECURRENT))(_reject_with(_TFLITE_RECURRENT))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from gxnpuc.ops.activation import emit_clip
 from gxnpuc.ops.base import ALIAS, CONSTANT, FRONT_END, tf_lowering
 from gxnpuc.ops.runtime_norm import tf_batch_stats_norm
 
@@ -139,10 +140,30 @@ def _tf_leaky_relu(ctx, fn):
              {"fn": "leaky_relu", "alpha": float(fn.attrs.get("alpha", 0.2))})
 
 
-@tf_lowering("ClipByValue", emits=("act",))
+@tf_lowering("ClipByValue", emits=("act", "binary"))
 def _tf_clip(ctx, fn):
-    lo, hi = ctx.const(fn.inputs[1]), ctx.const(fn.inputs[2])
-    if lo is None or hi is None or np.size(lo) != 1 or np.size(hi) != 1:
-        return ctx.reject("ClipByValue bounds must be constant scalars")
-    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "clip", "min": float(lo), "max": float(hi)})
+    """Constant scalar bounds: the activation unit's clip; bounds computed at run time (or
+    constant tensors) an element-wise max / min."""
+    x, lo, hi = fn.inputs[:3]
+    lo_v, hi_v = ctx.const(lo), ctx.const(hi)
+    scalar = [v is not None and np.size(v) == 1 for v in (lo_v, hi_v)]
+    emit_clip(ctx, x, float(np.ravel(lo_v)[0]) if scalar[0] else -np.inf,
+              float(np.ravel(hi_v)[0]) if scalar[1] else np.inf,
+              None if scalar[0] else lo, None if scalar[1] else hi, fn.outputs[:1])
 
+
+_TF_COMPARE = {"Less": "less", "Greater": "greater", "LessEqual": "less_equal",
+               "GreaterEqual": "greater_equal", "Equal": "equal", "NotEqual": "not_equal"}
+_TF_LOGIC = {"LogicalAnd": "and", "LogicalOr": "or", "LogicalNot": "not"}
+
+
+@tf_lowering(*_TF_COMPARE, emits=("compare",))
+@tf_lowering(*_TF_LOGIC, emits=("logic",))
+def _tf_compare_logic(ctx, fn):
+    """Comparisons and boolean logic (loop conditions, masks): folded when constant, else the
+    fold-only ops, which a pattern (guarded division) may still remove."""
+    op, table = ("compare", _TF_COMPARE) if fn.op_type in _TF_COMPARE else ("logic", _TF_LOGIC)
+    out = ctx.emit(op, fn.inputs[:2 if fn.op_type != "LogicalNot" else 1], fn.outputs[:1],
+                   {"fn": table[fn.op_type]})[0]
+    if not ctx.tensor(out).is_const:
+        ctx.graph.tensors[out].dtype = "bool"

@@ -215,6 +215,23 @@ def _tf_cast(ctx, fn):
     emit_cast(ctx, fn, to)
 
 
+@tf_lowering("ReverseV2", emits=("slice",))
+def _tf_reverse(ctx, fn):
+    """tf.reverse (Keras' go_backwards, Bidirectional): a slice with step -1 on each axis."""
+    axes = _tf_ints(ctx, fn, 1)
+    if axes is None:
+        return None
+    shape = list(ctx.shape(fn.inputs[0]))
+    attrs = {"starts": [0] * len(shape), "ends": list(shape), "steps": [1] * len(shape)}
+    flip = [a for a in (norm_axis(ctx, a, len(shape)) for a in axes) if shape[a] > 1]
+    if not flip:
+        return ctx.set_alias(fn.outputs[0], fn.inputs[0])
+    for a in flip:
+        attrs["starts"][a], attrs["ends"][a], attrs["steps"][a] = shape[a] - 1, -1, -1
+    ctx.emit("slice", fn.inputs[:1], fn.outputs[:1], attrs)
+    return None
+
+
 # -- TensorFlow Lite: the same ops under their TFLite names and options -------------------------
 tflite_lowering("SQUEEZE", emits=("reshape",))(_tf_squeeze)  # squeeze_dims
 tflite_lowering("EXPAND_DIMS", emits=("reshape",))(_tf_expand_dims)
