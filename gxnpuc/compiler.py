@@ -23,15 +23,17 @@ def lower(cfg: Config) -> Graph:
         graph.verify(stage.__name__)
     reject_leftovers(graph)  # fold-only ops still present, and every node's NPU check()
     names.check(cfg, graph)
+    names.order_inputs(cfg, graph)  # struct input: INPUT_OPS order, like struct output's OUTPUT_OPS
     return graph
 
 
 def compile(cfg: Config) -> CompiledModel:  # noqa: A001 - the verb users know
     graph = lower(cfg)
-    cfg = names.resolve(cfg, graph)  # the config's names as the weight / output tensors they select
-    weights = compress.compress_graph(graph, cfg)
-    model = backend.build(graph, weights, cfg)
-    model.config = cfg
+    resolved = names.resolve(cfg, graph)  # the config's names as the weight / output tensors they select
+    weights = compress.compress_graph(graph, resolved)
+    graph.meta["warnings"] = names.unused_ranges(cfg, graph, weights)  # the CLI prints them
+    model = backend.build(graph, weights, resolved)
+    model.config = resolved
     return model
 
 

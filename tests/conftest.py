@@ -3,6 +3,7 @@ built in code, onnxruntime / reference runners), npu_util (test models, configs 
 made in code, compiling), tf_models (TensorFlow models)."""
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -19,3 +20,29 @@ def workdir(tmp_path, monkeypatch):
         return name
     write.dir = tmp_path
     return write
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _gxnpuc_cache(tmp_path_factory):
+    """The lowered-graph cache (gxnpuc/frontend/cache.py) of this test session lives in a temporary
+    folder: tests never touch the user's ~/.cache (subprocesses inherit the variable)."""
+    old = os.environ.get("GXNPUC_CACHE_DIR")
+    os.environ["GXNPUC_CACHE_DIR"] = str(tmp_path_factory.mktemp("gxnpuc_cache"))
+    yield
+    if old is None:
+        os.environ.pop("GXNPUC_CACHE_DIR", None)
+    else:
+        os.environ["GXNPUC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def vendor_tdnn(tmp_path_factory):
+    """The Kaldi-style TF1 TDNN of tests/vendor_models.py, frozen both ways, built once:
+    {"folder", "feeds", "ref", "paths"}; inputs.npz holds the feeds."""
+    import numpy as np
+    import vendor_models
+
+    folder = tmp_path_factory.mktemp("vendor")
+    built = vendor_models.kaldi_tdnn(str(folder))
+    np.savez(folder / "inputs.npz", **built["feeds"])
+    return {"folder": folder, **built}

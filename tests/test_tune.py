@@ -190,6 +190,7 @@ def test_per_channel_when_allowed_is_the_cheaper_trade(planted):
     tune_report.write_atomic(out.tuned_path, out.text)
     compiled = compiler.compile(config.load(out.tuned_path))
     assert out.chosen.path == tune.PER_CHANNEL and "COMPRESS_PER_CHANNEL: true" in out.text
+    assert "# not vendor-clean: this plan needs gxnpuc-only COMPRESS_PER_CHANNEL: true" in out.text
     assert any(sw.compressed and sw.channels > 1 for sw in compiled.weights.values())
     assert ort_snr(cfg.model_path, compiled, seeded_feeds(compiled.graph)) >= TARGET_DB
     assert stored_bytes(compiled) < per_tensor.chosen.nbytes

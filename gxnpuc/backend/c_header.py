@@ -158,14 +158,17 @@ def chunks(sec: Sections, model) -> Iterator[bytes]:
 
 def weak_pragmas(sizes: dict) -> str:
     """Every symbol is weak, so the header may be included by several .c files of one firmware
-    and the linker keeps one copy (one NPU working memory), not a multiple-definition error."""
-    names = ["total_size", "npu_size", *[c for k, c in SIZE_CONSTS.items()
-                                         if k not in ("npu_size", "total_size") and k in sizes],
-             "debug_size", "format_version", "build_time", *STRINGS.values(), "input_names", "output_names",
-             *ARRAYS, "data_content", "tmp_content"]
+    and the linker keeps one copy (one NPU working memory), not a multiple-definition error.
+    In C++ a namespace-scope const has internal linkage (each file its own copy, which may not
+    be weak: "weak declaration must be public"), so there only the non-const ones are weak."""
+    consts = ["total_size", "npu_size", *[c for k, c in SIZE_CONSTS.items()
+                                          if k not in ("npu_size", "total_size") and k in sizes],
+              "debug_size", "format_version", "build_time", "input_names", "output_names", *ARRAYS]
+    shared = [*STRINGS.values(), "data_content", "tmp_content"]
     return ("\n// Included by several .c files, the linker keeps one copy of each symbol.\n"
-            + "".join(f"#pragma weak {n}\n" for n in names)
-            + f"#ifndef GXNPUC_NO_DEBUG\n#pragma weak {DEBUG}\n#endif\n")
+            "#ifndef __cplusplus\n" + "".join(f"#pragma weak {n}\n" for n in consts)
+            + f"#ifndef GXNPUC_NO_DEBUG\n#pragma weak {DEBUG}\n#endif\n#endif\n"
+            + "".join(f"#pragma weak {n}\n" for n in shared))
 
 
 # -- parsing ------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ def _check_model(c: Ctx, key: str, path: str) -> None:
     at = f"{c.label}:{c.lines[key]}: {key}"
     shown = display_path(path)
     if not os.path.exists(path):
-        raise ConfigError(at, f"{shown}: no such file or folder", "a path relative to the config file")
+        raise ConfigError(at, f"{shown}: no such file or folder", f"a path relative to {c.relative_to}")
     if key == "SAVED_MODEL_DIR":
         if not os.path.isdir(path):
             raise ConfigError(at, f"{shown} is a file, not a SavedModel folder",

@@ -29,6 +29,11 @@ class Ctx:
         self.lines: dict = {}
         self.warnings: list[str] = []
 
+    @property
+    def relative_to(self) -> str:
+        """What relative paths start from: the config's folder, or the current one for stdin."""
+        return "the current folder (config read from stdin)" if self.label == "<stdin>" else "the config file"
+
     def err(self, node, key: str, what: str, accepted: str = "") -> ConfigError:
         return ConfigError(f"{self.label}:{node.start_mark.line + 1}: {key}", what, accepted)
 
@@ -184,7 +189,7 @@ def _path(c: Ctx, key: str, node) -> str:
     v = node.value if type(node).__name__ == "ScalarNode" else None  # a path is text as written
     if not isinstance(v, str) or not v.strip():
         raise c.err(node, key, f"expected a path, got {_shown(node)}",
-                    "a path relative to the config file")
+                    f"a path relative to {c.relative_to}")
     return os.path.normpath(os.path.join(c.base_dir, os.path.expanduser(v)))
 
 
@@ -223,12 +228,13 @@ KEYS: tuple[Key, ...] = (
         _enum("c_code", "raw")),
     Key("NPU_UNIT", "`NPU32`", "NPU32", "MAC array width", _enum("NPU32")),
     Key("INPUT_OPS", "map name → shape", {}, "input names with static shapes, e.g. "
-        "`{mfcc: [1, 40, 98]}`; default: all graph inputs, unknown batch set to 1", _shapes),
+        "`{mfcc: [1, 40, 98]}`; default: all graph inputs, unknown batch set to 1. `struct input` "
+        "has one member per entry, in this order", _shapes),
     Key("INPUT_VALUES", "map name → number or list", {}, "inputs fixed to a value, e.g. "
         "`{sr: 16000}`: each becomes a constant (in the model's dtype and shape), so what depends "
         "only on it (an ONNX `If` on the sample rate) is decided at compile time", _values, True),
     Key("OUTPUT_OPS", _NAMES, (), "outputs; the graph is pruned to what they need. "
-        "Default: all graph outputs", _names),
+        "Default: all graph outputs. `struct output` follows this order", _names),
     Key("FP16_OUT_OPS", _NAMES, (), "outputs written as fp16 (others are fp32)", _names),
     Key("COMPRESS", "bool", False, "compress fully-connected (MatMul/Gemm) weights to 8 bit", _bool),
     Key("CONV2D_COMPRESS", "bool", False, "compress convolution weights to 8 bit", _bool),
@@ -270,8 +276,9 @@ OTHER_CORE_KEYS = {
     "USE_DATA_CACHE": ("APUS", "copy temporary data to the cache first"),
     "SPLIT_CMD": ("APUS", "split commands into small pieces"),
     "STATE_8BIT": ("FORNAX", "store recurrent state in 8 bit"),
-    "EXCLUDE_COMPRESS_WEIGHT_OPS": ("FORNAX", "FORNAX spelling of EXCLUDE_COMPRESS_OPS"),
 }
+# The vendor's other spellings of a key: honoured as the key they spell, with a note.
+VENDOR_SPELLINGS = {"EXCLUDE_COMPRESS_WEIGHT_OPS": "EXCLUDE_COMPRESS_OPS"}
 # MODEL_ENCRYPTED (vendor, every core): false is accepted; true is refused.
 ENCRYPTED_KEY = "MODEL_ENCRYPTED"
 
@@ -295,10 +302,35 @@ def read_keys(c: Ctx, root) -> dict:
             if c.value(v_node) is not False:
                 raise c.err(v_node, key, "encrypted model files are not supported",
                             f"a plain model file; {key}: false")
+        elif key in VENDOR_SPELLINGS:
+            _read_spelling(c, values, key, v_node, line)
         elif is_null(v_node):
             values[key] = None  # `KEY:` left empty takes the default
         else:
             values[key] = KEY_BY_NAME[key].parse(c, key, v_node)
+    return _merge_spellings(values)
+
+
+def _read_spelling(c: Ctx, values: dict, key: str, v_node, line: int) -> None:
+    """EXCLUDE_COMPRESS_WEIGHT_OPS: its names join EXCLUDE_COMPRESS_OPS (and errors about a
+    name point at the line where it was written)."""
+    target = VENDOR_SPELLINGS[key]
+    c.warnings.append(f"{c.label}:{line}: {key} read as {target} (the vendor's other spelling)")
+    if is_null(v_node):
+        return
+    names = KEY_BY_NAME[target].parse(c, key, v_node)
+    for name in names:
+        c.lines.setdefault((target, name), c.lines[(key, name)])
+    c.lines.setdefault(target, line)
+    values.setdefault(_SPELLED, {})[target] = names
+
+
+_SPELLED = " spelled"  # values[_SPELLED]: target key -> names given under a vendor spelling
+
+
+def _merge_spellings(values: dict) -> dict:
+    for target, names in values.pop(_SPELLED, {}).items():
+        values[target] = tuple(dict.fromkeys((values.get(target) or ()) + names))
     return values
 
 
@@ -308,9 +340,9 @@ def _key_name(c: Ctx, k_node, seen: dict) -> str:
     key = k_node.value
     if key in seen:
         raise c.err(k_node, key, f"given twice (also on line {seen[key]})", "each key once")
-    if key in KEY_BY_NAME or key in OTHER_CORE_KEYS or key == ENCRYPTED_KEY:
+    if key in KEY_BY_NAME or key in OTHER_CORE_KEYS or key in VENDOR_SPELLINGS or key == ENCRYPTED_KEY:
         return key
-    known = list(KEY_BY_NAME) + list(OTHER_CORE_KEYS) + [ENCRYPTED_KEY]
+    known = list(KEY_BY_NAME) + list(OTHER_CORE_KEYS) + list(VENDOR_SPELLINGS) + [ENCRYPTED_KEY]
     close = [k for k in known if k == key.upper().replace("-", "_").strip()]
     close = close or difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}?" if close else "see docs/config.md for every key"
@@ -348,6 +380,9 @@ def markdown() -> str:
         "| key | vendor core | meaning there |", "| --- | --- | --- |",
         *[f"| `{k}` | {core} | {m} |" for k, (core, m) in OTHER_CORE_KEYS.items()],
         f"| `{ENCRYPTED_KEY}` | all | encrypted model files: `false` is accepted, `true` is refused |",
+        "", "### Vendor spellings (honoured as the key they spell, with a note)", "",
+        "| key | read as |", "| --- | --- |",
+        *[f"| `{k}` | `{v}` (names of both keys are merged) |" for k, v in VENDOR_SPELLINGS.items()],
         "", END])
 
 

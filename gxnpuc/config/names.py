@@ -12,6 +12,7 @@ config's names into the tensor names they select, and every later stage reads th
 from __future__ import annotations
 
 import difflib
+import re
 from typing import TYPE_CHECKING
 
 from gxnpuc import config
@@ -52,9 +53,22 @@ def _direct(graph: Graph, name: str, roles: dict) -> list[str]:
     return _node_weights(graph, node, roles) if node is not None else []
 
 
+_CF = re.compile(r"/_\d+__cf__\d+$")  # TF session constant folding: `X/_11__cf__11` replaces X
+
+
 def _spellings(name: str) -> list[str]:
-    """The name, and its TensorFlow node name when written as output 0 (`dense/kernel:0`)."""
-    return [name, name[:-2]] if name.endswith(":0") else [name]
+    """The name, its TensorFlow node name when written as output 0 (`dense/kernel:0`), and the
+    name without the suffix a TF1 session's constant folding gives a folded constant
+    (`.../ExpandDims_1/_11__cf__11` -> `.../ExpandDims_1`)."""
+    out = [name, name[:-2]] if name.endswith(":0") else [name]
+    return list(dict.fromkeys(out + [_CF.sub("", n) for n in out]))
+
+
+def _cf_forms(graph: Graph, names: list[str]) -> list[str]:
+    """Graph names that are a session-folded spelling (`X/_7__cf__7`) of one of `names`."""
+    wanted = set(names)
+    pool = list(graph.tensors) + [n.name for n in graph.nodes]
+    return [p for p in dict.fromkeys(pool) if "__cf__" in p and _CF.sub("", p) in wanted]
 
 
 def weight_for(graph: Graph, name: str) -> list[str]:
@@ -66,11 +80,12 @@ def weight_for(graph: Graph, name: str) -> list[str]:
     """
     roles = _roles(graph)
     direct = lambda n: _direct(graph, n, roles)  # noqa: E731
-    for spelling in _spellings(name):
+    spellings = _spellings(name)
+    for spelling in spellings + _cf_forms(graph, spellings):
         found = direct(spelling)
         if found:
             return found + [w for w in _via_aliases(graph, [spelling], direct) if w not in found]
-    return _via_aliases(graph, _spellings(name), direct)
+    return _via_aliases(graph, spellings, direct)
 
 
 def _via_aliases(graph: Graph, starts: list[str], direct) -> list[str]:
@@ -119,11 +134,31 @@ def _torch_scope(node: str) -> str:
     return scope
 
 
+def _shared_scope(name: str, candidate: str) -> int:
+    """How many leading `/` scopes (layers) two TensorFlow-style names share."""
+    k = 0
+    for a, b in zip(name.split("/")[:-1], candidate.split("/")):
+        if a != b or not a:
+            break
+        k += 1
+    return k
+
+
+def _same_layer(name: str, pool: list[str], n: int) -> list[str]:
+    """Names in the same layer scope as `name` (`tdnn2.affine/...`), most shared scopes first,
+    then most similar: a misspelt weight of one layer never suggests another layer first."""
+    scored = [(-k, -difflib.SequenceMatcher(None, name, c).ratio(), c)
+              for c in pool if (k := _shared_scope(name, c))]
+    return [c for *_, c in sorted(scored)[:n]]
+
+
 def close_matches(name: str, candidates, n: int = 5) -> list[str]:
-    """Near-typos, the nodes of the PyTorch module a `module.weight` name points at, similar
-    names (difflib), then names containing what the user typed."""
+    """Names in the same layer scope, near-typos, the nodes of the PyTorch module a
+    `module.weight` name points at, similar names (difflib), then names containing what the
+    user typed."""
     pool = list(dict.fromkeys(c for c in candidates if c))
-    found = difflib.get_close_matches(name, pool, n=n, cutoff=0.85)
+    found = _same_layer(name, pool, n)
+    found += [c for c in difflib.get_close_matches(name, pool, n=n, cutoff=0.85) if c not in found]
     found += [c for c in _module_nodes(name, pool) if c not in found]
     found += [c for c in difflib.get_close_matches(name, pool, n=n, cutoff=0.5) if c not in found]
     low = name.lower()
@@ -197,6 +232,14 @@ def _check_io(cfg: Config, graph: Graph, key: str, names, pool: list[str], what:
             raise locate(cfg, unknown(key, name, pool, what, f"model {role}: " + ", ".join(pool[:8])))
 
 
+def order_inputs(cfg, graph: Graph) -> None:
+    """Graph inputs in INPUT_OPS order (inputs it does not list follow, in graph order), as
+    the vendor's `struct input` has one member per INPUT_OPS entry in that order."""
+    found = [_io_name(graph, name, graph.inputs) for name in cfg.input_ops]
+    listed = list(dict.fromkeys(n for n in found if n is not None))
+    graph.inputs = listed + [n for n in graph.inputs if n not in listed]
+
+
 def resolve(cfg: Config, graph: Graph):
     """cfg with EXCLUDE_COMPRESS_OPS, EXCLUDE_CONV2D_COMPRESS_OPS and WEIGHT_MIN_MAX keyed by
     weight tensor names only, and FP16_OUT_OPS as graph output names: what compression and the
@@ -257,3 +300,26 @@ def fp16_outputs(graph: Graph, names) -> tuple:
                 queue.append(new)
     by_node = {o for n in graph.nodes if n.name in wanted for o in n.outputs}
     return tuple(o for o in graph.outputs if o in wanted or o in by_node)
+
+
+def unused_ranges(cfg, graph: Graph, weights: dict) -> list[str]:
+    """Warnings for WEIGHT_MIN_MAX names whose weight is stored uncompressed (the range does
+    nothing there): excluded as well, or a family whose compression is off."""
+    out = []
+    excluded = {w for n in (*cfg.exclude_compress_ops, *cfg.exclude_conv2d_compress_ops)
+                for w in [n, *weight_for(graph, n)]}
+    for name in cfg.weight_min_max:
+        found = [w for w in weight_for(graph, name) if w in weights]
+        if not found or any(weights[w].compressed for w in found):
+            continue
+        family = weights[found[0]].family
+        if excluded & ({name, *found}):
+            why = "it is also listed in EXCLUDE_COMPRESS_OPS / EXCLUDE_CONV2D_COMPRESS_OPS"
+        elif family in COMPRESSIBLE:
+            flag = "CONV2D_COMPRESS" if family == "conv" else "COMPRESS"
+            why = f"{flag} is off, so this {family} weight is stored as fp16"
+        else:
+            why = f"a {family} constant is never compressed"
+        out.append(f"{config.where(cfg, 'WEIGHT_MIN_MAX', name)}: range of {name!r} has no effect: "
+                   f"{why}")
+    return out

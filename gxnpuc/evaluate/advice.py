@@ -75,8 +75,12 @@ def _worst(report: Report, mode: str) -> float:
 
 def _agreement(report: Report) -> str:
     """", top-1 agrees on 90.6% of samples" when a classifier output disagrees somewhere."""
-    rows = [r.top1_agreement for r in report.outputs if r.mode == "npu" and r.top1_agreement is not None]
-    return f", top-1 agrees on {min(rows):.1%} of samples" if rows and min(rows) < 1 else ""
+    rows = [(r.top1_agreement, len([d for d in r.shape[1:] if d != 1]) > 1) for r in report.outputs
+            if r.mode == "npu" and r.top1_agreement is not None]
+    if not rows or min(rows)[0] >= 1:
+        return ""
+    worst, per_frame = min(rows)
+    return f", top-1 agrees on {worst:.1%} of {'frames' if per_frame else 'samples'}"
 
 
 def _none(text: str) -> Verdict:

@@ -32,7 +32,7 @@ def load_inputs(data: str, graph: Graph, samples: int | None = None, seed: int =
         raise GxnpucError(data, f"inputs have different sample counts {counts}", "one count for all")
     n = next(iter(counts.values()))
     _check_extra_arrays(data, arrays, graph)
-    labels = _labels(data, arrays.get("labels"), n)
+    labels = _labels(data, arrays.get("labels"), n, graph.tensors[graph.outputs[0]].shape)
     _check_label_range(data, labels, graph)
     if samples:
         feeds = {k: v[:samples] for k, v in feeds.items()}
@@ -106,14 +106,30 @@ def _check_label_range(path: str, labels, graph: Graph) -> None:
                           f"{classes} classes", f"class indices 0..{classes - 1} (or one-hot rows)")
 
 
-def _labels(path: str, labels, n: int) -> np.ndarray | None:
+def _labels(path: str, labels, n: int, out_shape=()) -> np.ndarray | None:
+    """Class indices [n] (or one-hot [n, classes]); for a per-frame classifier output
+    ([1, frames, classes]) also per-frame indices [n, frames] (or one-hot [n, frames, classes])."""
     if labels is None:
         return None
     labels = np.asarray(labels)
-    if labels.ndim == 2 and len(labels) == n:  # one-hot
+    frames = _frames(out_shape)
+    integral = np.issubdtype(labels.dtype, np.number) and bool(np.all(labels == np.round(labels)))
+    if frames is not None and labels.ndim == 3 and len(labels) == n and _one_hot(labels):
+        return np.argmax(labels, axis=-1)
+    if labels.ndim == 2 and len(labels) == n and frames is None:  # one-hot
         return np.argmax(labels, axis=1)
-    if labels.ndim == 1 and len(labels) == n and np.issubdtype(labels.dtype, np.number) \
-            and np.all(labels == np.round(labels)):
+    if integral and len(labels) == n and labels.shape[1:] == (() if frames is None else (frames,)):
         return labels.astype(np.int64)
-    raise GxnpucError(f"{path}: labels", f"has shape {list(labels.shape)} ({labels.dtype})",
-                      f"{n} integer class indices, or a one-hot array [{n}, classes]")
+    want = f"{n} integer class indices, or a one-hot array [{n}, classes]" if frames is None else (
+        f"per-frame class indices [{n}, {frames}], or one-hot [{n}, {frames}, classes]")
+    raise GxnpucError(f"{path}: labels", f"has shape {list(labels.shape)} ({labels.dtype})", want)
+
+
+def _frames(out_shape) -> int | None:
+    """Frames of a per-frame classifier output (None for one score vector per sample)."""
+    dims = [int(d) for d in tuple(out_shape)[1:] if d != 1]
+    return int(np.prod(dims[:-1])) if len(dims) > 1 else None
+
+
+def _one_hot(labels: np.ndarray) -> bool:
+    return bool(np.all((labels == 0) | (labels == 1)) and np.all(labels.sum(axis=-1) == 1))

@@ -39,24 +39,30 @@ def max_abs_err(ref: np.ndarray, x: np.ndarray) -> float:
 
 
 def class_scores(y: np.ndarray) -> np.ndarray | None:
-    """[samples, classes] when y ([samples, *shape]) is a classifier output, else None.
+    """[samples, classes], or [samples, frames, classes] for a per-frame classifier, when y
+    ([samples, *shape]) is a classifier output, else None.
 
-    A classifier output has one axis of two or more entries once size-1 axes are dropped.
+    A classifier output has one axis of two or more entries once size-1 axes are dropped; a
+    per-frame one (phone posteriors [1, 11, 65]) has more, and classes on its last axis.
     """
     y = np.asarray(y)
     per_sample = [d for d in y.shape[1:] if d != 1]
-    if len(per_sample) != 1 or per_sample[0] < 2:
-        return None
-    return y.reshape(len(y), per_sample[0])
+    if len(per_sample) == 1 and per_sample[0] >= 2:
+        return y.reshape(len(y), per_sample[0])
+    if len(per_sample) > 1 and y.shape[-1] >= 2:
+        return y.reshape(len(y), -1, y.shape[-1])
+    return None
 
 
 def top1(y: np.ndarray) -> np.ndarray | None:
+    """The arg-max class: [samples], or [samples, frames] for a per-frame classifier."""
     scores = class_scores(y)
-    return None if scores is None else np.argmax(scores.astype(np.float64), axis=1)
+    return None if scores is None else np.argmax(scores.astype(np.float64), axis=-1)
 
 
 def compare(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None = None) -> dict:
-    """One row of the per-output table: x against the framework's ref (both [samples, ...])."""
+    """One row of the per-output table: x against the framework's ref (both [samples, ...]);
+    top-1 agreement and accuracy count every frame of a per-frame classifier."""
     row = {"snr_db": snr_db(ref, x), "cosine": cosine(ref, x), "max_abs_err": max_abs_err(ref, x),
            "top1_agreement": None, "accuracy": None}
     t_ref, t_x = top1(ref), top1(x)
@@ -67,7 +73,9 @@ def compare(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None = None) ->
 
 
 def accuracy(y: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Share of samples (of frames, with per-frame labels [samples, frames]) classified right;
+    None without labels or when their shape does not fit the output."""
     t = top1(y)
-    if t is None or labels is None:
+    if t is None or labels is None or np.shape(labels) != t.shape:
         return None
     return float(np.mean(t == labels))

@@ -38,13 +38,26 @@ def run(cfg: Config, graph: Graph, feeds: dict[str, np.ndarray], progress=None) 
     progress, if given, is called once per sample (a tqdm update).
     """
     if cfg.model_key == "ONNX_FILE":
-        fn = _onnx_runner(cfg.model_path, graph)
-    elif cfg.model_key == "TFLITE_FILE":
+        return _run(_onnx_runner(cfg.model_path, graph), graph, feeds, progress)
+    if cfg.model_key == "TFLITE_FILE":
         from gxnpuc.evaluate.oracle_tflite import runner
 
-        fn = runner(cfg.model_path, graph)
-    else:
-        fn = _tf_runner(cfg, graph)
+        return _run(runner(cfg.model_path, graph), graph, feeds, progress)
+    from gxnpuc.frontend import cache  # TF: outputs on the same inputs come from the cache
+
+    key = cache.outputs_key(cfg, graph, feeds) if cache.folder() else ""
+    found = cache.load_arrays(key) if key else None
+    if found is not None and set(found) == set(graph.outputs):
+        for _ in range(len(next(iter(feeds.values()))) if progress else 0):
+            progress()
+        return found
+    out = _run(_tf_runner(cfg, graph), graph, feeds, progress)
+    if key:
+        cache.save_arrays(key, out)
+    return out
+
+
+def _run(fn, graph, feeds: dict, progress) -> dict[str, np.ndarray]:
     n = len(next(iter(feeds.values())))
     results = []
     for i in range(n):

@@ -2,6 +2,8 @@
 
 `load(cfg)` picks the front end from the config's model key. A name the front end cannot
 find (INPUT_OPS, OUTPUT_OPS) comes back as an error pointing at its line in config.yaml.
+TensorFlow models are lowered once per model and config (cache.py), then read back without
+importing TensorFlow.
 """
 from __future__ import annotations
 
@@ -24,8 +26,21 @@ def load(cfg) -> Graph:
             from gxnpuc.frontend import tflite
 
             return tflite.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
-        from gxnpuc.frontend import tf
-
-        return tf.to_ir(cfg)
+        return _tf_cached(cfg)
     except ConfigError as err:
         raise names.locate(cfg, err) from None
+
+
+def _tf_cached(cfg) -> Graph:
+    """The TF model's IR from the lowered-graph cache, else lowered (and cached)."""
+    from gxnpuc.frontend import cache
+
+    key = cache.graph_key(cfg) if cache.folder() else ""
+    graph = cache.load_graph(key) if key else None
+    if graph is None:
+        from gxnpuc.frontend import tf
+
+        graph = tf.to_ir(cfg)
+        if key:
+            cache.save_graph(key, graph)
+    return graph

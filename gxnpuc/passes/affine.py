@@ -61,7 +61,7 @@ def chain_after(graph: Graph, node: Node) -> list[Step]:
     channels = graph.tensors[tensor].shape[axis]
     steps: list[Step] = []
     while (nxt := only_consumer(graph, tensor)) is not None and len(nxt.outputs) == 1:
-        step, new_axis = _step(graph, nxt, tensor, axis, channels)
+        step, new_axis = step_of(graph, nxt, tensor, axis, channels)
         if step is None:
             break
         steps.append(step)
@@ -77,7 +77,7 @@ def trim_moves(steps: list[Step]) -> list[Step]:
     return steps
 
 
-def _step(graph: Graph, node: Node, y: str, axis: int, channels: int):
+def step_of(graph: Graph, node: Node, y: str, axis: int, channels: int):
     """(Step, channel axis of node's output) when node is foldable after tensor y, else (None, 0)."""
     shape = graph.tensors[y].shape
     if node.op in ("reshape", "transpose"):
@@ -166,7 +166,8 @@ def fold(graph: Graph, node: Node, steps: list[Step]) -> bool:
     if (new_w is None and not np.all(total_s == 1)) or new_b is False:
         return False
     if new_w is not None:
-        set_const(graph, node, 1, new_w, node.inputs[1] + "/folded")
+        name = set_const(graph, node, 1, new_w, node.inputs[1] + "/folded")
+        record_folded(graph, name, [st.node.name for st in steps if st.kind != "move"], "after")
     if new_b is not None:
         set_const(graph, node, 2, new_b, node.name + "/bias")
     for st in steps:
@@ -211,3 +212,20 @@ def _new_bias(graph: Graph, node: Node, scale: np.ndarray, shift: np.ndarray):
     return new.reshape(old.shape if old.size == scale.size else (-1,)).astype(old.dtype)
 
 
+
+
+def record_folded(graph: Graph, weight: str, bn_nodes: list[str], where: str) -> None:
+    """graph.meta["folded"][weight] = "<BatchNorm> (before|after it)", which -w and -s show."""
+    graph.meta.setdefault("folded", {})[weight] = f"{bn_label(bn_nodes)} ({where} it)"
+
+
+def bn_label(names: list[str]) -> str:
+    """`tdnn2.batchnorm` for [`tdnn2.batchnorm/mul_1`, `tdnn2.batchnorm/add_1`]: their shared scope."""
+    common = names[0].split("/")
+    for n in names[1:]:
+        parts = n.split("/")
+        k = 0
+        while k < min(len(common), len(parts)) and common[k] == parts[k]:
+            k += 1
+        common = common[:k]
+    return "/".join(common) if common else " + ".join(names)

@@ -42,9 +42,10 @@ def _printable(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[:limit // 2 - 2] + "..." + text[-(limit // 2 - 1):]
 
 
-def title(name, shape, values, sw) -> str:
+def title(name, shape, values, sw, folded: str | None = None) -> str:
     """Name and shape; min, max, the range in standard deviations (a long tail makes it large),
-    the share of values in the outer 10% of the range, and how many 8-bit codes are in use."""
+    the share of values in the outer 10% of the range, and how many 8-bit codes are in use;
+    for a weight FUSE_BN folded a BatchNorm into, a line saying the values are the folded ones."""
     v_min, v_max, std = float(values.min()), float(values.max()), float(values.std())
     spread = f"   range {(v_max - v_min) / std:.1f} std" if std > 0 else ""
     used = codes_used(sw)
@@ -53,9 +54,11 @@ def title(name, shape, values, sw) -> str:
     half = 0.5 * float(np.max(np.asarray(sw.step_f16, dtype=np.float64)))  # still rounds to an end code
     n_sat = int(np.count_nonzero((values < lo - half) | (values > hi + half)))
     sat = f"   saturated {n_sat}" if n_sat and np.size(sw.lo_f16) == 1 else ""  # per tensor only
+    fold = (f"\nFUSE_BN: BatchNorm {_printable(folded, 50)} folded in: the values shown, "
+            f"which WEIGHT_MIN_MAX applies to") if folded else ""
     return (f"{_printable(name)}  {list(shape)}\n"
             f"min {v_min:.4g}   max {v_max:.4g}{spread}   in outer 10% of range {outer_share(values):.2%}"
-            f"{codes}{sat}")
+            f"{codes}{sat}{fold}")
 
 
 # -- drawing ----------------------------------------------------------------------------------
@@ -99,7 +102,7 @@ def _marks(values, q_range, clip):
     return marks, (lo + cut, hi - cut)
 
 
-def draw(path: str, name: str, shape, values: np.ndarray, sw, clip) -> None:
+def draw(path: str, name: str, shape, values: np.ndarray, sw, clip, folded: str | None = None) -> None:
     """Render one weight's picture to path (written atomically)."""
     q_range = quant_range(sw)
     marks, inner = _marks(values, q_range, clip)
@@ -117,9 +120,9 @@ def draw(path: str, name: str, shape, values: np.ndarray, sw, clip) -> None:
         _panel(ax, counts, edges, marks, log)
         ax.set_xlim(lo - pad, hi + pad)
     axes[1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title(name, shape, values, sw), fontsize=10, parse_math=False)
+    fig.suptitle(title(name, shape, values, sw, folded), fontsize=10, parse_math=False)
     # fixed margins: tight_layout would cost more than the drawing itself
-    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.15, top=0.80, wspace=0.22)
+    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.15, top=0.74 if folded else 0.80, wspace=0.22)
     buf = io.BytesIO()
     fig.savefig(buf, format="jpg", pil_kwargs={"quality": 85, "optimize": True})
     write_atomic(path, buf.getvalue())
@@ -178,7 +181,8 @@ def save_histograms(model, cfg, folder: str | None = None) -> list[str]:
         paths = []
         for sw in weights:
             path = os.path.join(folder, files[sw.name])
-            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw))
+            draw(path, sw.name, sw.shape, _values(model, sw), sw, _clip(sw),
+                 model.graph.meta.get("folded", {}).get(sw.name))
             paths.append(path)
         _write_index(folder, rows, files, owner)
     except OSError as exc:

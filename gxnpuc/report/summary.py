@@ -36,6 +36,14 @@ def weight_lines(model: CompiledModel) -> list[str]:
     return [f"{sw.name}: {[int(d) for d in sw.shape]}" for sw in model.compressed_weights()]
 
 
+def folded_lines(model: CompiledModel) -> list[str]:
+    """After the -w list, one YAML comment per listed weight FUSE_BN folded a BatchNorm into
+    (WEIGHT_MIN_MAX applies to its folded values); the list lines themselves stay `name: [...]`."""
+    folded = model.graph.meta.get("folded", {})
+    return [f"# {sw.name}: folded: BatchNorm {folded[sw.name]}; WEIGHT_MIN_MAX applies to the folded values"
+            for sw in model.compressed_weights() if sw.name in folded]
+
+
 # -- the compile summary ------------------------------------------------------------------------
 def _target_limit(model: CompiledModel) -> int | None:
     """Bytes of memory the target offers, from the backend's target table (None if unknown)."""
@@ -258,11 +266,24 @@ def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = 
     if core not in CORES:
         raise ConfigError("-c", f"unknown core {core!r}", "one of: " + ", ".join(CORES))
     fw = (framework or "").upper()
-    fw = {"TENSORFLOW": "TF"}.get(fw, fw)
-    if fw not in ("", "ONNX", "TF", "TFLITE"):
-        raise ConfigError("-f", f"unknown framework {framework!r}", "TF, ONNX or TFLITE")
+    if fw not in ("", "ONNX", "TF", "TENSORFLOW", "PT", "PYTORCH", "TFLITE"):
+        raise ConfigError("-f", f"unknown framework {framework!r}", "TF, ONNX, PT or TFLITE")
     sections = [("ONNX", "ONNX op", "onnx", ONNX_LOWERINGS),
                 ("TensorFlow", "TensorFlow op", "tf", TF_LOWERINGS),
                 ("TensorFlow Lite", "TFLite op", "tflite", TFLITE_LOWERINGS)]
-    sections = [s for s in sections if not fw or s[2] == fw.lower()]
+    if fw in ("PT", "PYTORCH"):
+        return _pytorch(core, [sections[0]], markdown)
+    key = {"ONNX": "onnx", "TF": "tf", "TENSORFLOW": "tf", "TFLITE": "tflite"}.get(fw, "")
+    sections = [s for s in sections if not key or s[2] == key]
     return _markdown(core, sections) if markdown else _text(core, sections)
+
+
+def _pytorch(core: str, onnx_section: list, markdown: bool) -> str:
+    """-L -f PT: the intro line, PyTorch layers -> the ONNX ops they export to, then the ONNX ops."""
+    from gxnpuc.report.pytorch import INTRO, rows
+
+    heads = ["PyTorch layer", "ONNX ops (torch.onnx.export)", "npu ops"]
+    if markdown:
+        return "\n".join([f"# PyTorch models ({core})", "", INTRO, "", markdown_table(heads, rows(_lowering_row)), "",
+                          _markdown(core, onnx_section).split("\n", 1)[1]])
+    return "\n".join([INTRO, "", text_table(heads, rows(_lowering_row)), "", _text(core, onnx_section)])

@@ -120,11 +120,47 @@ def block(result) -> tuple[list[str], set[str]]:
         if not used:  # the effect of leaving each of them in fp16, as EXCLUDE_COMPRESS_OPS shows it
             lines += [f"#   {n}: {_exclude_comment(result, n)}" for n, o in step.choice.items()
                       if o.stored.family == fam]
-    keys.add("COMPRESS_PER_CHANNEL")
+    keys.add("COMPRESS_PER_CHANNEL")  # the user's copy is commented out; the default is false
     per_channel = step.path.startswith("per channel")
-    lines.append(f"COMPRESS_PER_CHANNEL: {str(per_channel).lower()}  # {_path_comment(result)}")
+    if per_channel:
+        lines.append(f"COMPRESS_PER_CHANNEL: true  # {_path_comment(result)}")
+    else:
+        lines.append(f"# plan: {_path_comment(result)}")
     lines += _list_block(result, on)
-    return lines, keys
+    lines += _output_line(result)
+    keys.add("OUTPUT_FILE")
+    vendor_lines, vendor_keys = _vendor_note(result, per_channel)
+    return lines[:6] + vendor_lines + lines[6:], keys | vendor_keys
+
+
+def tuned_output(output_file: str) -> str:
+    """model.h -> model.tuned.h (model.bin -> model.tuned.bin); a tuned name stays."""
+    stem, ext = os.path.splitext(output_file)
+    return output_file if stem.endswith(".tuned") else f"{stem}.tuned{ext}"
+
+
+def _output_line(result) -> list[str]:
+    out = tuned_output(result.cfg.output_file)
+    rel = os.path.relpath(out, os.path.dirname(os.path.abspath(result.tuned_path)))
+    return [f"OUTPUT_FILE: {write.yaml_name(rel.replace(os.sep, '/'))}  # compiling this config leaves "
+            f"{os.path.basename(result.cfg.output_file)} as it is"]
+
+
+def _vendor_note(result, per_channel: bool) -> tuple[list[str], set[str]]:
+    """Comment lines saying whether the vendor's gxnpuc can compile this config as tuned; when
+    it can, every gxnpuc-only key (each at its default for this plan, or only steering -e/-t)
+    is commented out too, so the active keys are all vendor keys."""
+    from gxnpuc.config import KEYS
+
+    cfg = result.cfg
+    needs = [k for k, on in (("COMPRESS_PER_CHANNEL: true", per_channel),
+                             (f"WEIGHT_CLIP: {cfg.weight_clip}", cfg.weight_clip != "minmax"),
+                             ("KERAS_ALLOW_LAMBDA: true", cfg.keras_allow_lambda)) if on]
+    if needs:
+        return [f"# not vendor-clean: this plan needs gxnpuc-only {', '.join(needs)}"], set()
+    return (["# vendor-clean: every active key is one the vendor's gxnpuc reads (the plan needs no",
+             "# gxnpuc-only key); gxnpuc-only keys above are commented out with '# [tune]'."],
+            {k.name for k in KEYS if k.project})
 
 
 def _list_block(result, on: dict) -> list[str]:
