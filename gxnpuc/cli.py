@@ -17,7 +17,7 @@ from gxnpuc import __version__
 from gxnpuc.errors import GxnpucError
 
 DEBUG_ENV = "GXNPUC_DEBUG"
-FRAMEWORKS = ("TF", "ONNX", "PT")  # PT: PyTorch, which comes in as ONNX (torch.onnx.export)
+FRAMEWORKS = ("TF", "ONNX", "PT", "TFLITE")  # PT: PyTorch, which comes in as ONNX (torch.onnx.export)
 
 EPILOG = """\
 examples:
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with -t: maximum stored weight bytes (overrides TUNE_MAX_WEIGHT_BYTES)")
     p.add_argument("-L", "--list", action="store_true", help="list the supported ops and exit")
     p.add_argument("-c", "--core", metavar="CORE", help="with -L: the target core (GRUS)")
-    p.add_argument("-f", "--framework", metavar="TF|ONNX|PT", type=str.upper,
+    p.add_argument("-f", "--framework", metavar="TF|ONNX|PT|TFLITE", type=str.upper,
                    help="with -L: only this framework's ops (PT: PyTorch layers, via torch.onnx.export)")
     p.add_argument("--markdown", action="store_true", help="with -L: a Markdown table")
     p.add_argument("-V", "--version", action="version", version=f"gxnpuc {__version__}")
@@ -78,7 +78,7 @@ def _check_combinations(parser: argparse.ArgumentParser, args: argparse.Namespac
         if args.config:
             parser.error("-L/--list takes no config file")
         if args.framework and args.framework not in FRAMEWORKS:
-            parser.error(f"-f/--framework: {args.framework!r} is not one of TF, ONNX, PT")
+            parser.error(f"-f/--framework: {args.framework!r} is not one of TF, ONNX, PT, TFLITE")
         return
     for flag, given in (("-c/--core", args.core), ("-f/--framework", args.framework),
                         ("--markdown", args.markdown)):

@@ -42,7 +42,8 @@ def _c(group, id, cause, fix, config, *expect, **kw) -> Case:
 # -- one wrong type for every key of config.KEYS (a test checks none is missing) -------------------
 WRONG_TYPES = {
     "CORENAME": "5", "PB_FILE": "[a.pb]", "SAVED_MODEL_DIR": "{dir: sm}", "KERAS_FILE": "{a: b}",
-    "ONNX_FILE": "[model.onnx]", "OUTPUT_FILE": "[out/model.h]", "OUTPUT_TYPE": "header", "NPU_UNIT": "NPU64",
+    "ONNX_FILE": "[model.onnx]", "TFLITE_FILE": "{a: b.tflite}", "OUTPUT_FILE": "[out/model.h]",
+    "OUTPUT_TYPE": "header", "NPU_UNIT": "NPU64",
     "INPUT_OPS": "[1, 2, 8, 8]", "INPUT_VALUES": "{x: [a, b]}", "OUTPUT_OPS": "{y: 1}", "FP16_OUT_OPS": "{y: 1}",
     "COMPRESS": '"yes"', "CONV2D_COMPRESS": "1", "FUSE_BN": "enabled", "FUSE_BIASADD": "[true]",
     "EXCLUDE_COMPRESS_OPS": "{fc.weight: 1}", "EXCLUDE_CONV2D_COMPRESS_OPS": "[[conv.weight]]",
@@ -134,7 +135,7 @@ _SHAPES = [
 
 _M = "Model files"
 _MODELS = [
-    _c(_M, "no-model", "no model key at all", "add ONNX_FILE, PB_FILE, SAVED_MODEL_DIR or KERAS_FILE",
+    _c(_M, "no-model", "no model key at all", "add ONNX_FILE, PB_FILE, SAVED_MODEL_DIR, KERAS_FILE or TFLITE_FILE",
        "COMPRESS: true\n", "config.yaml", "no model given"),
     _c(_M, "several-models", "two model keys", "keep exactly one",
        BASE + "PB_FILE: model.pb\n", "config.yaml:3: PB_FILE", "several models"),
@@ -211,6 +212,24 @@ _WEIGHTS = [
     _c(_W, "unsupported-ops", "three ops the NPU cannot run", "replace them, or cut them off "
        "with OUTPUT_OPS", "ONNX_FILE: unsupported.onnx\nOUTPUT_FILE: out/model.h\n",
        "3 unsupported op(s)", "Hardmax", "TopK", "com.example.MyOp", files=("unsupported.onnx",),
+       old_output=True),
+]
+
+_T = "TensorFlow Lite files"
+_TFLITE = [
+    _c(_T, "tflite-truncated", "a truncated .tflite (interrupted download or copy)", "copy it again",
+       "TFLITE_FILE: trunc.tflite\nOUTPUT_FILE: out/model.h\n", "trunc.tflite",
+       "corrupt TensorFlow Lite flatbuffer", files=("trunc.tflite",), old_output=True),
+    _c(_T, "tflite-not-flatbuffer", "an ONNX file given as TFLITE_FILE", "use ONNX_FILE",
+       "TFLITE_FILE: model.onnx\n", "model.onnx", "not a TensorFlow Lite flatbuffer"),
+    _c(_T, "tflite-open-dimension", "a .tflite whose input has an open (None) time dimension, "
+       "no INPUT_OPS", "give the static shape in INPUT_OPS",
+       "TFLITE_FILE: open_time.tflite\n", "input 'serving_default_seq:0'", "dimension 1 is unknown",
+       "INPUT_OPS", files=("open_time.tflite",)),
+    _c(_T, "tflite-unsupported-ops", "a .tflite with three ops the NPU cannot run (bilinear resize by 1.5, "
+       "transposed convolution, arg-max)", "replace them, or cut them off with OUTPUT_OPS",
+       "TFLITE_FILE: unsupported.tflite\nOUTPUT_FILE: out/model.h\n", "3 unsupported op(s)",
+       "[RESIZE_BILINEAR]", "[TRANSPOSE_CONV]", "[ARG_MAX]", files=("unsupported.tflite",),
        old_output=True),
 ]
 
@@ -316,8 +335,8 @@ _STATES = [
        files=("state.onnx", "flat.npz"), args=("-e", "flat.npz")),
 ]
 
-CASES: tuple[Case, ...] = (*_CONFIG, *_TYPES, *_SHAPES, *_MODELS, *_WEIGHTS, *_NAMES, *_RANGES,
-                           *_OUTPUTS, *_EVAL, *_STATES)
+CASES: tuple[Case, ...] = (*_CONFIG, *_TYPES, *_SHAPES, *_MODELS, *_TFLITE, *_WEIGHTS, *_NAMES,
+                           *_RANGES, *_OUTPUTS, *_EVAL, *_STATES)
 GROUPS = list(dict.fromkeys(c.group for c in CASES))
 
 
@@ -444,6 +463,23 @@ def tf_bytes(name: str) -> bytes:
     return _TF[name]
 
 
+_TFLITE_FILES: dict[str, bytes] = {}
+
+
+def tflite_bytes(name: str) -> bytes:
+    """streaming, unsupported and open_time .tflite files (tests/tflite_models.py), converted once."""
+    if name not in _TFLITE_FILES:
+        import contextlib
+        import io
+
+        import tflite_models
+
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # Keras' export notes
+            warnings.simplefilter("ignore")
+            _TFLITE_FILES[name] = getattr(tflite_models, f"{name}_tflite")()
+    return _TFLITE_FILES[name]
+
+
 def _npz(**arrays):
     def make(path):
         with open(path, "wb") as fh:  # np.savez(path) would append .npz to a path without it
@@ -482,6 +518,10 @@ FILES = {
     "model.h5": _bytes(lambda: tf_bytes("model.h5")),
     "trunc.h5": _bytes(lambda: tf_bytes("model.h5")[:len(tf_bytes("model.h5")) // 2]),
     "flip.h5": _bytes(lambda: flip(tf_bytes("model.h5"), 20, 3)),
+    "unsupported.tflite": _bytes(lambda: tflite_bytes("unsupported")),
+    "streaming.tflite": _bytes(lambda: tflite_bytes("streaming")),
+    "open_time.tflite": _bytes(lambda: tflite_bytes("open_time")),
+    "trunc.tflite": _bytes(lambda: tflite_bytes("streaming")[:len(tflite_bytes("streaming")) // 2]),
     "a_file": _bytes(lambda: b"a regular file, not a folder\n"),
     "nokey.npz": _npz(input=_rand((2, 1, 2, 8, 8), 5)),
     "shape.npz": _npz(x=_rand((2, 3, 8, 8), 6)),
@@ -492,7 +532,8 @@ FILES = {
     "steps.npz": _npz(x=_rand((2, 5, 1, 4), 12), z=_rand((2, 6, 1, 4), 13)),
     "flat.npz": _npz(x=_rand((2, 4), 14), z=_rand((2, 4), 15)),
 }
-TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5"}
+TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5",
+            "unsupported.tflite", "streaming.tflite", "trunc.tflite", "open_time.tflite"}
 
 
 from bad_inputs_safety import FILES as _SAFETY_FILES, ROWS as _SAFETY_ROWS, TF_FILES as _SAFETY_TF  # noqa: E402

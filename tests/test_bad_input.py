@@ -31,7 +31,7 @@ DOC = os.path.join(ROOT, "docs", "errors.md")
 LINE = re.compile(r"^gxnpuc: error: (?P<where>\S.*?): (?P<what>.+) \((?P<accepted>.+)\)$")
 MESSAGES: dict[str, str] = {}  # case id -> its error line, for docs/errors.md
 SUBPROCESS = ("yaml-syntax", "python-object-tag", "onnx-truncated", "unsupported-ops", "pb-bitflip",
-              "output-in-proc", "eval-pickled")
+              "output-in-proc", "eval-pickled", "tflite-truncated", "tflite-unsupported-ops")
 
 
 def _param(case: Case):

@@ -13,11 +13,11 @@ import pytest
 from onnx import TensorProto, helper
 
 from gxnpuc.frontend.common import LowerCtx
-from gxnpuc.ops import ONNX_LOWERINGS, REGISTRY, TF_LOWERINGS
+from gxnpuc.ops import ONNX_LOWERINGS, REGISTRY, TF_LOWERINGS, TFLITE_LOWERINGS
 from gxnpuc.ops.base import LOWERING_EMITS, UNDECLARED, NoNpuOp, onnx_lowering
 from onnx_util import make_model, rand, to_ir
 
-TABLES = {"onnx": ONNX_LOWERINGS, "tf": TF_LOWERINGS}
+TABLES = {"onnx": ONNX_LOWERINGS, "tf": TF_LOWERINGS, "tflite": TFLITE_LOWERINGS}
 
 
 def test_every_lowering_declares_what_it_emits():

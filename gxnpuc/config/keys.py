@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from gxnpuc.errors import ConfigError
 
-MODEL_KEYS = ("PB_FILE", "SAVED_MODEL_DIR", "KERAS_FILE", "ONNX_FILE")
+MODEL_KEYS = ("PB_FILE", "SAVED_MODEL_DIR", "KERAS_FILE", "ONNX_FILE", "TFLITE_FILE")
 CORES = ("GRUS",)
 VENDOR_CORES = ("LEO", "LEO_MPE", "APUS", "FORNAX")  # the vendor tool's other targets
 MAX_INPUT_ELEMENTS = 1 << 24  # far beyond the target's memory; stops absurd shapes early
@@ -258,6 +258,8 @@ KEYS: tuple[Key, ...] = (
     Key("SAVED_MODEL_DIR", "path", None, "TensorFlow SavedModel folder", _path),
     Key("KERAS_FILE", "path", None, "Keras `.h5` / `.keras` file", _path),
     Key("ONNX_FILE", "path", None, "ONNX model (PyTorch users export to this)", _path),
+    Key("TFLITE_FILE", "path", None, "TensorFlow Lite flatbuffer (`.tflite`): fp32, fp16-weight, "
+        "dynamic-range or fully int8 models ([tflite.md](tflite.md))", _path),
     Key("OUTPUT_FILE", "path", "model.h", "where the compiled model goes; its folder must exist", _path),
     Key("OUTPUT_TYPE", "`c_code` \\| `raw`", "c_code", "C header, or the binary container",
         _enum("c_code", "raw")),

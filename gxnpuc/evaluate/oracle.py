@@ -1,7 +1,8 @@
 """The reference: run the user's model in its source framework on the same inputs.
 
 ONNX models run in onnxruntime; TensorFlow models (frozen .pb, SavedModel, Keras) are loaded
-exactly as the TensorFlow front end loads them (one frozen GraphDef) and run by TensorFlow.
+exactly as the TensorFlow front end loads them (one frozen GraphDef) and run by TensorFlow;
+TFLite models run in the LiteRT interpreter (oracle_tflite.py).
 Both are imported lazily, and only here. Outputs come back keyed by the IR's output names,
 stacked over samples: {name: [samples, *ir_shape]}.
 """
@@ -23,6 +24,10 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 def name(cfg: Config) -> str:
     """The framework label shown in the report."""
+    if cfg.model_key == "TFLITE_FILE":
+        from gxnpuc.evaluate.oracle_tflite import NAME
+
+        return NAME
     return "onnxruntime" if cfg.model_key == "ONNX_FILE" else "tensorflow"
 
 
@@ -32,7 +37,7 @@ def run(cfg: Config, graph: Graph, feeds: dict[str, np.ndarray], progress=None) 
     The IR has batch 1 and exported models often fix it too, so samples go one by one.
     progress, if given, is called once per sample (a tqdm update).
     """
-    if cfg.model_key == "ONNX_FILE":
+    if cfg.model_key in ("ONNX_FILE", "TFLITE_FILE"):
         return _run(runner(cfg, graph), graph, feeds, progress)
     from gxnpuc.frontend import cache  # TF: outputs on the same inputs come from the cache
 
@@ -63,6 +68,10 @@ def runner(cfg: Config, graph: Graph):
     """fn(feeds of one sample, in the graph's shapes) -> {output: array}: the framework."""
     if cfg.model_key == "ONNX_FILE":
         return _onnx_runner(cfg.model_path, graph, dict(getattr(cfg, "input_values", None) or {}))
+    if cfg.model_key == "TFLITE_FILE":
+        from gxnpuc.evaluate import oracle_tflite
+
+        return oracle_tflite.runner(cfg.model_path, graph)
     return _tf_runner(cfg, graph)
 
 

@@ -12,7 +12,8 @@ from gxnpuc.ir import Graph
 
 
 def load(cfg) -> Graph:
-    """The model named by cfg (ONNX_FILE, PB_FILE, SAVED_MODEL_DIR or KERAS_FILE) as NPU IR."""
+    """The model named by cfg (ONNX_FILE, PB_FILE, SAVED_MODEL_DIR, KERAS_FILE or
+    TFLITE_FILE) as NPU IR."""
     from gxnpuc.config import names
 
     try:
@@ -21,6 +22,10 @@ def load(cfg) -> Graph:
 
             return onnx.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None,
                               dict(getattr(cfg, "input_values", {}) or {}))
+        if cfg.model_key == "TFLITE_FILE":
+            from gxnpuc.frontend import tflite
+
+            return tflite.to_ir(cfg.model_path, dict(cfg.input_ops), list(cfg.output_ops) or None)
         return _tf_cached(cfg)
     except ConfigError as err:
         raise names.locate(cfg, err) from None

@@ -1,4 +1,4 @@
-"""The lowering walk shared by the ONNX and TensorFlow front ends.
+"""The lowering walk shared by the ONNX, TensorFlow and TensorFlow Lite front ends.
 
 A front end turns its model into FNodes (framework nodes with plain-Python attrs) plus
 graph inputs/outputs and constants, then `lower()` calls each node's registered lowering.
@@ -233,7 +233,8 @@ def _never_supported(ctx: LowerCtx, op_type: str) -> str:
     it is listed even when it sits behind another refused node; "" otherwise."""
     from gxnpuc.ops.base import LOWERING_EMITS, NoNpuOp
 
-    emits = LOWERING_EMITS.get(("onnx" if ctx.framework == "onnx" else "tf", op_type))
+    key = {"onnx": "onnx", "tflite": "tflite"}.get(ctx.framework, "tf")
+    emits = LOWERING_EMITS.get((key, op_type))
     if isinstance(emits, NoNpuOp) and emits.summary == "not supported":
         return emits.constraint
     return ""

@@ -1,5 +1,5 @@
 """All NPU ops. Importing this package fills the registries; add one import line per op file."""
-from gxnpuc.ops.base import ONNX_LOWERINGS, REGISTRY, TF_LOWERINGS, OpDef  # noqa: F401
+from gxnpuc.ops.base import ONNX_LOWERINGS, REGISTRY, TF_LOWERINGS, TFLITE_LOWERINGS, OpDef  # noqa: F401
 
 from gxnpuc.ops import activation  # noqa: F401,E402
 from gxnpuc.ops import conv  # noqa: F401,E402
@@ -21,3 +21,4 @@ from gxnpuc.ops import recurrent  # noqa: F401,E402
 from gxnpuc.ops import recurrent_tf  # noqa: F401,E402
 from gxnpuc.ops import control  # noqa: F401,E402
 from gxnpuc.ops import rejected  # noqa: F401,E402
+from gxnpuc.ops import tflite_misc  # noqa: F401,E402

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from gxnpuc import devmath as dm
-from gxnpuc.ops.base import ALIAS, OpDef, batch_per_sample, is_f16, onnx_lowering, register
+from gxnpuc.ops.base import ALIAS, OpDef, batch_per_sample, is_f16, onnx_lowering, register, tflite_lowering
 
 # fn name -> kernel(x, attrs). Each is exactly the framework's definition in float32.
 FUNCS = {
@@ -229,4 +229,54 @@ def emit_clip(ctx, x: str, lo: float, hi: float, lo_t: str | None, hi_t: str | N
 
 @onnx_lowering("Identity", "Dropout", emits=ALIAS)
 def _onnx_identity(ctx, fn):
+    ctx.set_alias(fn.outputs[0], fn.inputs[0])
+
+
+# -- TensorFlow Lite ---------------------------------------------------------------------------
+# fused_activation_function of TFLite ops -> the `act` that follows the op (None: nothing)
+FUSED = {"NONE": None, "RELU": {"fn": "relu"}, "RELU6": {"fn": "clip", "min": 0.0, "max": 6.0},
+         "RELU_N1_TO_1": {"fn": "clip", "min": -1.0, "max": 1.0}, "TANH": {"fn": "tanh"}}
+
+
+def emit_fused(ctx, fn, op: str, inputs: list[str], attrs: dict) -> None:
+    """A TFLite op (checked like emit_checked) and then its fused activation, if any."""
+    from gxnpuc.ops.base import emit_checked
+
+    act = str(fn.attrs.get("fused_activation_function", "NONE"))
+    if act not in FUSED:
+        return ctx.reject(f"fused activation {act} ({', '.join(FUSED)})")
+    y = emit_checked(ctx, op, inputs, fn.outputs[:1] if FUSED[act] is None else None, attrs)
+    if y and FUSED[act] is not None:
+        ctx.emit("act", y, fn.outputs[:1], FUSED[act])
+    return None
+
+
+_TFLITE_ACT = {"RELU": {"fn": "relu"}, "RELU6": FUSED["RELU6"], "RELU_N1_TO_1": FUSED["RELU_N1_TO_1"],
+               "RELU_0_TO_1": {"fn": "clip", "min": 0.0, "max": 1.0}, "LOGISTIC": {"fn": "sigmoid"},
+               "TANH": {"fn": "tanh"}, "HARD_SWISH": {"fn": "hard_swish"}, "ELU": {"fn": "elu"},
+               "EXP": {"fn": "exp"}, "LOG": {"fn": "log"}, "SQRT": {"fn": "sqrt"},
+               "RSQRT": {"fn": "rsqrt"}, "ABS": {"fn": "abs"}, "NEG": {"fn": "neg"},
+               "SQUARE": {"fn": "square"}}
+
+
+@tflite_lowering(*_TFLITE_ACT, emits=("act",))
+def _tflite_act(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], dict(_TFLITE_ACT[fn.op_type]))
+
+
+@tflite_lowering("LEAKY_RELU", emits=("act",))
+def _tflite_leaky(ctx, fn):
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "leaky_relu", "alpha": float(fn.attrs.get("alpha", 0.2))})
+
+
+@tflite_lowering("GELU", emits=("act",))
+def _tflite_gelu(ctx, fn):
+    approx = "tanh" if fn.attrs.get("approximate") else "none"
+    ctx.emit("act", fn.inputs[:1], fn.outputs[:1], {"fn": "gelu", "approximate": approx})
+
+
+@tflite_lowering("QUANTIZE", "DEQUANTIZE", "DENSIFY", emits=ALIAS)
+def _tflite_quantize(ctx, fn):
+    """The front end dequantises (and densifies) constants when it reads them and computes
+    activations in float, so (de)quantising and densifying pass the real value on."""
     ctx.set_alias(fn.outputs[0], fn.inputs[0])

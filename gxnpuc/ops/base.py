@@ -1,7 +1,8 @@
 """The op registry: one OpDef per NPU op, plus the framework lowerings that produce it.
 
 An op file defines a subclass of OpDef decorated with @register, and lowering functions
-decorated with @onnx_lowering("OnnxType", ..., emits=("op", ...)) / @tf_lowering(...). `emits`
+decorated with @onnx_lowering("OnnxType", ..., emits=("op", ...)) / @tf_lowering(...) /
+@tflite_lowering("BUILTIN_NAME" or a custom op's code, ...). `emits`
 declares the IR ops the function can emit (or what happens instead: ALIAS, CONSTANT, ...);
 `gxnpuc -L` reads it from LOWERING_EMITS. The same `constraints` text is shown by `gxnpuc -L`
 and used in error messages, so it is written once.
@@ -18,6 +19,7 @@ from gxnpuc.ir import OPS
 REGISTRY: dict[str, "OpDef"] = OPS  # the IR's op table, filled by @register
 ONNX_LOWERINGS: dict[str, Callable] = {}
 TF_LOWERINGS: dict[str, Callable] = {}
+TFLITE_LOWERINGS: dict[str, Callable] = {}
 # why an op with `npu = False` (a fold-only op) cannot stay in a compiled graph
 FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
 
@@ -41,7 +43,7 @@ def unsupported(reason: str) -> NoNpuOp:
     return NoNpuOp("not supported", reason)
 
 
-# (framework "onnx" | "tf", op type) -> the IR op names its lowering can emit, main op first
+# (framework "onnx" | "tf" | "tflite", op type) -> the IR op names its lowering can emit, main op first
 # (() = none), or a NoNpuOp saying what happens instead
 LOWERING_EMITS: dict[tuple[str, str], tuple[str, ...] | NoNpuOp] = {}
 
@@ -167,6 +169,12 @@ def onnx_lowering(*op_types: str, emits: tuple[str, ...] | NoNpuOp = UNDECLARED)
 def tf_lowering(*op_types: str, emits: tuple[str, ...] | NoNpuOp = UNDECLARED):
     """Decorator: fn(ctx: LowerCtx, fnode: FNode) lowers these TensorFlow op types into `emits`."""
     return _lowering("tf", TF_LOWERINGS, op_types, emits)
+
+
+def tflite_lowering(*op_types: str, emits: tuple[str, ...] | NoNpuOp = UNDECLARED):
+    """Decorator: fn(ctx, fnode) lowers these TFLite builtin ops (CONV_2D, ...) or custom
+    codes into `emits`; fnode.attrs are the op's options (snake_case, enums by name)."""
+    return _lowering("tflite", TFLITE_LOWERINGS, op_types, emits)
 
 
 def emit_checked(ctx, op: str, inputs: list[str], outputs: list[str] | None = None,

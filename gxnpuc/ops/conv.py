@@ -12,7 +12,7 @@ import numpy as np
 
 from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import (OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering,
-                             unsupported)
+                             tflite_lowering, unsupported)
 from gxnpuc.ops.conv_kernels import conv_channels_first, conv_channels_last, depthwise_flat, out_size
 
 # data_format -> number of spatial dims
@@ -90,11 +90,12 @@ class Conv(OpDef):
     name = "conv"
     ir_inputs = "x, w, b?"
     ir_attrs = ("`data_format` NCHW|NHWC (1-D: NCW|NWC), `w_format` OIHW (ONNX: O out, I in/group; 1-D "
-                "OIW) | HWIO (TF Conv2D) | HWIM (TF depthwise: out channel = i*M+m), `strides`, "
+                "OIW) | HWIO (TF Conv2D; TFLite CONV_2D) | HWIM (TF depthwise: out channel = i*M+m; TFLite "
+                "DEPTHWISE_CONV_2D), `strides`, "
                 "`dilations` (per spatial dim), `pads` [begin..., end...], `group`")
     category = "conv"
     summary = "convolution, 1-D and 2-D: plain, grouped, depthwise; bias optional"
-    constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF)",
+    constraints = ("1-D or 2-D (NCW/NWC/NCHW/NHWC); weights OIHW/OIW (ONNX), HWIO or HWIM (TF, TFLite)",
                    "weights and bias constant; zero padding only",
                    "input channels = group x weight in-channels; output channels divisible by group",
                    "transposed convolution: zeros inserted between the input pixels, then a conv "
@@ -298,3 +299,58 @@ _TF_CONV_ONLY = "only 1-D and 2-D convolution (Conv2D, DepthwiseConv2dNative, Co
 @tf_lowering("Conv3D", "Conv3DBackpropInputV2", emits=unsupported(_TF_CONV_ONLY))
 def _tf_conv_other(ctx, fn):
     ctx.reject(_TF_CONV_ONLY)
+
+
+# -- TensorFlow Lite -------------------------------------------------------------------------
+@tflite_lowering("CONV_2D", "DEPTHWISE_CONV_2D", emits=("conv", "act"))
+def _tflite_conv(ctx, fn):
+    """NHWC. The weight keeps its TFLite name but takes TF's layout, the one the runtime reads:
+    CONV_2D's [O, H, W, I] becomes HWIO (grouped when I < input channels), the depthwise
+    [1, H, W, I*M] becomes HWIM [H, W, I, M] (the same bytes)."""
+    from gxnpuc.ops.activation import emit_fused
+
+    x, w_name = fn.inputs[0], fn.inputs[1]
+    b_name = fn.inputs[2] if len(fn.inputs) > 2 else ""
+    w, shape = ctx.const(w_name), ctx.shape(x)
+    if w is None or (b_name and ctx.const(b_name) is None):
+        return ctx.reject(f"{fn.op_type} filter and bias must be constant")
+    if len(shape) != 4 or w.ndim != 4:
+        return ctx.reject(f"input {list(shape)} / filter {list(w.shape)} are not 4-D")
+    depthwise, c_in = fn.op_type == "DEPTHWISE_CONV_2D", int(shape[3])
+    if depthwise and (w.shape[0] != 1 or w.shape[3] % c_in):
+        return ctx.reject(f"depthwise filter {list(w.shape)} for {c_in} input channels")
+    w_name = tflite_weight_layout(ctx, w_name, "HWIM" if depthwise else "HWIO", c_in)
+    kernel = [int(k) for k in ctx.shape(w_name)[:2]]
+    strides = [int(fn.attrs.get("stride_h", 1)), int(fn.attrs.get("stride_w", 1))]
+    dilations = [int(fn.attrs.get("dilation_hfactor", 1)), int(fn.attrs.get("dilation_wfactor", 1))]
+    group = c_in if depthwise else max(c_in // max(int(w.shape[3]), 1), 1)
+    attrs = conv_attrs_from_same_padding("NHWC", "HWIM" if depthwise else "HWIO", shape[1:3], kernel,
+                                         strides, dilations, str(fn.attrs.get("padding", "VALID")), group)
+    return emit_fused(ctx, fn, "conv", [x, w_name] + ([b_name] if b_name else []), attrs)
+
+
+def tflite_weight_layout(ctx, name: str, fmt: str, c_in: int) -> str:
+    """The TFLite conv weight `name` rearranged in place into `fmt` (HWIO from [O, H, W, I],
+    HWIM from [1, H, W, I*M]), once: a weight two convs share is converted for the first."""
+    from gxnpuc.ir import Tensor
+
+    real = ctx.resolve(name)
+    done = ctx.graph.meta.setdefault("tflite_layouts", {})
+    if done.get(real) == fmt:
+        return real
+    w = ctx.const(real)
+    value = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)) if fmt == "HWIO" else
+                                 w.reshape(*w.shape[1:3], c_in, w.shape[3] // c_in))
+    ctx.graph.tensors[real] = Tensor(real, tuple(value.shape), value.dtype.name, value)
+    done[real] = fmt
+    return real
+
+
+_TFLITE_DECONV = ("TFLite transposed convolution (TRANSPOSE_CONV, MediaPipe Convolution2DTransposeBias) is "
+                  "not lowered yet (ONNX ConvTranspose and TF Conv2DBackpropInput are, ops/conv_transpose.py); "
+                  "give gxnpuc the Keras model or its ONNX export")
+
+
+@tflite_lowering("TRANSPOSE_CONV", "Convolution2DTransposeBias", emits=unsupported(_TFLITE_DECONV))
+def _tflite_deconv(ctx, fn):
+    ctx.reject(_TFLITE_DECONV)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc import devmath
-from gxnpuc.ops.base import OpDef, batch_broadcast, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, batch_broadcast, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import FLOAT_DTYPES
 
 
@@ -334,3 +334,39 @@ def _tf_select(ctx, fn):
     if all(ctx.const(i) is not None for i in (cond, x, y)):
         return ctx.emit("where", [cond, x, y], fn.outputs[:1])
     return emit_select(ctx, cond, x, y, fn.outputs[:1])
+
+
+# -- TensorFlow Lite ---------------------------------------------------------------------------
+_TFLITE_BINARY = {"ADD": "add", "SUB": "sub", "MUL": "mul", "DIV": "div", "MAXIMUM": "max",
+                  "MINIMUM": "min", "SQUARED_DIFFERENCE": "squared_difference"}
+
+
+@tflite_lowering(*_TFLITE_BINARY, emits=("binary", "act"))
+def _tflite_binary(ctx, fn):
+    """Element-wise with broadcasting; ADD/SUB/MUL/DIV may carry a fused activation."""
+    from gxnpuc.ops.activation import emit_fused
+
+    if _runtime_ok(ctx, fn.inputs[:2]):
+        emit_fused(ctx, fn, "binary", fn.inputs[:2], {"fn": _TFLITE_BINARY[fn.op_type]})
+
+
+@tflite_lowering("POW", emits=("act", "binary"))
+def _tflite_pow(ctx, fn):
+    _onnx_pow(ctx, fn)
+
+
+@tflite_lowering("PRELU", emits=("prelu",))
+def _tflite_prelu(ctx, fn):
+    _onnx_prelu(ctx, fn)  # alpha broadcasts against x (Keras PReLU: [1, 1, C] for NHWC)
+
+
+@tflite_lowering("ADD_N", emits=("binary",))
+def _tflite_add_n(ctx, fn):
+    _tf_add_n(ctx, fn)
+
+
+@tflite_lowering("SELECT", "SELECT_V2", emits=("where", "binary"))
+def _tflite_select(ctx, fn):
+    from dataclasses import replace
+
+    _tf_select(ctx, replace(fn, op_type="SelectV2" if fn.op_type == "SELECT_V2" else "Select"))

@@ -11,7 +11,7 @@ import numpy as np
 
 from gxnpuc.ops import npu_kernels
 from gxnpuc.ops.base import (REGISTRY, OpDef, batch_hint, batch_per_sample, emit_checked, onnx_lowering,
-                             register, tf_lowering)
+                             register, tf_lowering, tflite_lowering)
 
 
 @register
@@ -249,3 +249,31 @@ def _tf_matmul(ctx, fn):
     if adj_b:
         b = _swap_last(ctx, b)
     return emit_checked(ctx, "matmul", [a, b], fn.outputs[:1], {})
+
+
+# -- TensorFlow Lite -----------------------------------------------------------------------
+@tflite_lowering("FULLY_CONNECTED", emits=("fc", "reshape", "transpose", "matmul", "act"))
+def _tflite_fc(ctx, fn):
+    """x @ w.T + b with w [N, K]; without keep_num_dims the input is flattened to [-1, K]."""
+    from gxnpuc.ops.activation import emit_fused
+    from gxnpuc.ops.shape_ops import emit_reshape
+
+    x, w = fn.inputs[0], fn.inputs[1]
+    b = fn.inputs[2] if len(fn.inputs) > 2 else ""
+    wv, shape = ctx.const(w), ctx.shape(x)
+    k = int(ctx.shape(w)[-1])
+    if not fn.attrs.get("keep_num_dims") and len(shape) != 2 and int(np.prod(shape)) % k == 0:
+        x = emit_reshape(ctx, x, [int(np.prod(shape)) // k, k])
+    if b and ctx.const(b) is None:
+        return ctx.reject("FULLY_CONNECTED bias must be constant")
+    if wv is not None and wv.ndim == 2:
+        return emit_fused(ctx, fn, "fc", [x, w] + ([b] if b else []), {"transpose_w": True})
+    if b or fn.attrs.get("fused_activation_function", "NONE") != "NONE":
+        return ctx.reject("FULLY_CONNECTED with a computed weight, a bias or a fused activation")
+    return emit_checked(ctx, "matmul", [x, _swap_last(ctx, w)], fn.outputs[:1], {})
+
+
+@tflite_lowering("BATCH_MATMUL", emits=("fc", "matmul", "transpose"))
+def _tflite_batch_matmul(ctx, fn):
+    fn.attrs.setdefault("adj_x", False)
+    _tf_matmul(ctx, fn)

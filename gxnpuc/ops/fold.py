@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import CONSTANT, FOLD_ONLY, OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import CONSTANT, FOLD_ONLY, OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.elementwise import emit_select
 from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, emit_reshape, norm_axis
 
@@ -351,3 +351,19 @@ def _tf_tile(ctx, fn):
     if ctx.const(x) is not None:
         return ctx.emit("tile", [x], fn.outputs[:1], {"repeats": reps})
     _copies(ctx, fn, x, tuple(d * r for d, r in zip(ctx.shape(x), reps)))
+
+
+@tflite_lowering("GATHER", emits=("gather", "slice", "concat", "reshape"))
+def _tflite_gather(ctx, fn):
+    """GATHER(x, indices) with options axis, batch_dims (0 only)."""
+    x, i = fn.inputs[0], fn.inputs[1]
+    if fn.attrs.get("batch_dims", 0):
+        return ctx.reject("GATHER with batch_dims != 0")
+    axis = norm_axis(ctx, int(fn.attrs.get("axis", 0)), len(ctx.shape(x)))
+    idx = ctx.const(i)
+    if ctx.const(x) is None and idx is not None:
+        return _gather_as_slices(ctx, fn, x, np.asarray(idx), axis)
+    ctx.emit("gather", [x, i], fn.outputs[:1], {"axis": axis})
+
+
+tflite_lowering("TILE", emits=("tile", "concat"))(_tf_tile)  # TILE(x, multiples), as TF

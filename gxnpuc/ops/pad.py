@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, is_f16, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import (OpDef, batch_per_sample, emit_checked, is_f16, onnx_lowering, register, tf_lowering,
+                             tflite_lowering)
 
 MODES = ("constant", "reflect", "edge")
 
@@ -125,4 +126,27 @@ def _tf_pad(ctx, fn):
     pads = [int(p) for p in pairs[:, 0]] + [int(p) for p in pairs[:, 1]]
     if ctx.tensor(x).dtype.startswith("float"):
         value = float(value)
+    return emit_checked(ctx, "pad", [x], fn.outputs[:1], {"pads": pads, "mode": mode, "value": value})
+
+
+# -- TensorFlow Lite -----------------------------------------------------------------------
+@tflite_lowering("PAD", "PADV2", "MIRROR_PAD", emits=("pad",))
+def _tflite_pad(ctx, fn):
+    """paddings [rank, 2]; MIRROR_PAD REFLECT, or SYMMETRIC by at most 1 (which is edge)."""
+    x, paddings = fn.inputs[0], ctx.const(fn.inputs[1])
+    if paddings is None:
+        return ctx.reject("paddings must be constant")
+    pairs = np.asarray(paddings, np.int64).reshape(-1, 2)
+    pads = [int(p) for p in pairs[:, 0]] + [int(p) for p in pairs[:, 1]]
+    mode, value = "constant", 0.0
+    if fn.op_type == "MIRROR_PAD":
+        kind = str(fn.attrs.get("mode", "REFLECT"))
+        if kind == "SYMMETRIC" and max(pads, default=0) > 1:
+            return ctx.reject(f"MIRROR_PAD SYMMETRIC by more than 1 ({pads}); REFLECT, or SYMMETRIC by 1")
+        mode = "reflect" if kind == "REFLECT" else "edge"
+    elif fn.op_type == "PADV2" and len(fn.inputs) > 2 and fn.inputs[2]:
+        cv = ctx.const(fn.inputs[2])
+        if cv is None:
+            return ctx.reject("constant_values must be constant")
+        value = float(cv.reshape(-1)[0]) if cv.size else 0.0
     return emit_checked(ctx, "pad", [x], fn.outputs[:1], {"pads": pads, "mode": mode, "value": value})

@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from gxnpuc.ops import npu_kernels
-from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, batch_per_sample, emit_checked, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.conv import DATA_FORMATS, onnx_window, out_size, spatial_axes
 
 
@@ -194,3 +194,21 @@ def _tf_pool(ctx, fn):
              "kernel": kernel, "strides": strides, "pads": pads, "count_include_pad": 0,
              "ceil_mode": 0}
     return emit_checked(ctx, "pool", fn.inputs[:1], fn.outputs[:1], attrs)
+
+
+# -- TensorFlow Lite -----------------------------------------------------------------------
+@tflite_lowering("MAX_POOL_2D", "AVERAGE_POOL_2D", emits=("pool", "act"))
+def _tflite_pool(ctx, fn):
+    """NHWC; SAME pads at the end, and the average never counts the padding (as TF)."""
+    from gxnpuc.ops.activation import emit_fused
+    from gxnpuc.ops.conv import auto_pads
+
+    shape = ctx.shape(fn.inputs[0])
+    if len(shape) != 4:
+        return ctx.reject(f"only 2-D pooling (input {list(shape)})")
+    kernel = [int(fn.attrs.get("filter_height", 1)), int(fn.attrs.get("filter_width", 1))]
+    strides = [int(fn.attrs.get("stride_h", 1)), int(fn.attrs.get("stride_w", 1))]
+    pads = auto_pads(str(fn.attrs.get("padding", "VALID")), shape[1:3], kernel, strides, [1, 1])
+    attrs = {"kind": "max" if fn.op_type == "MAX_POOL_2D" else "avg", "data_format": "NHWC",
+             "kernel": kernel, "strides": strides, "pads": pads, "count_include_pad": 0, "ceil_mode": 0}
+    return emit_fused(ctx, fn, "pool", fn.inputs[:1], attrs)

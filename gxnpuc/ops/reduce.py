@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from gxnpuc.ops import npu_kernels
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import NOT_CONST, arg_ints, norm_axis
 
 FUNCS = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min, "prod": np.prod}
@@ -129,3 +129,15 @@ def _tf_reduce(ctx, fn):
         return ctx.set_alias(fn.outputs[0], x)
     ctx.emit("reduce", [x], fn.outputs[:1], {"fn": _TF_REDUCE[fn.op_type], "axes": axes,
                                              "keepdims": int(bool(fn.attrs.get("keep_dims", False)))})
+
+
+_TFLITE_REDUCE = {"MEAN": "Mean", "SUM": "Sum", "REDUCE_MAX": "Max", "REDUCE_MIN": "Min",
+                  "REDUCE_PROD": "Prod"}
+
+
+@tflite_lowering(*_TFLITE_REDUCE, emits=("reduce",))
+def _tflite_reduce(ctx, fn):
+    """TF semantics: constant axes (input 1), keep_dims option."""
+    from dataclasses import replace
+
+    _tf_reduce(ctx, replace(fn, op_type=_TFLITE_REDUCE[fn.op_type]))

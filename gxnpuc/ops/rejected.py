@@ -5,7 +5,7 @@ Without an entry here such an op is still reported, but only as "no lowering for
 """
 from __future__ import annotations
 
-from gxnpuc.ops.base import onnx_lowering, tf_lowering, unsupported
+from gxnpuc.ops.base import onnx_lowering, tf_lowering, tflite_lowering, unsupported
 
 _INDEX = ("index-valued outputs (ArgMax/ArgMin/TopK) are not supported by the NPU; output the "
           "scores and take the arg-max on the host")
@@ -34,3 +34,9 @@ def reject_tf_loops(fnodes) -> None:
     loops = [(fn.name, "While", _CONTROL) for fn in fnodes if fn.op_type == "LoopCond"]
     if loops:
         raise UnsupportedOpError("tensorflow model", loops)
+tflite_lowering("ARG_MAX", "ARG_MIN", "TOPK_V2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
+tflite_lowering("WHILE", "IF", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+_TFLITE_RECURRENT = ("TFLite recurrent ops are not lowered yet (ONNX and Keras LSTM/GRU/RNN are, "
+                     "ops/recurrent.py); give gxnpuc the Keras model or its ONNX export")
+tflite_lowering("UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
+                "LSTM", "RNN", emits=unsupported(_TFLITE_RECURRENT))(_reject_with(_TFLITE_RECURRENT))

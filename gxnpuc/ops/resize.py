@@ -1,7 +1,8 @@
 """Nearest-neighbour up-sampling by integer factors (`upsample`): every element repeated
 `scales[axis]` times along each axis. ONNX Resize / Upsample and TF ResizeNearestNeighbor
 lower to it when their pixel map is exactly that repetition; a map that takes every k-th
-pixel becomes a `slice`. Other maps and interpolating modes (linear, cubic) are rejected.
+pixel becomes a `slice`. Other maps and interpolating modes (linear, cubic) are rejected,
+except TFLite's RESIZE_BILINEAR by integer factors, which becomes blends of shifted copies.
 
 The map is computed with the framework's own formulas (ONNX coordinate_transformation_mode
 and nearest_mode, TF align_corners / half_pixel_centers), so PyTorch's asymmetric+floor,
@@ -13,7 +14,7 @@ import math
 
 import numpy as np
 
-from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, unsupported
+from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_lowering, unsupported
 from gxnpuc.ops.shape_ops import NOT_CONST, onnx_opset
 
 _EMITS = ("upsample", "slice")
@@ -234,3 +235,65 @@ _INTERPOLATION = "only nearest-neighbour resizing (interpolation is not supporte
 @tf_lowering("ResizeBilinear", "ResizeBicubic", "ResizeArea", emits=unsupported(_INTERPOLATION))
 def _tf_resize_other(ctx, fn):
     ctx.reject(_INTERPOLATION)
+
+
+# -- TensorFlow Lite ------------------------------------------------------------------------------
+@tflite_lowering("RESIZE_NEAREST_NEIGHBOR", emits=_EMITS)
+def _tflite_resize_nearest(ctx, fn):
+    _tf_resize_nearest(ctx, fn)  # same inputs (x, size) and options as TF
+
+
+_BILINEAR = ("pad", "slice", "binary", "reshape", "concat")
+
+
+@tflite_lowering("RESIZE_BILINEAR", emits=_BILINEAR)
+def _tflite_resize_bilinear(ctx, fn):
+    """Bilinear up-sampling of NHWC by integer factors, as TFLite computes it (half-pixel
+    centers or not; align_corners only where an axis keeps its size)."""
+    x, size = fn.inputs[0], ctx.const(fn.inputs[1])
+    shape = list(ctx.shape(x))
+    if size is None or len(shape) != 4:
+        return ctx.reject("size must be constant and the input NHWC")
+    half = bool(fn.attrs.get("half_pixel_centers", False))
+    for axis, m in zip((1, 2), (int(v) for v in np.ravel(size))):
+        n = shape[axis]
+        if m == n:
+            continue
+        if m % n or fn.attrs.get("align_corners"):
+            return ctx.reject(f"RESIZE_BILINEAR of axis {axis} ({n} -> {m}): only up-sampling by an "
+                              "integer factor without align_corners")
+        x = bilinear_axis(ctx, x, axis, m // n, half)
+    return ctx.set_alias(fn.outputs[0], x)
+
+
+def bilinear_axis(ctx, x: str, axis: int, s: int, half_pixel: bool) -> str:
+    """Each of the s phases p of output pixel i*s + p reads the input at i + d_p
+    (d_p = (p + 0.5)/s - 0.5 with half-pixel centers, else p/s), clamped at the edges: a blend
+    of two shifted copies of x (slices of x edge-padded by one), interleaved along `axis`."""
+    shape = list(ctx.shape(x))
+    n, rank = shape[axis], len(shape)
+    pads = [0] * (2 * rank)
+    pads[axis] = pads[rank + axis] = 1
+    xp = ctx.emit("pad", [x], None, {"pads": pads, "mode": "edge", "value": 0.0})[0]
+
+    def shifted(k: int) -> str:  # x[clamp(i + k)] for k in -1, 0, 1
+        if k == 0:
+            return x
+        starts, ends = [0] * rank, list(shape)
+        starts[axis], ends[axis] = 1 + k, 1 + k + n
+        return ctx.emit("slice", [xp], None, {"starts": starts, "ends": ends, "steps": [1] * rank})[0]
+
+    def scaled(name: str, w: float) -> str:
+        c = ctx.add_const(ctx.fresh(f"{ctx.fnode.name}/w"), np.asarray(w, np.float32))
+        return ctx.emit("binary", [name, c], None, {"fn": "mul"})[0]
+
+    phases = []
+    for p in range(s):
+        d = (p + 0.5) / s - 0.5 if half_pixel else p / s
+        k = int(np.floor(d))
+        f = d - k
+        y = shifted(k) if f == 0 else ctx.emit("binary", [scaled(shifted(k), 1 - f), scaled(shifted(k + 1), f)],
+                                                None, {"fn": "add"})[0]
+        phases.append(ctx.emit("reshape", [y], None, {"shape": shape[:axis + 1] + [1] + shape[axis + 1:]})[0])
+    both = ctx.emit("concat", phases, None, {"axis": axis + 1})[0]
+    return ctx.emit("reshape", [both], None, {"shape": shape[:axis] + [n * s] + shape[axis + 1:]})[0]

@@ -9,7 +9,7 @@ import numpy as np
 
 from gxnpuc import devmath
 from gxnpuc.ops import npu_kernels
-from gxnpuc.ops.base import OpDef, batch_not_axis_0, onnx_lowering, register, tf_lowering
+from gxnpuc.ops.base import OpDef, batch_not_axis_0, onnx_lowering, register, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import emit_reshape, norm_axis, onnx_opset
 
 
@@ -76,3 +76,15 @@ def _onnx_softmax(ctx, fn):
 def _tf_softmax(ctx, fn):
     rank = len(ctx.shape(fn.inputs[0]))  # TF normalises over the last axis
     ctx.emit("softmax", fn.inputs[:1], fn.outputs[:1], {"axis": rank - 1, "log": fn.op_type == "LogSoftmax"})
+
+
+@tflite_lowering("SOFTMAX", "LOG_SOFTMAX", emits=("softmax", "binary"))
+def _tflite_softmax(ctx, fn):
+    """Over the last axis; SOFTMAX's beta scales the logits first."""
+    x = fn.inputs[0]
+    beta = float(fn.attrs.get("beta", 1.0))
+    if beta != 1.0:
+        b = ctx.add_const(ctx.fresh(fn.name + "/beta"), np.asarray(beta, np.float32))
+        x = ctx.emit("binary", [x, b], None, {"fn": "mul"})[0]
+    rank = len(ctx.shape(x))
+    ctx.emit("softmax", [x], fn.outputs[:1], {"axis": rank - 1, "log": fn.op_type == "LOG_SOFTMAX"})

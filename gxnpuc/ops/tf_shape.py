@@ -1,4 +1,4 @@
-"""TensorFlow data-movement lowerings (StridedSlice with all five masks, Slice, Reshape,
+"""TensorFlow and TensorFlow Lite data-movement lowerings (StridedSlice with all five masks, Slice, Reshape,
 Squeeze, ExpandDims, Transpose, ConcatV2, Pack/Unpack, Split/SplitV, Cast) onto the IR's
 `slice`, `reshape`, `transpose`, `concat`, `split` and `cast` ops (ops/shape_ops.py).
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import tf_lowering
+from gxnpuc.ops.base import tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import emit_cast, emit_reshape, norm_axis, target_shape
 
 
@@ -230,3 +230,66 @@ def _tf_reverse(ctx, fn):
         attrs["starts"][a], attrs["ends"][a], attrs["steps"][a] = shape[a] - 1, -1, -1
     ctx.emit("slice", fn.inputs[:1], fn.outputs[:1], attrs)
     return None
+
+
+# -- TensorFlow Lite: the same ops under their TFLite names and options -------------------------
+tflite_lowering("SQUEEZE", emits=("reshape",))(_tf_squeeze)  # squeeze_dims
+tflite_lowering("EXPAND_DIMS", emits=("reshape",))(_tf_expand_dims)
+tflite_lowering("TRANSPOSE", emits=("transpose",))(_tf_transpose)
+tflite_lowering("PACK", emits=("concat", "reshape"))(_tf_pack)  # axis
+tflite_lowering("UNPACK", emits=("split", "reshape"))(_tf_unpack)
+tflite_lowering("SLICE", emits=("slice", "reshape"))(_tf_slice)
+
+
+@tflite_lowering("RESHAPE", emits=("reshape",))
+def _tflite_reshape(ctx, fn):
+    """Target shape from input 1 (constant once shape chains fold) or the new_shape option."""
+    if len(fn.inputs) > 1 and fn.inputs[1]:
+        spec = _tf_ints(ctx, fn, 1)
+    else:
+        spec = [int(d) for d in fn.attrs.get("new_shape", [])]
+    in_shape = ctx.shape(fn.inputs[0])
+    shape = None if spec is None else target_shape(in_shape, spec, allowzero=True)
+    if spec is not None and shape is None:
+        return ctx.reject(f"cannot reshape {list(in_shape)} to {spec}")
+    if shape is not None:
+        emit_reshape(ctx, fn.inputs[0], shape, fn.outputs[:1])
+
+
+@tflite_lowering("CONCATENATION", emits=("concat", "act"))
+def _tflite_concat(ctx, fn):
+    from gxnpuc.ops.activation import emit_fused
+
+    axis = norm_axis(ctx, int(fn.attrs.get("axis", 0)), len(ctx.shape(fn.inputs[0])))
+    values = [v for v in fn.inputs if ctx.shape(v)[axis] > 0] or fn.inputs[:1]
+    if len(values) == 1 and fn.attrs.get("fused_activation_function", "NONE") == "NONE":
+        return ctx.set_alias(fn.outputs[0], values[0])
+    return emit_fused(ctx, fn, "concat", values, {"axis": axis})
+
+
+@tflite_lowering("SPLIT", "SPLIT_V", emits=("split",))
+def _tflite_split(ctx, fn):
+    """SPLIT(axis, x) with num_splits equal parts; SPLIT_V(x, size_splits, axis)."""
+    from dataclasses import replace
+
+    _tf_split(ctx, replace(fn, op_type="Split" if fn.op_type == "SPLIT" else "SplitV"))
+
+
+@tflite_lowering("STRIDED_SLICE", emits=("slice", "reshape"))
+def _tflite_strided_slice(ctx, fn):
+    """TF's StridedSlice with all five masks; `offset` makes end relative to begin."""
+    args = [_tf_ints(ctx, fn, k) for k in (1, 2, 3)]
+    if any(a is None for a in args):
+        return None
+    if fn.attrs.get("offset"):
+        args[1] = [b + e for b, e in zip(args[0], args[1])]
+    spec = strided_slice_spec(ctx.shape(fn.inputs[0]), *args, fn.attrs)
+    if isinstance(spec, str):
+        return ctx.reject(spec)
+    _slice_reshape(ctx, fn, fn.inputs[0], *spec)
+    return None
+
+
+@tflite_lowering("CAST", emits=("cast",))
+def _tflite_cast(ctx, fn):
+    emit_cast(ctx, fn, (fn.attrs.get("output_dtypes") or ["float32"])[0])

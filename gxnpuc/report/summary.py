@@ -270,19 +270,21 @@ def list_ops(core: str = "GRUS", framework: str | None = None, markdown: bool = 
     """Supported ops: each framework op type -> the NPU ops its lowering declares (`emits=`),
     with their summaries and constraints from the op registry."""
     from gxnpuc.errors import ConfigError
-    from gxnpuc.ops import ONNX_LOWERINGS, TF_LOWERINGS
+    from gxnpuc.ops import ONNX_LOWERINGS, TF_LOWERINGS, TFLITE_LOWERINGS
 
     core = (core or "GRUS").upper()
     if core not in CORES:
         raise ConfigError("-c", f"unknown core {core!r}", "one of: " + ", ".join(CORES))
     fw = (framework or "").upper()
-    if fw not in ("", "ONNX", "TF", "TENSORFLOW", "PT", "PYTORCH"):
-        raise ConfigError("-f", f"unknown framework {framework!r}", "TF, ONNX or PT")
+    if fw not in ("", "ONNX", "TF", "TENSORFLOW", "PT", "PYTORCH", "TFLITE"):
+        raise ConfigError("-f", f"unknown framework {framework!r}", "TF, ONNX, PT or TFLITE")
     sections = [("ONNX", "ONNX op", "onnx", ONNX_LOWERINGS),
-                ("TensorFlow", "TensorFlow op", "tf", TF_LOWERINGS)]
+                ("TensorFlow", "TensorFlow op", "tf", TF_LOWERINGS),
+                ("TensorFlow Lite", "TFLite op", "tflite", TFLITE_LOWERINGS)]
     if fw in ("PT", "PYTORCH"):
         return _pytorch(core, [sections[0]], markdown)
-    sections = [s for s in sections if not fw or (s[0] == "ONNX") == (fw == "ONNX")]
+    key = {"ONNX": "onnx", "TF": "tf", "TENSORFLOW": "tf", "TFLITE": "tflite"}.get(fw, "")
+    sections = [s for s in sections if not key or s[2] == key]
     return _markdown(core, sections) if markdown else _text(core, sections)
 
 
