@@ -115,7 +115,11 @@ def _tf_slice(ctx, fn):
 
 @tf_lowering("Reshape", emits=("reshape",))
 def _tf_reshape(ctx, fn):
-    spec = _tf_ints(ctx, fn, 1)
+    _reshape_to(ctx, fn, _tf_ints(ctx, fn, 1))
+
+
+def _reshape_to(ctx, fn, spec):
+    """Reshape input 0 to the TF-style spec (-1 inferred, 0 kept as a zero dim); None waits."""
     in_shape = ctx.shape(fn.inputs[0])
     shape = None if spec is None else target_shape(in_shape, spec, allowzero=True)
     if spec is not None and shape is None:
@@ -248,12 +252,7 @@ def _tflite_reshape(ctx, fn):
         spec = _tf_ints(ctx, fn, 1)
     else:
         spec = [int(d) for d in fn.attrs.get("new_shape", [])]
-    in_shape = ctx.shape(fn.inputs[0])
-    shape = None if spec is None else target_shape(in_shape, spec, allowzero=True)
-    if spec is not None and shape is None:
-        return ctx.reject(f"cannot reshape {list(in_shape)} to {spec}")
-    if shape is not None:
-        emit_reshape(ctx, fn.inputs[0], shape, fn.outputs[:1])
+    _reshape_to(ctx, fn, spec)
 
 
 @tflite_lowering("CONCATENATION", emits=("concat", "act"))
