@@ -11,10 +11,11 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from gxnpuc.config.docs import markdown, update_docs
 from gxnpuc.config.files import display_path, resolve_files
 from gxnpuc.config.keys import (
     CORES, ENCRYPTED_KEY, KEY_BY_NAME, KEYS, MAX_INPUT_ELEMENTS, MODEL_KEYS, OTHER_CORE_KEYS,
-    VENDOR_CORES, Ctx, Key, markdown, read_keys, update_docs)
+    VENDOR_CORES, Ctx, Key, read_keys)
 from gxnpuc.errors import ConfigError
 
 __all__ = ["Config", "load", "loads", "where", "display_path", "MAX_CONFIG_BYTES",  # the API

@@ -190,6 +190,7 @@ def _inline_functions(graph, outputs: list[str]):
 
 
 def _signature_v1(defs, path: str):
+    """The serving_default signature of a {name: signature} mapping, or its only one."""
     if "serving_default" in defs:
         return defs["serving_default"]
     if len(defs) == 1:
@@ -199,13 +200,7 @@ def _signature_v1(defs, path: str):
 
 
 def _signature(loaded, path: str):
-    sigs = dict(getattr(loaded, "signatures", {}) or {})
-    if "serving_default" in sigs:
-        return sigs["serving_default"]
-    if len(sigs) == 1:
-        return next(iter(sigs.values()))
-    raise ModelError(display_path(path), f"no serving_default signature (found: {sorted(sigs) or 'none'})",
-                     "export with model.export() or tf.saved_model.save(obj, dir, signatures=fn)")
+    return _signature_v1(dict(getattr(loaded, "signatures", {}) or {}), path)
 
 
 def _flat_keys(structure, tensors) -> list[str]:
