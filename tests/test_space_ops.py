@@ -1,0 +1,160 @@
+"""DepthToSpace / SpaceToDepth and SpaceToBatchND / BatchToSpaceND (ops/space_depth.py,
+ops/space_batch.py) on models made the way their exporters make them, the float IR against
+the framework's own runtime: PyTorch PixelShuffle / PixelUnshuffle -> ONNX and onnx.helper
+(both DepthToSpace modes) against onnxruntime; a tf.function frozen graph against TensorFlow;
+the same function through the TFLite converter against the LiteRT interpreter; Keras dilated
+convolutions (SpaceToBatchND -> Conv2D -> BatchToSpaceND) folded into dilated convs."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from gxnpuc import sim
+from gxnpuc.compiler import compile as compile_model
+from gxnpuc.config import load
+from onnx_util import make_model, run_ort, run_ours
+from test_recurrent_onnx import snr_db
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _compile(folder, key: str, path: str):
+    cfg = folder / "cfg.yaml"
+    cfg.write_text(f"{key}: {path}\nOUTPUT_FILE: {folder}/model.h\n")
+    return compile_model(load(str(cfg)))
+
+
+# -- ONNX ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_onnx_depth_to_space_and_back(mode):
+    """DepthToSpace (both modes) then SpaceToDepth, exact moves: bit-equal to onnxruntime."""
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode=mode),
+             helper.make_node("Relu", ["d"], ["r"]),
+             helper.make_node("SpaceToDepth", ["r"], ["y"], blocksize=3)]
+    model = make_model(nodes, [("x", [1, 8, 3, 6])], [("y", None)], opset=13)
+    x = np.random.default_rng(0).standard_normal((1, 8, 3, 6)).astype(np.float32)
+    ours, ref = run_ours(model, {"x": x}), run_ort(model, {"x": x})
+    assert ref["y"].shape == (1, 18, 2, 4)
+    assert np.array_equal(ours["y"], ref["y"])
+
+
+def test_torch_pixel_shuffle(tmp_path):
+    """nn.PixelShuffle exports as DepthToSpace CRD (torchscript exporter) around convs."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.PixelShuffle(2), nn.Conv2d(4, 8, 3, padding=1),
+                        nn.PixelUnshuffle(2), nn.Conv2d(32, 4, 1)).eval()
+    path = str(tmp_path / "ps.onnx")
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.randn(1, 3, 6, 5),), path, input_names=["x"], opset_version=13, dynamo=False)
+    import onnx
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert "DepthToSpace" in ops
+    model = _compile(tmp_path, "ONNX_FILE", path)
+    x = np.random.default_rng(1).standard_normal((1, 3, 6, 5)).astype(np.float32)
+    want = run_ort(path, {"x": x})
+    got = sim.run(model.graph, {"x": x})
+    for name, ref in want.items():
+        print(f"torch PixelShuffle {name}: {snr_db(got[name], ref):.1f} dB")
+        assert snr_db(got[name], ref) >= 80, (name, snr_db(got[name], ref))
+
+
+# -- TensorFlow and TFLite ------------------------------------------------------------------------
+def _tf_moves():
+    """A tf.function with DepthToSpace, SpaceToDepth and a SpaceToBatchND/BatchToSpaceND pair
+    that is no convolution (a relu and a different crop in between), NHWC."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(2)
+    w = tf.constant(rng.standard_normal((3, 3, 12, 8)).astype(np.float32) * 0.2)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 6, 4, 12], tf.float32, name="x")])
+    def fn(x):
+        a = tf.nn.conv2d(x, w, 1, "SAME")
+        a = tf.nn.depth_to_space(a, 2)  # [1, 12, 8, 2]
+        b = tf.space_to_batch_nd(a, [2, 2], [[1, 1], [2, 0]])  # [4, 7, 5, 2]
+        b = tf.nn.relu(b) * 1.5
+        b = tf.batch_to_space(b, [2, 2], [[0, 2], [1, 0]])  # [1, 12, 9, 2]
+        return tf.nn.space_to_depth(b[:, :, :8, :], 4)  # [1, 3, 2, 32]
+    return fn
+
+
+def _frozen(fn, path: str) -> None:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    tf.io.write_graph(frozen.graph, os.path.dirname(path), os.path.basename(path), as_text=False)
+
+
+def _tflite(fn, path: str) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    with open(path, "wb") as fh:
+        fh.write(conv.convert())
+    return path
+
+
+def test_tf_frozen_graph_space_ops(tmp_path):
+    pytest.importorskip("tensorflow")
+    fn = _tf_moves()
+    _frozen(fn, str(tmp_path / "moves.pb"))
+    model = _compile(tmp_path, "PB_FILE", str(tmp_path / "moves.pb"))
+    x = np.random.default_rng(3).standard_normal((1, 6, 4, 12)).astype(np.float32)
+    want = fn(x).numpy()
+    got = sim.run(model.graph, {model.graph.inputs[0]: x})[model.graph.outputs[0]]
+    print(f"tf frozen space ops: {snr_db(got.reshape(want.shape), want):.1f} dB")
+    assert snr_db(got.reshape(want.shape), want) >= 80
+
+
+def test_tflite_space_ops_against_interpreter(tmp_path):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    from gxnpuc.evaluate.oracle_tflite import runner
+    from gxnpuc.frontend.tflite_read import read
+
+    path = _tflite(_tf_moves(), str(tmp_path / "moves.tflite"))
+    ops = {op.op_type for op in read(path, path).subgraphs[0].ops}
+    assert {"DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} <= ops, ops
+    model = _compile(tmp_path, "TFLITE_FILE", path)
+    g = model.graph
+    x = np.random.default_rng(4).standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32)
+    want = runner(path, g)({g.inputs[0]: x})
+    got = sim.run(g, {g.inputs[0]: x})
+    for o in g.outputs:
+        print(f"tflite space ops {o}: {snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
+        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80, o
+
+
+def test_keras_dilated_convs_fold(tmp_path):
+    """Keras Conv2D / DepthwiseConv2D with dilation_rate freeze as SpaceToBatchND -> conv ->
+    BatchToSpaceND; each becomes one dilated conv (no data movement left)."""
+    pytest.importorskip("tensorflow")
+    import keras
+    import tf_models as tm
+
+    L = keras.layers
+    x = keras.Input((10, 9, 3), name="x")
+    a = L.Conv2D(8, 3, padding="same", dilation_rate=2, activation="relu", name="c1")(x)
+    a = L.DepthwiseConv2D(3, padding="same", dilation_rate=(2, 3), name="dw")(a)
+    a = L.Conv2D(4, 3, padding="valid", dilation_rate=2, name="c2")(a)
+    net = tm._finish(keras.Model(x, a), 3)
+    tm.write_frozen_pb(net, str(tmp_path / "dil.pb"))
+    from tensorflow.core.framework import graph_pb2
+
+    gd = graph_pb2.GraphDef()
+    gd.ParseFromString((tmp_path / "dil.pb").read_bytes())
+    assert sum(n.op == "SpaceToBatchND" for n in gd.node) == 3
+    model = _compile(tmp_path, "PB_FILE", str(tmp_path / "dil.pb"))
+    convs = [n for n in model.graph.nodes if n.op == "conv"]
+    assert [c.attrs["dilations"] for c in convs] == [[2, 2], [2, 3], [2, 2]]
+    assert not {"transpose", "reshape", "pad"} & {n.op for n in model.graph.nodes}
+    feeds = tm.inputs_for(net, 1)
+    got = sim.run(model.graph, {model.graph.inputs[0]: feeds["x"]})[model.graph.outputs[0]]
+    print(f"keras dilated convs: {snr_db(got, tm.reference(net, feeds)[0]):.1f} dB")
+    assert snr_db(got, tm.reference(net, feeds)[0]) >= 80
