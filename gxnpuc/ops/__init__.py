@@ -24,3 +24,4 @@ from gxnpuc.ops import rejected  # noqa: F401,E402
 from gxnpuc.ops import tflite_misc  # noqa: F401,E402
 from gxnpuc.ops import space_depth  # noqa: F401,E402
 from gxnpuc.ops import space_batch  # noqa: F401,E402
+from gxnpuc.ops import quantized  # noqa: F401,E402

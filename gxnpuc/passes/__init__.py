@@ -10,10 +10,12 @@ from typing import Callable
 from gxnpuc.passes.fold_constants import fold_constants
 from gxnpuc.passes.fuse_biasadd import fuse_biasadd
 from gxnpuc.passes.fuse_bn import fuse_bn
+from gxnpuc.passes.integer_scale import fold_integer_scales
 from gxnpuc.passes.remove_identity import remove_identity
 from gxnpuc.passes.sink_moves import sink_moves
 
-__all__ = ["pipeline", "fold_constants", "remove_identity", "sink_moves", "fuse_bn", "fuse_biasadd"]
+__all__ = ["pipeline", "fold_constants", "remove_identity", "fold_integer_scales", "sink_moves", "fuse_bn",
+           "fuse_biasadd"]
 
 
 def pipeline(cfg) -> list[Callable]:
@@ -23,7 +25,7 @@ def pipeline(cfg) -> list[Callable]:
     a conv and its batch norm does not hide the pattern. FUSE_BN before FUSE_BIASADD: a
     BiasAdd followed by a batch norm folds together with it.
     """
-    stages: list[Callable] = [fold_constants, remove_identity, sink_moves]
+    stages: list[Callable] = [fold_constants, remove_identity, fold_integer_scales, sink_moves]
     if cfg.fuse_bn:
         stages.append(fuse_bn)
     if cfg.fuse_biasadd:
