@@ -25,3 +25,6 @@ from gxnpuc.ops import tflite_misc  # noqa: F401,E402
 from gxnpuc.ops import space_depth  # noqa: F401,E402
 from gxnpuc.ops import space_batch  # noqa: F401,E402
 from gxnpuc.ops import quantized  # noqa: F401,E402
+from gxnpuc.ops import einsum  # noqa: F401,E402
+from gxnpuc.ops import math_misc  # noqa: F401,E402
+from gxnpuc.ops import gather_nd  # noqa: F401,E402

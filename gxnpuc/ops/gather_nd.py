@@ -1,0 +1,96 @@
+"""GatherND (ONNX, TF GatherNd, TFLite GATHER_ND) and ONNX GatherElements with constant
+indices: the indices become flat positions into the data reshaped to [positions, rest...],
+and the ONNX Gather lowering (ops/fold.py) turns a gather with constant positions on a
+run-time tensor into slices and a concat. Indices computed at run time are a data-dependent
+lookup, which the NPU cannot do.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gxnpuc.ops.base import ONNX_LOWERINGS, onnx_lowering, tf_lowering, tflite_lowering
+from gxnpuc.ops.shape_ops import emit_reshape, norm_axis
+
+_EMITS = ("slice", "concat", "reshape")
+MAX_RUNS = 256  # each run of consecutive positions is one slice op
+_RUNTIME = "indices computed at run time (a data-dependent lookup) are not supported by the NPU"
+
+
+@dataclass
+class _Node:
+    """The framework-node fields the Gather lowering reads."""
+    name: str
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict = field(default_factory=dict)
+
+
+def _gather_flat(ctx, fn, rows: list[int], flat: np.ndarray) -> None:
+    """Gather positions `flat` (any shape) along axis 0 of the data reshaped to `rows`."""
+    x = fn.inputs[0]
+    runs = 1 + int(np.count_nonzero(np.diff(flat.ravel()) != 1)) if flat.size else 0
+    if runs > MAX_RUNS:
+        return ctx.reject(f"constant indices that pick {runs} separate runs of elements (at most "
+                          f"{MAX_RUNS}: each run is one slice op)")
+    idx = ctx.add_const(ctx.fresh(f"{fn.name}/positions"), flat.astype(np.int64))
+    data = ctx.const(x)
+    if data is not None:
+        ctx.add_const(fn.outputs[0], np.take(np.reshape(data, rows), flat, axis=0))
+        return None
+    src = x if list(ctx.shape(x)) == rows else emit_reshape(ctx, x, rows)
+    ONNX_LOWERINGS["Gather"](ctx, _Node(fn.name, "Gather", [src, idx], fn.outputs[:1], {"axis": 0}))
+    return None
+
+
+def _indices(ctx, fn) -> np.ndarray | None:
+    idx = ctx.const(fn.inputs[1])
+    if idx is None:
+        ctx.reject(_RUNTIME)
+    return None if idx is None else np.asarray(idx, np.int64)
+
+
+def lower_gather_nd(ctx, fn) -> None:
+    idx = _indices(ctx, fn)
+    if idx is None:
+        return None
+    if int(fn.attrs.get("batch_dims", 0) or 0):
+        return ctx.reject("batch_dims > 0 (gather_nd with batch dimensions)")
+    shape = list(ctx.shape(fn.inputs[0]))
+    r = idx.shape[-1] if idx.ndim else 0
+    if idx.ndim < 1 or not 1 <= r <= len(shape):
+        return ctx.reject(f"indices of shape {list(idx.shape)} for data of rank {len(shape)}")
+    lead = shape[:r]
+    if np.any(idx >= np.array(lead)) or np.any(idx < -np.array(lead)):
+        return ctx.reject(f"indices out of range for the dimensions {lead}")
+    norm = np.where(idx < 0, idx + np.array(lead), idx)
+    flat = np.ravel_multi_index(tuple(np.moveaxis(norm, -1, 0)), lead) if norm.size else norm[..., 0]
+    return _gather_flat(ctx, fn, [int(np.prod(lead))] + shape[r:], np.asarray(flat))
+
+
+@onnx_lowering("GatherND", emits=_EMITS)
+def _onnx_gather_nd(ctx, fn):
+    lower_gather_nd(ctx, fn)
+
+
+tf_lowering("GatherNd", emits=_EMITS)(_onnx_gather_nd)
+tflite_lowering("GATHER_ND", emits=_EMITS)(_onnx_gather_nd)
+
+
+@onnx_lowering("GatherElements", emits=_EMITS)
+def _onnx_gather_elements(ctx, fn):
+    idx = _indices(ctx, fn)
+    if idx is None:
+        return None
+    shape = list(ctx.shape(fn.inputs[0]))
+    axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
+    if idx.ndim != len(shape) or any(i > d for k, (i, d) in enumerate(zip(idx.shape, shape)) if k != axis):
+        return ctx.reject(f"indices of shape {list(idx.shape)} for data of shape {shape}")
+    if np.any(idx >= shape[axis]) or np.any(idx < -shape[axis]):
+        return ctx.reject(f"indices out of range for size {shape[axis]}")
+    grid = list(np.indices(idx.shape))
+    grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
+    flat = np.ravel_multi_index(tuple(grid), shape)
+    return _gather_flat(ctx, fn, [int(np.prod(shape))], flat)
