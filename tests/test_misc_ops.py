@@ -1,0 +1,193 @@
+"""Einsum, Sign, CumSum, ReduceLogSumExp, GatherND / GatherElements with constant indices and
+the TF / TFLite floor arithmetic (ops/einsum.py, ops/math_misc.py, ops/gather_nd.py), float IR
+against the framework's runtime: onnx.helper and torch.einsum exports against onnxruntime,
+Keras EinsumDense + MultiHeadAttention and a tf.function frozen graph against TensorFlow, the
+same function through the TFLite converter against the LiteRT interpreter; run-time rounding
+and diagonals are refused with their reason."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from gxnpuc import sim
+from gxnpuc.compiler import compile as compile_model
+from gxnpuc.config import load
+from gxnpuc.errors import UnsupportedOpError
+from onnx_util import make_model, run_ort, run_ours, to_ir
+from test_recurrent_onnx import snr_db
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+X = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+X[0, 0, :2] = 0  # Sign of exact zeros
+
+
+def _compile(folder, key: str, path: str):
+    cfg = folder / "cfg.yaml"
+    cfg.write_text(f"{key}: {path}\nOUTPUT_FILE: {folder}/model.h\n")
+    return compile_model(load(str(cfg)))
+
+
+def _onnx_case(nodes, inits, opset=13) -> float:
+    model = make_model(nodes, [("x", list(X.shape))], [("y", None)], inits, opset=opset)
+    ours, ref = run_ours(model, {"x": X})["y"], run_ort(model, {"x": X})["y"]
+    assert ours.shape == ref.shape
+    return snr_db(ours, ref)
+
+
+_IDX = np.array([[1, 2], [0, 0], [1, -1]], np.int64)
+_ONNX_CASES = {
+    "Sign": ([helper.make_node("Sign", ["x"], ["y"])], {}),
+    "CumSum": ([helper.make_node("CumSum", ["x", "a"], ["y"])], {"a": np.array(1, np.int64)}),
+    "CumSum exclusive reverse": ([helper.make_node("CumSum", ["x", "a"], ["y"], exclusive=1, reverse=1)],
+                                 {"a": np.array(-1, np.int64)}),
+    "ReduceLogSumExp": ([helper.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[1, 2], keepdims=0)], {}),
+    "GatherND": ([helper.make_node("GatherND", ["x", "i"], ["y"])], {"i": _IDX}),
+    "GatherElements": ([helper.make_node("GatherElements", ["x", "i"], ["y"], axis=2)],
+                       {"i": np.random.default_rng(1).integers(-4, 4, (2, 3, 2)).astype(np.int64)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ONNX_CASES))
+def test_onnx_ops_against_onnxruntime(case):
+    db = _onnx_case(*_ONNX_CASES[case])
+    print(f"ONNX {case}: {db:.1f} dB")
+    assert db >= 80
+
+
+_EINSUMS = [("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)], False), ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)], False),
+            ("bqhd,bkhd->bhqk", [(1, 3, 2, 4), (1, 5, 2, 4)], False), ("ij->ji", [(3, 4)], False),
+            ("i,j->ij", [(3,), (4,)], False), ("abc,cde->abde", [(1, 3, 4), (4, 2, 5)], True),
+            ("...ij,...jk->...ik", [(2, 3, 4), (2, 4, 5)], False), ("ij,jk", [(3, 4), (4, 5)], True),
+            ("bij->bj", [(2, 3, 4)], False), ("bi,bi->b", [(2, 5), (2, 5)], False)]
+
+
+@pytest.mark.parametrize("equation,shapes,const", _EINSUMS)
+def test_onnx_einsum(equation, shapes, const):
+    rng = np.random.default_rng(2)
+    names = [f"x{i}" for i in range(len(shapes))]
+    feeds = {n: rng.standard_normal(s).astype(np.float32) for n, s in zip(names, shapes)}
+    inits = {names[1]: feeds.pop(names[1])} if const else {}
+    model = make_model([helper.make_node("Einsum", names, ["y"], equation=equation)],
+                       [(n, list(v.shape)) for n, v in feeds.items()], [("y", None)], inits, opset=13)
+    ours, ref = run_ours(model, feeds)["y"], run_ort(model, feeds)["y"]
+    assert ours.shape == ref.shape
+    assert snr_db(ours, ref) >= 80
+    if const:  # a constant operand is an fc weight
+        assert "fc" in {n.op for n in to_ir(model, {k: v.shape for k, v in feeds.items()}).nodes}
+
+
+def test_einsum_diagonal_refused():
+    model = make_model([helper.make_node("Einsum", ["x"], ["y"], equation="bii->bi")],
+                       [("x", [2, 3, 3])], [("y", None)], opset=13)
+    with pytest.raises(UnsupportedOpError, match="diagonal"):
+        to_ir(model)
+
+
+def test_torch_einsum_attention(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Attn(torch.nn.Module):
+        def forward(self, q):
+            s = torch.einsum("bhqd,bhkd->bhqk", q, q * 0.5).softmax(-1)
+            return torch.einsum("bhqk,bhkd->bqhd", s, q)
+    path = str(tmp_path / "attn.onnx")
+    torch.onnx.export(Attn(), (torch.randn(1, 2, 5, 4),), path, input_names=["q"], opset_version=13, dynamo=False)
+    import onnx
+    assert "Einsum" in {n.op_type for n in onnx.load(path).graph.node}
+    model = _compile(tmp_path, "ONNX_FILE", path)
+    q = np.random.default_rng(3).standard_normal((1, 2, 5, 4)).astype(np.float32)
+    want = run_ort(path, {"q": q})
+    got = sim.run(model.graph, {"q": q})
+    for name, ref in want.items():
+        print(f"torch einsum attention: {snr_db(got[name], ref):.1f} dB")
+        assert snr_db(got[name], ref) >= 80
+
+
+# -- TensorFlow, TFLite ---------------------------------------------------------------------------
+def _tf_fn():
+    import tensorflow as tf
+
+    idx = tf.constant([[0, 2], [1, 5], [0, 0]])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 6, 8], tf.float32, name="x")])
+    def fn(x):
+        half = tf.shape(x)[1] // 2 + tf.math.floormod(tf.shape(x)[2], 3)  # 3 + 2
+        steps = tf.cast(tf.range(half), tf.float32) * tf.floor(tf.constant(1.7))
+        y = tf.math.cumsum(x, axis=1, exclusive=True) + tf.sign(x) * steps[:, None][:1]
+        w = tf.einsum("bij,bkj->bik", y, x)
+        return tf.concat([tf.reshape(tf.gather_nd(w[0], idx), [1, 3]),
+                          tf.reshape(tf.math.cumsum(w, axis=2, reverse=True), [1, 36])], axis=1)
+    return fn
+
+
+def test_tf_frozen_graph_ops(tmp_path):
+    pytest.importorskip("tensorflow")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    import tensorflow as tf
+
+    fn = _tf_fn()
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    ops = {n.op for n in frozen.graph.as_graph_def().node}
+    assert {"FloorDiv", "FloorMod", "Range", "Sign", "Cumsum", "Einsum", "GatherNd"} <= ops, ops
+    tf.io.write_graph(frozen.graph, str(tmp_path), "f.pb", as_text=False)
+    model = _compile(tmp_path, "PB_FILE", str(tmp_path / "f.pb"))
+    x = np.random.default_rng(4).standard_normal((1, 6, 8)).astype(np.float32)
+    want = fn(x).numpy()
+    got = sim.run(model.graph, {model.graph.inputs[0]: x})[model.graph.outputs[0]]
+    print(f"TF frozen graph ops: {snr_db(got, want):.1f} dB")
+    assert snr_db(got, want) >= 80
+
+
+def test_keras_einsum_dense_and_attention(tmp_path):
+    pytest.importorskip("tensorflow")
+    import keras
+    import tf_models as tm
+
+    x = keras.Input((6, 8), name="x")
+    a = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 12), bias_axes="d", name="ed")(x)
+    a = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(a, a)
+    net = tm._finish(keras.Model(x, a), 3)
+    tm.write_frozen_pb(net, str(tmp_path / "e.pb"))
+    model = _compile(tmp_path, "PB_FILE", str(tmp_path / "e.pb"))
+    feeds = tm.inputs_for(net, 1)
+    got = sim.run(model.graph, {model.graph.inputs[0]: feeds["x"]})[model.graph.outputs[0]]
+    print(f"Keras EinsumDense + MultiHeadAttention: {snr_db(got, tm.reference(net, feeds)[0]):.1f} dB")
+    assert snr_db(got, tm.reference(net, feeds)[0]) >= 80
+
+
+def test_tflite_ops_against_interpreter(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    from gxnpuc.evaluate.oracle_tflite import runner
+    from gxnpuc.frontend.tflite_read import read
+
+    fn = _tf_fn()
+    path = str(tmp_path / "f.tflite")
+    with open(path, "wb") as fh:
+        fh.write(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
+    ops = {op.op_type for op in read(path, path).subgraphs[0].ops}
+    assert {"SIGN", "CUMSUM", "GATHER_ND"} <= ops, ops
+    model = _compile(tmp_path, "TFLITE_FILE", path)
+    g = model.graph
+    x = np.random.default_rng(5).standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32)
+    want, got = runner(path, g)({g.inputs[0]: x}), sim.run(g, {g.inputs[0]: x})
+    for o in g.outputs:
+        print(f"TFLite ops {o}: {snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
+        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80
+
+
+def test_run_time_floor_refused(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")])
+    def fn(x):
+        return tf.math.floordiv(x, 0.5) + tf.round(x)
+    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    tf.io.write_graph(frozen.graph, str(tmp_path), "r.pb", as_text=False)
+    with pytest.raises(UnsupportedOpError) as err:
+        _compile(tmp_path, "PB_FILE", str(tmp_path / "r.pb"))
+    assert "FloorDiv" in str(err.value) and "Round" in str(err.value) and "no floor/round" in str(err.value)
