@@ -78,8 +78,10 @@ def _finish(ctx, fn, y: str, got: str, out: str, size: dict) -> None:
     perm = [got.index(c) for c in out]
     if perm == list(range(len(out))):
         if list(ctx.shape(y)) == shape and y != ctx.resolve(fn.inputs[0]):
-            return ctx.set_alias(fn.outputs[0], y)
-        return emit_reshape(ctx, y, shape, fn.outputs[:1]) and None
+            ctx.set_alias(fn.outputs[0], y)
+        else:
+            emit_reshape(ctx, y, shape, fn.outputs[:1])
+        return None
     if list(ctx.shape(y)) != shape:
         y = emit_reshape(ctx, y, shape)
     ctx.emit("transpose", [y], fn.outputs[:1], {"perm": perm})

@@ -71,9 +71,9 @@ def lower_cumsum(ctx, fn, axis, exclusive: bool, reverse: bool) -> None:
     perm[axis], perm[-1] = perm[-1], perm[axis]
     last = axis == rank - 1
     moved = x if last else ctx.emit("transpose", [x], None, {"perm": perm})[0]
-    y = emit_checked(ctx, "fc", [moved, w], fn.outputs[:1] if last else None, {"transpose_w": False})
-    if y is not None and not last:
-        ctx.emit("transpose", y, fn.outputs[:1], {"perm": perm})
+    out = emit_checked(ctx, "fc", [moved, w], fn.outputs[:1] if last else None, {"transpose_w": False})
+    if out is not None and not last:
+        ctx.emit("transpose", out, fn.outputs[:1], {"perm": perm})
     return None
 
 
@@ -118,10 +118,10 @@ def _onnx_reduce_log_sum_exp(ctx, fn):
     m = ctx.emit("reduce", [x], None, dict(keep, fn="max"))[0]
     e = ctx.emit("act", [ctx.emit("binary", [x, m], None, {"fn": "sub"})[0]], None, {"fn": "exp"})[0]
     s = ctx.emit("act", [ctx.emit("reduce", [e], None, dict(keep, fn="sum"))[0]], None, {"fn": "log"})[0]
-    if int(fn.attrs.get("keepdims", 1)):
-        return ctx.emit("binary", [s, m], fn.outputs[:1], {"fn": "add"}) and None
-    y = ctx.emit("binary", [s, m], None, {"fn": "add"})[0]
-    emit_reshape(ctx, y, [d for k, d in enumerate(shape) if k not in axes], fn.outputs[:1])
+    keepdims = bool(int(fn.attrs.get("keepdims", 1)))
+    y = ctx.emit("binary", [s, m], fn.outputs[:1] if keepdims else None, {"fn": "add"})[0]
+    if not keepdims:
+        emit_reshape(ctx, y, [d for k, d in enumerate(shape) if k not in axes], fn.outputs[:1])
     return None
 
 
@@ -153,12 +153,13 @@ def _tf_floor_div_mod(ctx, fn):
         return None
     a, b = fn.inputs[:2]
     if fn.op_type.lower().endswith("mod"):
-        return ctx.emit("binary", [a, b], fn.outputs[:1], {"fn": "mod"}) and None
-    if np.asarray(ctx.const(a)).dtype.kind in "iu":
+        ctx.emit("binary", [a, b], fn.outputs[:1], {"fn": "mod"})
+    elif np.asarray(ctx.const(a)).dtype.kind in "iu":
         rest = ctx.emit("binary", [a, ctx.emit("binary", [a, b], None, {"fn": "mod"})[0]], None, {"fn": "sub"})[0]
-        return ctx.emit("binary", [rest, b], fn.outputs[:1], {"fn": "div"}) and None
-    q = ctx.emit("binary", [a, b], None, {"fn": "div"})[0]
-    ctx.emit("round", [q], fn.outputs[:1], {"fn": "floor"})
+        ctx.emit("binary", [rest, b], fn.outputs[:1], {"fn": "div"})
+    else:
+        q = ctx.emit("binary", [a, b], None, {"fn": "div"})[0]
+        ctx.emit("round", [q], fn.outputs[:1], {"fn": "floor"})
     return None
 
 

@@ -184,7 +184,8 @@ def _real_weight(ctx, fn, wi: int, axis: int) -> str | None:
         ctx.reject(f"{fn.op_type} weight must be constant")
         return None
     _note(ctx, _NOTE_WEIGHTS)
-    return ctx.add_const(ctx.fresh(f"{fn.inputs[wi]}_dequantized"), dequantize(q, *p, axis))
+    scale, zp = p
+    return ctx.add_const(ctx.fresh(f"{fn.inputs[wi]}_dequantized"), dequantize(q, scale, zp, axis))
 
 
 @onnx_lowering("QLinearConv", emits=("conv", "act"))
