@@ -191,3 +191,29 @@ def test_run_time_floor_refused(tmp_path):
     with pytest.raises(UnsupportedOpError) as err:
         _compile(tmp_path, "PB_FILE", str(tmp_path / "r.pb"))
     assert "FloorDiv" in str(err.value) and "Round" in str(err.value) and "no floor/round" in str(err.value)
+
+
+def test_lowerings_emit_only_what_they_declare(monkeypatch):
+    """The `emits=` of each new ONNX lowering (docs/ops.md) covers what it emitted here."""
+    from gxnpuc.frontend.common import LowerCtx
+    from gxnpuc.ops.base import LOWERING_EMITS, NoNpuOp
+
+    seen: list[tuple[str, str]] = []
+    real = LowerCtx.emit
+
+    def watch(self, op, *args, **kw):
+        seen.append((self.fnode.op_type if self.fnode else "", op))
+        return real(self, op, *args, **kw)
+    monkeypatch.setattr(LowerCtx, "emit", watch)
+    for nodes, inits in _ONNX_CASES.values():
+        _onnx_case(nodes, inits)
+    for equation, shapes, const in _EINSUMS[:6]:
+        names = [f"x{i}" for i in range(len(shapes))]
+        inits = {names[1]: np.ones(shapes[1], np.float32)} if const else {}
+        to_ir(make_model([helper.make_node("Einsum", names, ["y"], equation=equation)],
+                         [(n, list(s)) for n, s in zip(names, shapes) if n not in inits], [("y", None)], inits,
+                         opset=13))
+    assert {t for t, _ in seen} >= {"Sign", "CumSum", "ReduceLogSumExp", "GatherND", "GatherElements", "Einsum"}
+    for op_type, op in seen:
+        declared = LOWERING_EMITS[("onnx", op_type)]
+        assert not isinstance(declared, NoNpuOp) and op in declared, (op_type, op, declared)

@@ -158,3 +158,32 @@ def test_keras_dilated_convs_fold(tmp_path):
     got = sim.run(model.graph, {model.graph.inputs[0]: feeds["x"]})[model.graph.outputs[0]]
     print(f"keras dilated convs: {snr_db(got, tm.reference(net, feeds)[0]):.1f} dB")
     assert snr_db(got, tm.reference(net, feeds)[0]) >= 80
+
+
+def test_tflite_dilated_pattern_folds():
+    """SPACE_TO_BATCH_ND -> CONV_2D (fused RELU) -> BATCH_TO_SPACE_ND as older TFLite converters
+    wrote dilated convs (the current one fuses them itself), through the shared lowering walk:
+    one dilated conv + relu, against tf.nn.conv2d with dilations."""
+    tf = pytest.importorskip("tensorflow")
+    from gxnpuc.frontend.common import FNode, LowerCtx, lower
+    from gxnpuc.ops import TFLITE_LOWERINGS
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 9, 7, 3)).astype(np.float32)
+    w_ohwi = rng.standard_normal((5, 3, 3, 3)).astype(np.float32) * 0.3
+    b = rng.standard_normal(5).astype(np.float32)
+    ctx = LowerCtx("tflite")
+    ctx.add_input("x", x.shape)
+    consts = {"block": np.array([2, 2], np.int32), "pads": np.array([[2, 3], [2, 3]], np.int32),
+              "crops": np.array([[0, 1], [0, 1]], np.int32), "w": w_ohwi, "b": b}
+    for name, value in consts.items():
+        ctx.add_const(name, value)
+    fnodes = [FNode("s", "SPACE_TO_BATCH_ND", ["x", "block", "pads"], ["s"], {}),
+              FNode("c", "CONV_2D", ["s", "w", "b"], ["c"], {"padding": "VALID", "fused_activation_function": "RELU"}),
+              FNode("y", "BATCH_TO_SPACE_ND", ["c", "block", "crops"], ["y"], {})]
+    g = lower(ctx, fnodes, ["y"], TFLITE_LOWERINGS)
+    assert [n.op for n in g.nodes] == ["conv", "act"] and g.nodes[0].attrs["dilations"] == [2, 2]
+    want = tf.nn.relu(tf.nn.conv2d(x, np.transpose(w_ohwi, (1, 2, 3, 0)), 1, "SAME", dilations=2) + b).numpy()
+    got = sim.run(g, {"x": x})["y"]
+    print(f"tflite dilated pattern: {snr_db(got, want):.1f} dB")
+    assert snr_db(got, want) >= 80
