@@ -119,7 +119,8 @@ def _tf_fn():
         y = tf.math.cumsum(x, axis=1, exclusive=True) + tf.sign(x) * steps[:, None][:1]
         w = tf.einsum("bij,bkj->bik", y, x)
         return tf.concat([tf.reshape(tf.gather_nd(w[0], idx), [1, 3]),
-                          tf.reshape(tf.math.cumsum(w, axis=2, reverse=True), [1, 36])], axis=1)
+                          tf.reshape(tf.math.cumsum(w, axis=2, reverse=True), [1, 36]),
+                          tf.reshape(tf.broadcast_to(x[:, :1, :2], [1, 2, 2]), [1, 4])], axis=1)
     return fn
 
 
@@ -131,7 +132,7 @@ def test_tf_frozen_graph_ops(tmp_path):
     fn = _tf_fn()
     frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
     ops = {n.op for n in frozen.graph.as_graph_def().node}
-    assert {"FloorDiv", "FloorMod", "Range", "Sign", "Cumsum", "Einsum", "GatherNd"} <= ops, ops
+    assert {"FloorDiv", "FloorMod", "Range", "Sign", "Cumsum", "Einsum", "GatherNd", "BroadcastTo"} <= ops, ops
     tf.io.write_graph(frozen.graph, str(tmp_path), "f.pb", as_text=False)
     model = _compile(tmp_path, "PB_FILE", str(tmp_path / "f.pb"))
     x = np.random.default_rng(4).standard_normal((1, 6, 8)).astype(np.float32)
@@ -217,3 +218,39 @@ def test_lowerings_emit_only_what_they_declare(monkeypatch):
     for op_type, op in seen:
         declared = LOWERING_EMITS[("onnx", op_type)]
         assert not isinstance(declared, NoNpuOp) and op in declared, (op_type, op, declared)
+
+
+def test_tflite_l2_normalization_broadcast_reverse(tmp_path):
+    """tf.math.l2_normalize, tf.broadcast_to and tf.reverse through the TFLite converter
+    (L2_NORMALIZATION, BROADCAST_TO, REVERSE_V2) against the interpreter."""
+    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    from gxnpuc.evaluate.oracle_tflite import runner
+    from gxnpuc.frontend.tflite_read import read
+
+    w = tf.constant(np.random.default_rng(7).standard_normal((8, 6)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 3, 8], tf.float32, name="x")])
+    def fn(x):
+        e = tf.math.l2_normalize(tf.matmul(x, w), axis=-1)
+        return tf.reverse(e, axis=[1]), tf.broadcast_to(x[:, :1, :], [2, 3, 8])
+    path = str(tmp_path / "l2.tflite")
+    with open(path, "wb") as fh:
+        fh.write(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
+    ops = {op.op_type for op in read(path, path).subgraphs[0].ops}
+    assert {"L2_NORMALIZATION", "BROADCAST_TO", "REVERSE_V2"} <= ops, ops
+    model = _compile(tmp_path, "TFLITE_FILE", path)
+    g = model.graph
+    x = np.random.default_rng(8).standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32)
+    want, got = runner(path, g)({g.inputs[0]: x}), sim.run(g, {g.inputs[0]: x})
+    for o in g.outputs:
+        print(f"TFLite L2_NORMALIZATION/BROADCAST_TO/REVERSE_V2 {o}: "
+              f"{snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
+        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_onnx_lp_normalization(p):
+    db = _onnx_case([helper.make_node("LpNormalization", ["x"], ["y"], axis=1, p=p)], {})
+    print(f"ONNX LpNormalization p={p}: {db:.1f} dB")
+    assert db >= 80

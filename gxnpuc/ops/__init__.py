@@ -28,3 +28,5 @@ from gxnpuc.ops import quantized  # noqa: F401,E402
 from gxnpuc.ops import einsum  # noqa: F401,E402
 from gxnpuc.ops import math_misc  # noqa: F401,E402
 from gxnpuc.ops import gather_nd  # noqa: F401,E402
+from gxnpuc.ops import tf_aliases  # noqa: F401,E402
+from gxnpuc.ops import l2_norm  # noqa: F401,E402
