@@ -116,11 +116,14 @@ def test_keras2_style_frozen_graph_matches_tensorflow(keras2_pb, flags):
     assert "where" not in {n.op for n in model.graph.nodes}
 
 
-def test_bilinear_resize_is_one_clear_line(tmp_path):
-    zk.keras2_style_pb(str(tmp_path / "bil.pb"), bilinear=True)
-    with pytest.raises(UnsupportedOpError, match="ResizeBilinear.*only nearest") as err:
-        compile_model(load(_config(tmp_path, "PB_FILE", str(tmp_path / "bil.pb"), "off")))
-    assert len(err.value.items) == 1
+def test_bilinear_resize_matches_tensorflow(tmp_path):
+    """tf.image.resize(..., "bilinear") by 2 (ResizeBilinear, half-pixel centres) lowers as
+    TFLite's RESIZE_BILINEAR does (ops/resize.py)."""
+    (tmp_path / "out").mkdir()
+    feeds, ref = zk.keras2_style_pb(str(tmp_path / "bil.pb"), bilinear=True)
+    model = compile_model(load(_config(tmp_path, "PB_FILE", str(tmp_path / "bil.pb"), "off")))
+    assert "ResizeBilinear" in {n.source for n in model.graph.nodes}
+    _assert_matches(sim.run(model.graph, feeds)["Identity"], ref["Identity"])
 
 
 def test_data_dependent_while_loop_is_one_clear_line(tmp_path):

@@ -67,7 +67,8 @@ def test_upsample_opset9_matches_onnxruntime():
 
 
 @pytest.mark.parametrize("attrs,why", [
-    ({"mode": "linear"}, "only nearest"),
+    ({"mode": "cubic"}, "only nearest, and linear"),
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, "only up-sampling by an integer"),
     ({"mode": "nearest", "coordinate_transformation_mode": "align_corners", "nearest_mode": "floor"},
      "not an integer repetition"),
 ])

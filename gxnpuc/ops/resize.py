@@ -1,8 +1,10 @@
 """Nearest-neighbour up-sampling by integer factors (`upsample`): every element repeated
 `scales[axis]` times along each axis. ONNX Resize / Upsample and TF ResizeNearestNeighbor
 lower to it when their pixel map is exactly that repetition; a map that takes every k-th
-pixel becomes a `slice`. Other maps and interpolating modes (linear, cubic) are rejected,
-except TFLite's RESIZE_BILINEAR by integer factors, which becomes blends of shifted copies.
+pixel becomes a `slice`. Linear up-sampling by integer factors (ONNX Resize mode linear with
+half_pixel / pytorch_half_pixel / asymmetric coordinates, TF ResizeBilinear and TFLite
+RESIZE_BILINEAR without align_corners) becomes blends of shifted copies, one axis at a time;
+other maps and cubic / area modes are rejected.
 
 The map is computed with the framework's own formulas (ONNX coordinate_transformation_mode
 and nearest_mode, TF align_corners / half_pixel_centers), so PyTorch's asymmetric+floor,
@@ -18,6 +20,7 @@ from gxnpuc.ops.base import OpDef, onnx_lowering, register, tf_lowering, tflite_
 from gxnpuc.ops.shape_ops import NOT_CONST, onnx_opset
 
 _EMITS = ("upsample", "slice")
+_BILINEAR = ("pad", "slice", "binary", "reshape", "concat")
 
 
 @register
@@ -173,13 +176,15 @@ def _onnx_targets(ctx, fn, shape: list[int]):
     return full_sizes, full_scales
 
 
-@onnx_lowering("Resize", emits=_EMITS)
+@onnx_lowering("Resize", emits=_EMITS + _BILINEAR[:1] + _BILINEAR[2:])
 def _onnx_resize(ctx, fn):
     x = fn.inputs[0]
     shape = list(ctx.shape(x))
     mode = str(fn.attrs.get("mode", "nearest"))
-    if mode != "nearest":
-        return ctx.reject(f"Resize mode {mode!r}: only nearest (interpolation is not supported by the NPU)")
+    if mode not in ("nearest", "linear"):
+        return ctx.reject(f"Resize mode {mode!r}: only nearest, and linear by integer factors")
+    if mode == "linear" and onnx_opset(ctx) >= 11:
+        return _onnx_linear(ctx, fn, shape)
     if onnx_opset(ctx) < 11:  # Resize-10: Upsample's semantics, scales as input 1
         return _onnx_upsample(ctx, fn)
     got = _onnx_targets(ctx, fn, shape)
@@ -196,6 +201,26 @@ def _onnx_resize(ctx, fn):
                 return ctx.reject(index)
             maps[a] = index
     return emit_nearest(ctx, fn, x, maps, f"coordinate_transformation_mode={ctm}, nearest_mode={nearest}")
+
+
+_LINEAR_MODES = {"half_pixel": True, "pytorch_half_pixel": True, "asymmetric": False}
+
+
+def _onnx_linear(ctx, fn, shape: list[int]) -> None:
+    """Resize linear (PyTorch bilinear, align_corners=False): separable, integer factors."""
+    got = _onnx_targets(ctx, fn, shape)
+    if isinstance(got, str):
+        return ctx.reject(got)
+    ctm = str(fn.attrs.get("coordinate_transformation_mode", "half_pixel"))
+    x = fn.inputs[0]
+    for axis, (n, m, s) in enumerate(zip(shape, *got)):
+        if m == n and s == 1.0:
+            continue
+        if m % n or s != m // n or ctm not in _LINEAR_MODES:
+            return ctx.reject(f"Resize linear of axis {axis} ({n} -> {m}, {ctm}): only up-sampling by an "
+                              f"integer factor with {', '.join(_LINEAR_MODES)} coordinates")
+        x = bilinear_axis(ctx, x, axis, m // n, _LINEAR_MODES[ctm])
+    return ctx.set_alias(fn.outputs[0], x)
 
 
 @onnx_lowering("Upsample", emits=_EMITS)
@@ -229,10 +254,11 @@ def _tf_resize_nearest(ctx, fn):
     return emit_nearest(ctx, fn, x, maps, f"align_corners={align}, half_pixel_centers={half}")
 
 
-_INTERPOLATION = "only nearest-neighbour resizing (interpolation is not supported by the NPU)"
+_INTERPOLATION = ("only nearest-neighbour resizing and bilinear up-sampling by integer factors (cubic and "
+                  "area interpolation are not supported by the NPU)")
 
 
-@tf_lowering("ResizeBilinear", "ResizeBicubic", "ResizeArea", emits=unsupported(_INTERPOLATION))
+@tf_lowering("ResizeBicubic", "ResizeArea", emits=unsupported(_INTERPOLATION))
 def _tf_resize_other(ctx, fn):
     ctx.reject(_INTERPOLATION)
 
@@ -243,12 +269,10 @@ def _tflite_resize_nearest(ctx, fn):
     _tf_resize_nearest(ctx, fn)  # same inputs (x, size) and options as TF
 
 
-_BILINEAR = ("pad", "slice", "binary", "reshape", "concat")
-
-
 @tflite_lowering("RESIZE_BILINEAR", emits=_BILINEAR)
+@tf_lowering("ResizeBilinear", emits=_BILINEAR)
 def _tflite_resize_bilinear(ctx, fn):
-    """Bilinear up-sampling of NHWC by integer factors, as TFLite computes it (half-pixel
+    """Bilinear up-sampling of NHWC by integer factors, as TF and TFLite compute it (half-pixel
     centers or not; align_corners only where an axis keeps its size)."""
     x, size = fn.inputs[0], ctx.const(fn.inputs[1])
     shape = list(ctx.shape(x))
@@ -260,7 +284,7 @@ def _tflite_resize_bilinear(ctx, fn):
         if m == n:
             continue
         if m % n or fn.attrs.get("align_corners"):
-            return ctx.reject(f"RESIZE_BILINEAR of axis {axis} ({n} -> {m}): only up-sampling by an "
+            return ctx.reject(f"{fn.op_type} of axis {axis} ({n} -> {m}): only up-sampling by an "
                               "integer factor without align_corners")
         x = bilinear_axis(ctx, x, axis, m // n, half)
     return ctx.set_alias(fn.outputs[0], x)
