@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from gxnpuc import sim
 from gxnpuc.compiler import compile as compile_model
@@ -212,3 +212,26 @@ def test_lowerings_emit_only_what_they_declare(models, monkeypatch):
     for op_type, op in seen:
         declared = LOWERING_EMITS[("onnx", op_type)]
         assert not isinstance(declared, NoNpuOp) and op in declared, (op_type, op, declared)
+
+
+@pytest.mark.parametrize("zp,output_dtype,lo,hi", [(np.uint8(128), None, -128, 127), (None, TensorProto.INT8, -128, 127),
+                                                   (None, None, 0, 255), (np.int8(-5), None, -123, 132)])
+def test_activation_quantize_keeps_its_saturation(zp, output_dtype, lo, hi):
+    """QuantizeLinear -> DequantizeLinear of an activation is a clip to scale * [qmin - zp, qmax - zp]
+    (the zero point's type, else opset 21's output_dtype, else uint8), checked in float64."""
+    from gxnpuc.frontend.common import FNode, LowerCtx, lower
+    from gxnpuc.ops import ONNX_LOWERINGS
+
+    x = np.linspace(-300, 300, 61, dtype=np.float32).reshape(1, 61) * 0.05
+    ctx = LowerCtx("onnx")
+    ctx.add_input("x", x.shape)
+    ctx.add_const("s", np.float32(0.05))
+    ins = ["x", "s"]
+    if zp is not None:
+        ctx.add_const("z", zp)
+        ins.append("z")
+    attrs = {} if output_dtype is None else {"output_dtype": output_dtype}
+    fnodes = [FNode("q", "QuantizeLinear", ins, ["q"], attrs), FNode("y", "DequantizeLinear", ["q", *ins[1:]], ["y"])]
+    g = lower(ctx, fnodes, ["y"], ONNX_LOWERINGS)
+    want = np.clip(x.astype(np.float64), lo * 0.05, hi * 0.05)
+    assert np.max(np.abs(sim.run(g, {"x": x})["y"] - want)) < 1e-6

@@ -133,7 +133,8 @@ def test_tflite_space_ops_against_interpreter(tmp_path):
 
 def test_keras_dilated_convs_fold(tmp_path):
     """Keras Conv2D / DepthwiseConv2D with dilation_rate freeze as SpaceToBatchND -> conv ->
-    BatchToSpaceND; each becomes one dilated conv (no data movement left)."""
+    BatchToSpaceND; each still becomes one dilated conv (frontend/tf_rewrite.py does it before
+    lowering), not the general space-to-batch lowering (no data movement left)."""
     pytest.importorskip("tensorflow")
     import keras
     import tf_models as tm

@@ -22,6 +22,7 @@ import numpy as np
 from dataclasses import dataclass, field
 
 from gxnpuc.ops.base import ALIAS, ONNX_LOWERINGS, onnx_lowering
+from gxnpuc.ops.shape_ops import ONNX_DTYPES
 
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
 _NOTE_ACT = ("quantised activations computed in float (fp16 on the NPU): each QuantizeLinear "
@@ -79,9 +80,16 @@ def dequantize(q: np.ndarray, scale, zp, axis: int = 1) -> np.ndarray:
     return (s * (q.astype(np.float64) - _along(z.reshape(-1), axis, q.ndim))).astype(np.float32)
 
 
-def _clip_to(ctx, x: str, scale, zp, outputs) -> str | None:
+def _qtype(fn, zp) -> str:
+    """The quantised type: the zero point's, else QuantizeLinear-21's output_dtype, else uint8."""
+    if zp is not None:
+        return zp.dtype.name
+    return ONNX_DTYPES.get(int(fn.attrs.get("output_dtype", 0) or 0), "uint8") if fn is not None else "uint8"
+
+
+def _clip_to(ctx, x: str, scale, zp, outputs, fn=None) -> str | None:
     """The saturation of a quantisation to (scale, zp): a clip to its real range."""
-    dtype = zp.dtype.name if zp is not None else "uint8"
+    dtype = _qtype(fn, zp)
     if dtype not in _QRANGE or np.size(scale) != 1:
         ctx.reject(f"activation quantisation to {dtype} with {np.size(scale)} scales "
                    "(per-tensor int8/uint8/int16/uint16 only)")
@@ -102,9 +110,9 @@ def _onnx_quantize(ctx, fn):
     scale, zp = p
     x = ctx.const(fn.inputs[0])
     if x is None:
-        _clip_to(ctx, fn.inputs[0], scale, zp, fn.outputs[:1])
+        _clip_to(ctx, fn.inputs[0], scale, zp, fn.outputs[:1], fn)
         return None
-    dtype = zp.dtype.name if zp is not None else "uint8"
+    dtype = _qtype(fn, zp)
     if dtype not in _QRANGE:
         return ctx.reject(f"quantisation to {dtype} (int8, uint8, int16, uint16)")
     axis = int(fn.attrs.get("axis", 1))

@@ -2,12 +2,15 @@
 usually are.
 
 TensorFlow writes a dilated Conv2D / DepthwiseConv2dNative (Keras `dilation_rate`,
-tf.nn.atrous_conv2d) as SpaceToBatchND -> a VALID convolution -> BatchToSpaceND. When
-BatchToSpaceND closes exactly that pattern (same block, stride 1, no padding inside, only
-element-wise activations in between), it becomes one convolution with `dilations` = block and
-pads = paddings - crops; the space-to-batch nodes are then unread and pruned. Anything else
-lowers as what the ops are: pad -> reshape -> transpose -> reshape (and back, then a crop),
-moving the blocks into the batch axis, which every NPU op handles.
+tf.nn.atrous_conv2d) as SpaceToBatchND -> a VALID convolution -> BatchToSpaceND. In TF graphs
+the front end already makes that one convolution before lowering
+(frontend/tf_rewrite.fuse_dilated_convs, which also sees Conv1D's ExpandDims / Squeeze).
+What reaches lowering is TFLite's form (older converters), or a TF pattern the rewrite left
+alone: when BatchToSpaceND closes exactly that pattern (same block, stride 1, no padding
+inside, only element-wise activations in between), it becomes one convolution with
+`dilations` = block and pads = paddings - crops; the space-to-batch nodes are then unread and
+pruned. Anything else lowers as what the ops are: pad -> reshape -> transpose -> reshape (and
+back, then a crop), moving the blocks into the batch axis, which every NPU op handles.
 """
 from __future__ import annotations
 
