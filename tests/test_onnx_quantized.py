@@ -214,7 +214,8 @@ def test_lowerings_emit_only_what_they_declare(models, monkeypatch):
         assert not isinstance(declared, NoNpuOp) and op in declared, (op_type, op, declared)
 
 
-@pytest.mark.parametrize("zp,output_dtype,lo,hi", [(np.uint8(128), None, -128, 127), (None, TensorProto.INT8, -128, 127),
+@pytest.mark.parametrize("zp,output_dtype,lo,hi", [(np.uint8(128), None, -128, 127),
+                                                   (None, TensorProto.INT8, -128, 127),
                                                    (None, None, 0, 255), (np.int8(-5), None, -123, 132)])
 def test_activation_quantize_keeps_its_saturation(zp, output_dtype, lo, hi):
     """QuantizeLinear -> DequantizeLinear of an activation is a clip to scale * [qmin - zp, qmax - zp]
