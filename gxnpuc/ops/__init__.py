@@ -30,3 +30,4 @@ from gxnpuc.ops import math_misc  # noqa: F401,E402
 from gxnpuc.ops import gather_nd  # noqa: F401,E402
 from gxnpuc.ops import tf_aliases  # noqa: F401,E402
 from gxnpuc.ops import l2_norm  # noqa: F401,E402
+from gxnpuc.ops import lrn  # noqa: F401,E402
