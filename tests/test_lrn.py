@@ -1,7 +1,8 @@
 """Local response normalisation (ops/lrn.py) against each framework's runtime: ONNX LRN
 against onnxruntime (odd sizes; it refuses even ones) and a float64 computation of the ONNX
-definition (an even size; the ONNX reference evaluator's LRN fills only channel 0), tf.nn.local_response_normalization in a frozen graph against TensorFlow, and the
-same through the TFLite converter (LOCAL_RESPONSE_NORMALIZATION) against the interpreter."""
+definition (an even size; the ONNX reference evaluator's LRN fills only channel 0),
+tf.nn.local_response_normalization in a frozen graph against TensorFlow, and the same through
+the TFLite converter (LOCAL_RESPONSE_NORMALIZATION) against the interpreter."""
 from __future__ import annotations
 
 import os
