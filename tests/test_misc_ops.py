@@ -254,3 +254,50 @@ def test_onnx_lp_normalization(p):
     db = _onnx_case([helper.make_node("LpNormalization", ["x"], ["y"], axis=1, p=p)], {})
     print(f"ONNX LpNormalization p={p}: {db:.1f} dB")
     assert db >= 80
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_torch_in_place_assignment_scatters(tmp_path, dynamo):
+    """`y[:, 0] = ...; y[..., 2] = c` exports as ScatterND (torchscript) or ScatterElements
+    (dynamo) with constant indices: a gather from [data, updates]."""
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    import onnx
+
+    class Assign(torch.nn.Module):
+        def forward(self, x):
+            y = x * 1.0
+            y[:, 0] = x[:, 1] * 2
+            y[..., 2] = 0.5
+            return y
+    path = str(tmp_path / "assign.onnx")
+    torch.onnx.export(Assign(), (torch.randn(1, 3, 4),), path, input_names=["x"], dynamo=dynamo,
+                      opset_version=18 if dynamo else 16)
+    assert {"ScatterND", "ScatterElements"} & {n.op_type for n in onnx.load(path).graph.node}
+    model = _compile(tmp_path, "ONNX_FILE", path)
+    x = np.random.default_rng(9).standard_normal((1, 3, 4)).astype(np.float32)
+    want, got = run_ort(path, {"x": x}), sim.run(model.graph, {"x": x})
+    for name, ref in want.items():
+        print(f"torch in-place assignment (dynamo={dynamo}): {snr_db(got[name], ref):.1f} dB")
+        assert snr_db(got[name], ref) >= 80
+
+
+@pytest.mark.parametrize("op,idx,attrs", [
+    ("ScatterND", np.array([[0, 1], [1, -1]], np.int64), {}),
+    ("ScatterElements", np.array([[[0], [3], [1]], [[2], [2], [-1]]]), {"axis": 2})])
+def test_onnx_scatter_against_onnxruntime(op, idx, attrs):
+    rng = np.random.default_rng(10)
+    u_shape = (2, 4) if op == "ScatterND" else (2, 3, 1)
+    feeds = {"x": X, "u": rng.standard_normal(u_shape).astype(np.float32)}
+    model = make_model([helper.make_node(op, ["x", "i", "u"], ["y"], **attrs)],
+                       [("x", list(X.shape)), ("u", list(u_shape))], [("y", None)], {"i": idx.astype(np.int64)},
+                       opset=16)
+    assert snr_db(run_ours(model, feeds)["y"], run_ort(model, feeds)["y"]) >= 80
+
+
+def test_scatter_writing_twice_refused():
+    model = make_model([helper.make_node("ScatterND", ["x", "i", "u"], ["y"])], [("x", [4]), ("u", [2])],
+                       [("y", None)], {"i": np.array([[1], [1]], np.int64)}, opset=16)
+    with pytest.raises(UnsupportedOpError, match="twice"):
+        to_ir(model)

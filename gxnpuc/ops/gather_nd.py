@@ -1,8 +1,10 @@
-"""GatherND (ONNX, TF GatherNd, TFLite GATHER_ND) and ONNX GatherElements with constant
-indices: the indices become flat positions into the data reshaped to [positions, rest...],
-and the ONNX Gather lowering (ops/fold.py) turns a gather with constant positions on a
-run-time tensor into slices and a concat. Indices computed at run time are a data-dependent
-lookup, which the NPU cannot do.
+"""GatherND (ONNX, TF GatherNd, TFLite GATHER_ND), ONNX GatherElements, ScatterND and
+ScatterElements with constant indices: the indices become flat positions into the data
+reshaped to [positions, rest...], and the ONNX Gather lowering (ops/fold.py) turns a gather
+with constant positions on a run-time tensor into slices and a concat. A scatter (PyTorch's
+in-place `x[..., 0] = y` as the dynamo exporter writes it) is a gather from the flattened
+[data, updates]. Indices computed at run time are a data-dependent lookup, which the NPU
+cannot do.
 """
 from __future__ import annotations
 
@@ -94,3 +96,56 @@ def _onnx_gather_elements(ctx, fn):
     grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
     flat = np.ravel_multi_index(tuple(grid), shape)
     return _gather_flat(ctx, fn, [int(np.prod(shape))], flat)
+
+
+# -- scatter: a gather from [data, updates] ------------------------------------------------------------
+def _scatter(ctx, fn, positions: np.ndarray) -> None:
+    """Write updates (input 2) at the flat `positions` of data: each output element is picked
+    from the concatenation [data, updates] (both flattened) by a constant map."""
+    data, updates = fn.inputs[0], fn.inputs[2]
+    shape = list(ctx.shape(data))
+    size = int(np.prod(shape))
+    if len(np.unique(positions)) != positions.size:
+        return ctx.reject("indices that write one element twice (the result depends on the order)")
+    source = np.arange(size)
+    source[positions.ravel()] = size + np.arange(positions.size)
+    flat = [emit_reshape(ctx, n, [int(np.prod(ctx.shape(n)))]) for n in (data, updates)]
+    both = ctx.emit("concat", flat, None, {"axis": 0})[0]
+    node = _Node(fn.name, fn.op_type, [both], [ctx.fresh(f"{fn.outputs[0]}/flat")], fn.attrs)
+    _gather_flat(ctx, node, [size + positions.size], source)
+    if ctx.has(node.outputs[0]):
+        emit_reshape(ctx, node.outputs[0], shape, fn.outputs[:1])
+    return None
+
+
+@onnx_lowering("ScatterND", emits=_EMITS)
+def _onnx_scatter_nd(ctx, fn):
+    idx = _indices(ctx, fn)
+    if idx is None:
+        return None
+    if str(fn.attrs.get("reduction", "none") or "none") != "none":
+        return ctx.reject(f"reduction {fn.attrs['reduction']!r} (none only)")
+    shape = list(ctx.shape(fn.inputs[0]))
+    r = idx.shape[-1] if idx.ndim else 0
+    if not 1 <= r <= len(shape) or np.any(idx >= np.array(shape[:r])) or np.any(idx < -np.array(shape[:r])):
+        return ctx.reject(f"indices of shape {list(idx.shape)} out of range for data {shape}")
+    lead = np.where(idx < 0, idx + np.array(shape[:r]), idx)
+    rows = np.ravel_multi_index(tuple(np.moveaxis(lead, -1, 0)), shape[:r])  # [..] rows of size `inner`
+    inner = int(np.prod(shape[r:]))
+    return _scatter(ctx, fn, (rows[..., None] * inner + np.arange(inner)).reshape(-1))
+
+
+@onnx_lowering("ScatterElements", emits=_EMITS)
+def _onnx_scatter_elements(ctx, fn):
+    idx = _indices(ctx, fn)
+    if idx is None:
+        return None
+    if str(fn.attrs.get("reduction", "none") or "none") != "none":
+        return ctx.reject(f"reduction {fn.attrs['reduction']!r} (none only)")
+    shape = list(ctx.shape(fn.inputs[0]))
+    axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
+    if idx.ndim != len(shape) or np.any(idx >= shape[axis]) or np.any(idx < -shape[axis]):
+        return ctx.reject(f"indices of shape {list(idx.shape)} out of range for data {shape}")
+    grid = list(np.indices(idx.shape))
+    grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
+    return _scatter(ctx, fn, np.ravel_multi_index(tuple(grid), shape).reshape(-1))
