@@ -42,6 +42,22 @@ def _float_model() -> onnx.ModelProto:
                       {k: v.astype(np.float32) for k, v in w.items()}, opset=13)
 
 
+def _float_model_2() -> onnx.ModelProto:
+    """Conv branches through LeakyRelu / Sigmoid, Concat, AveragePool, GlobalAveragePool: the
+    com.microsoft QLinear ops of QOperator format."""
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "W2"], ["c2"]),
+             helper.make_node("LeakyRelu", ["c1"], ["l1"], alpha=0.1),
+             helper.make_node("Sigmoid", ["c2"], ["s2"]),
+             helper.make_node("Concat", ["l1", "s2"], ["cat"], axis=1),
+             helper.make_node("AveragePool", ["cat"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["ap"], ["y"])]
+    inits = {"W1": rng.standard_normal((8, 3, 3, 3)) * 0.3, "W2": rng.standard_normal((8, 3, 1, 1)) * 0.3}
+    return make_model(nodes, [("x", list(X_SHAPE))], [("y", None)],
+                      {k: v.astype(np.float32) for k, v in inits.items()}, opset=13)
+
+
 class _Calibration(quant.CalibrationDataReader):
     def __init__(self):
         rng = np.random.default_rng(1)
@@ -62,6 +78,10 @@ def models(tmp_path_factory):
         paths[name] = str(root / f"{name}.onnx")
         quant.quantize_static(paths["float"], paths[name], _Calibration(), quant_format=fmt,
                               per_channel=per_channel)
+    paths["float2"], paths["qoperator2"] = str(root / "float2.onnx"), str(root / "qoperator2.onnx")
+    onnx.save(_float_model_2(), paths["float2"])
+    quant.quantize_static(paths["float2"], paths["qoperator2"], _Calibration(),
+                          quant_format=quant.QuantFormat.QOperator)
     paths["dynamic"] = str(root / "dynamic.onnx")
     quant.quantize_dynamic(paths["float"], paths["dynamic"], op_types_to_quantize=["MatMul", "Conv"])
     return paths
@@ -139,6 +159,14 @@ def _qop_oracle(path: str) -> onnx.ModelProto:
             attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
             nodes.append(helper.make_node(op, ins, [o + "_f"], **attrs))
             clip(o + "_f", o, i[6], i[7])
+        elif n.op_type in _UNARY:
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute if a.name != "channels_last"}
+            nodes.append(helper.make_node(_UNARY[n.op_type], [i[0]], [o + "_f"], **attrs))
+            clip(o + "_f", o, i[3], i[4])
+        elif n.op_type == "QLinearConcat":
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            nodes.append(helper.make_node("Concat", i[2::3], [o + "_f"], **attrs))
+            clip(o + "_f", o, i[0], i[1])
         else:
             nodes.append(n)
     del g.node[:]
@@ -146,14 +174,18 @@ def _qop_oracle(path: str) -> onnx.ModelProto:
     return model
 
 
+_UNARY = {"QLinearSigmoid": "Sigmoid", "QLinearLeakyRelu": "LeakyRelu", "QLinearAveragePool": "AveragePool",
+          "QLinearGlobalAveragePool": "GlobalAveragePool"}
+
+
 def _run_each(model, x: np.ndarray) -> np.ndarray:
     return np.concatenate([run_ort(model, {"x": x[i:i + 1]})["y"] for i in range(len(x))])
 
 
-def _check(name, models, tmp_path, oracle) -> None:
+def _check(name, models, tmp_path, oracle, float_name: str = "float") -> None:
     x = _inputs()
     got = np.concatenate([_ours(models[name], tmp_path, x[i:i + 1])[0] for i in range(len(x))])
-    runtime, flt = _run_each(models[name], x), _run_each(models["float"], x)
+    runtime, flt = _run_each(models[name], x), _run_each(models[float_name], x)
     exact, floor, vs_runtime = snr_db(got, oracle), snr_db(runtime, flt), snr_db(got, runtime)
     print(f"{name}: float IR vs same-semantics onnxruntime {exact:.1f} dB; vs quantised onnxruntime "
           f"{vs_runtime:.1f} dB; quantised onnxruntime vs float model (its noise floor) {floor:.1f} dB")
@@ -174,6 +206,15 @@ def test_qoperator_static(models, tmp_path):
     ops = {n.op_type for n in onnx.load(models["qoperator"]).graph.node}
     assert {"QLinearConv", "QLinearMatMul", "QLinearAdd"} <= ops
     _check("qoperator", models, tmp_path, _run_each(_qop_oracle(models["qoperator"]), _inputs()))
+
+
+def test_qoperator_com_microsoft_ops(models, tmp_path):
+    """QLinearLeakyRelu / QLinearSigmoid / QLinearConcat / QLinearAveragePool /
+    QLinearGlobalAveragePool (com.microsoft), against the float-op oracle."""
+    ops = {n.op_type for n in onnx.load(models["qoperator2"]).graph.node}
+    assert {"QLinearLeakyRelu", "QLinearSigmoid", "QLinearConcat", "QLinearAveragePool",
+            "QLinearGlobalAveragePool"} <= ops, ops
+    _check("qoperator2", models, tmp_path, _run_each(_qop_oracle(models["qoperator2"]), _inputs()), "float2")
 
 
 def test_dynamic(models, tmp_path):
@@ -205,10 +246,11 @@ def test_lowerings_emit_only_what_they_declare(models, monkeypatch):
         seen.append((self.fnode.op_type if self.fnode else "", op))
         return real(self, op, *args, **kw)
     monkeypatch.setattr(LowerCtx, "emit", watch)
-    for name in ("qdq", "qoperator", "dynamic"):
+    for name in ("qdq", "qoperator", "qoperator2", "dynamic"):
         onnx_front.to_ir(models[name])
     assert {t for t, _ in seen} >= {"QuantizeLinear", "QLinearConv", "QLinearMatMul", "com.microsoft.QLinearAdd",
-                                    "ConvInteger", "MatMulInteger"}
+                                    "ConvInteger", "MatMulInteger", "com.microsoft.QLinearConcat",
+                                    "com.microsoft.QLinearGlobalAveragePool"}
     for op_type, op in seen:
         declared = LOWERING_EMITS[("onnx", op_type)]
         assert not isinstance(declared, NoNpuOp) and op in declared, (op_type, op, declared)

@@ -243,3 +243,37 @@ def _onnx_qlinear_binary(ctx, fn):
     if ctx.has(y):
         _clip_to(ctx, y, *y_p, fn.outputs[:1])
     return None
+
+
+_UNARY = {"com.microsoft.QLinearSigmoid": "Sigmoid", "com.microsoft.QLinearLeakyRelu": "LeakyRelu",
+          "com.microsoft.QLinearAveragePool": "AveragePool",
+          "com.microsoft.QLinearGlobalAveragePool": "GlobalAveragePool"}
+
+
+@onnx_lowering(*_UNARY, emits=("act", "pool"))
+def _onnx_qlinear_unary(ctx, fn):
+    """(X, X_scale, X_zp, Y_scale, Y_zp): the float op on the real value, clipped to Y's range."""
+    y_p = _params(ctx, fn, 3, 4)
+    if y_p is None:
+        return None
+    if int(fn.attrs.get("channels_last", 0) or 0):
+        return ctx.reject("channels_last=1 (NHWC) quantised pooling")
+    attrs = {k: v for k, v in fn.attrs.items() if k != "channels_last"}
+    y = ctx.fresh(fn.outputs[0] + "/float")
+    ONNX_LOWERINGS[_UNARY[fn.op_type]](ctx, _Node(fn.name, _UNARY[fn.op_type], fn.inputs[:1], [y], attrs))
+    if ctx.has(y):
+        _clip_to(ctx, y, *y_p, fn.outputs[:1])
+    return None
+
+
+@onnx_lowering("com.microsoft.QLinearConcat", emits=("concat", "act"))
+def _onnx_qlinear_concat(ctx, fn):
+    """(Y_scale, Y_zp, then (X, X_scale, X_zp) per input), attr axis."""
+    y_p = _params(ctx, fn, 0, 1)
+    if y_p is None:
+        return None
+    y = ctx.fresh(fn.outputs[0] + "/float")
+    ONNX_LOWERINGS["Concat"](ctx, _Node(fn.name, "Concat", fn.inputs[2::3], [y], dict(fn.attrs)))
+    if ctx.has(y):
+        _clip_to(ctx, y, *y_p, fn.outputs[:1])
+    return None
