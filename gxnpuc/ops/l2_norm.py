@@ -3,13 +3,15 @@ tf.math.l2_normalize; ONNX LpNormalization with p = 1 or 2) on the NPU's arithme
 y = x / max(norm(x), eps), the norm a `reduce` sum of squares (or of |x|) and a sqrt.
 
 TFLite's kernel divides by max(sqrt(sum(x^2)), 1e-6) over the last axis; ONNX LpNormalization
-divides by the plain norm (eps 0: an all-zero row gives NaN as in onnxruntime).
+by the norm, an all-zero row giving 0 (ONNX's own test): max(norm, 2^-24), the smallest fp16
+magnitude, so every norm the NPU can hold is used as it is.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from gxnpuc.ops.base import onnx_lowering, tflite_lowering
+from gxnpuc.ops.math_misc import TINY_F16
 from gxnpuc.ops.shape_ops import norm_axis
 
 _EMITS = ("act", "reduce", "binary")
@@ -44,4 +46,4 @@ def _onnx_lp_norm(ctx, fn):
     p = int(fn.attrs.get("p", 2))
     if p not in (1, 2):
         return ctx.reject(f"p = {p} (1 or 2)")
-    return lower_l2(ctx, fn, int(fn.attrs.get("axis", -1)), p, 0.0)
+    return lower_l2(ctx, fn, int(fn.attrs.get("axis", -1)), p, TINY_F16)

@@ -5,7 +5,8 @@ Layouts stay the framework's (NCHW for ONNX, NHWC for TF and TFLite). With block
 channels split as named below (C' = C / b^2 for DepthToSpace):
 - ONNX DCR (and every TF / TFLite DepthToSpace): channel = (i*b + j)*C' + c
 - ONNX CRD (PyTorch's PixelShuffle):             channel = c*b*b + i*b + j
-- SpaceToDepth (ONNX, TF, TFLite) is the inverse of the DCR order.
+- SpaceToDepth (ONNX, TF, TFLite) is the inverse of the DCR order, or of the CRD order
+  (ONNX SpaceToDepth with mode CRD, newer opsets).
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def depth_to_space(ctx, fn, b: int, layout: str, mode: str = "DCR") -> None:
     return _move(ctx, fn, [n, b, b, c2, h, w], [0, 3, 4, 1, 5, 2], [n, c2, h * b, w * b])
 
 
-def space_to_depth(ctx, fn, b: int, layout: str) -> None:
+def space_to_depth(ctx, fn, b: int, layout: str, mode: str = "DCR") -> None:
     shape = list(ctx.shape(fn.inputs[0]))
     if len(shape) != 4:
         return ctx.reject(f"a 4-D input (got {shape})")
@@ -61,22 +62,19 @@ def space_to_depth(ctx, fn, b: int, layout: str) -> None:
         return ctx.reject(f"height {h} and width {w} are not divisible by block_size {b}")
     if layout == "NHWC":
         return _move(ctx, fn, [n, h // b, b, w // b, b, c], [0, 1, 3, 2, 4, 5], [n, h // b, w // b, b * b * c])
-    return _move(ctx, fn, [n, c, h // b, b, w // b, b], [0, 3, 5, 1, 2, 4], [n, b * b * c, h // b, w // b])
+    perm = [0, 1, 3, 5, 2, 4] if mode == "CRD" else [0, 3, 5, 1, 2, 4]
+    return _move(ctx, fn, [n, c, h // b, b, w // b, b], perm, [n, b * b * c, h // b, w // b])
 
 
-@onnx_lowering("DepthToSpace", emits=_EMITS)
-def _onnx_depth_to_space(ctx, fn):
+@onnx_lowering("DepthToSpace", "SpaceToDepth", emits=_EMITS)
+def _onnx_depth_space(ctx, fn):
     mode = str(fn.attrs.get("mode", "DCR") or "DCR")
     if mode not in ("DCR", "CRD"):
         return ctx.reject(f"mode {mode!r} (DCR, CRD)")
     b = _block(ctx, fn)
-    return None if b is None else depth_to_space(ctx, fn, b, "NCHW", mode)
-
-
-@onnx_lowering("SpaceToDepth", emits=_EMITS)
-def _onnx_space_to_depth(ctx, fn):
-    b = _block(ctx, fn)
-    return None if b is None else space_to_depth(ctx, fn, b, "NCHW")
+    if b is not None:
+        (depth_to_space if fn.op_type == "DepthToSpace" else space_to_depth)(ctx, fn, b, "NCHW", mode)
+    return None
 
 
 def _tf_layout(ctx, fn) -> str | None:
