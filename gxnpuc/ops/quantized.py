@@ -17,9 +17,9 @@ The summary notes each of these.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from gxnpuc.ops.base import ALIAS, ONNX_LOWERINGS, onnx_lowering
 from gxnpuc.ops.shape_ops import ONNX_DTYPES
@@ -49,8 +49,8 @@ def _note(ctx, text: str) -> None:
 
 
 def _params(ctx, fn, si: int, zi: int):
-    """(scale, zero point) constants of inputs si / zi (zero point 0 of `dtype` when absent),
-    or None after a rejection."""
+    """(scale as float64, zero point or None when absent) from constant inputs si / zi, or
+    None after a rejection."""
     scale = ctx.const(fn.inputs[si]) if len(fn.inputs) > si and fn.inputs[si] else None
     has_zp = len(fn.inputs) > zi and fn.inputs[zi]
     zp = ctx.const(fn.inputs[zi]) if has_zp else None
