@@ -234,7 +234,8 @@ def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch)
     explicit = sequence.reference(cfg, seq.graph, feeds)
     plain = oracle.runner
 
-    def keeping(cfg, graph):
+    def keeping(cfg, graph, carry_state=False):
+        assert carry_state  # a sequence: the runner is told the steps follow
         inner = plain(cfg, graph)
         held = {}
 
@@ -243,7 +244,7 @@ def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch)
             res = inner({**one, **held})
             held.update({i: res[o] for o, i in state.pairs_of(graph).items()})
             return res
-        fn.carries_state = True
+        fn.keeps_state = set(state.pairs_of(graph).values())
         fn.reset = lambda initial: (held.clear(), held.update(initial))
         return fn
     monkeypatch.setattr(oracle, "runner", keeping)
