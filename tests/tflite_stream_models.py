@@ -111,13 +111,16 @@ def explicit_state_tflite(seed: int = 3) -> bytes:
     return conv.convert()
 
 
-def tf_steps(xs: np.ndarray, seed: int = 3) -> np.ndarray:
-    """The float tf.Module over xs [samples, steps, 1, 1, F], state reset per sample: y
-    [samples, steps, C] (float32 TensorFlow, the reference for the int8 noise floor)."""
+def tf_steps(xs: np.ndarray, seed: int = 3, carry: bool = True) -> np.ndarray:
+    """The float tf.Module over xs [samples, steps, 1, 1, F], state reset per sample (or at
+    every step when not carry): y [samples, steps, C] (float32 TensorFlow, the reference for
+    the int8 noise floor)."""
     mod = module(seed)
     out = np.zeros((xs.shape[0], xs.shape[1], C), np.float32)
     for s in range(len(xs)):
         mod.reset()
         for t in range(xs.shape[1]):
+            if not carry:
+                mod.reset()
             out[s, t] = mod.step(xs[s, t])["y"].numpy()[0]
     return out
