@@ -49,6 +49,17 @@ def step_graph(graph: Graph) -> Graph:
     return graph.meta[META]["graph"] if is_unrolled(graph) else graph
 
 
+def step_model(model):
+    """The compiled one-step model of an unrolled one (the model itself otherwise): what the
+    device and the C runtime run at each step."""
+    if not is_unrolled(model.graph):
+        return model
+    out = copy.copy(model)
+    out.__dict__.pop("_sim_consts", None)
+    out.graph = step_graph(model.graph)
+    return out
+
+
 # -- entry point for eval and tune ----------------------------------------------------------------
 def load(data: str, model, samples: int | None = None, seed: int = 0):
     """(model to evaluate, feeds, labels, source). A model without state pairs: eval's inputs,
@@ -300,20 +311,21 @@ def ranges(steps: int) -> list[tuple[str, int, int]]:
 
 def step_rows(runs) -> list[dict]:
     """SNR of every output (float IR and npu, against the framework) per step range."""
+    g = runs.model.graph
+    return [step_row(runs, o, mode, np.stack([np.asarray(e[o]) for e in envs]))
+            for o in g.outputs for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs))]
+
+
+def step_row(runs, output: str, mode: str, x: np.ndarray) -> dict:
+    """One row of the step table: output `output` of a mode ([samples, 1, steps, ...])."""
     from gxnpuc.evaluate.metrics import snr_db
 
     g = runs.model.graph
     steps = g.meta[META]["steps"]
-    rows = []
-    for o in g.outputs:
-        for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs)):
-            x = np.stack([np.asarray(e[o]) for e in envs])
-            row = {"output": o, "mode": mode, "steps": steps,
-                   "state": o in g.meta[META]["pairs"], "snr_db": {}}
-            for label, a, b in ranges(steps):
-                row["snr_db"][label] = snr_db(runs.ref[o][:, :, a:b], x[:, :, a:b])
-            rows.append(row)
-    return rows
+    row = {"output": output, "mode": mode, "steps": steps, "state": output in g.meta[META]["pairs"], "snr_db": {}}
+    for label, a, b in ranges(steps):
+        row["snr_db"][label] = snr_db(runs.ref[output][:, :, a:b], x[:, :, a:b])
+    return row
 
 
 def text(report: Report) -> str:
