@@ -152,7 +152,7 @@ def _outputs(model, out: bytes, n: int, in_bytes: int, fp16: set) -> dict:
     for name in g.outputs:
         off, nbytes = model.plan["tensors"][name]
         dt = "<f4" if nbytes == 4 * g.tensors[name].size else "<f2"
-        if name in g.inputs:
+        if name in g.inputs or off < in_bytes:  # (a state output run in place: over its input)
             continue
         cells = rows[:, off - in_bytes:off - in_bytes + nbytes].copy()
         res[name] = cells.view(dt).reshape(n, *g.tensors[name].shape).astype(

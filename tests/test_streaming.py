@@ -102,8 +102,11 @@ def test_double_buffer_matches_unrolled_npu(built):
 
 
 def test_eval_over_50_steps(built, capsys):
+    """Float IR against TensorFlow step by step; with gcc, --runtime: the C runtime run as a
+    firmware runs it (two buffers, gx_run_step) is bit-identical to npu at every output and step."""
     folder, cfg_path, feats, ref = built
-    assert cli.main(["-e", os.path.join(folder, "seq.npz"), cfg_path]) == 0
+    runtime = ["--runtime"] if shutil.which("gcc") else []
+    assert cli.main(["-e", os.path.join(folder, "seq.npz"), *runtime, cfg_path]) == 0
     out = capsys.readouterr().out
     assert f"streaming: {STEPS} steps, state carried" in out
     with open(os.path.join(folder, "model.eval.json")) as fh:
@@ -126,6 +129,31 @@ def test_eval_over_50_steps(built, capsys):
     # without the state carried the outputs would be far from TensorFlow's: the test can fail
     fresh = kws.tf_steps(os.path.join(folder, "kws.pb"), feats, carry=False)
     assert snr_db(ref["phone_prob"][:, 1:], fresh["phone_prob"][:, 1:]) < 30
+    rows = {r["output"]: r for r in report["outputs"] if r["mode"] == "runtime"}
+    assert len(rows) == (4 if runtime else 0)
+    for name, r in rows.items():
+        assert r["bit_identical_to_npu"] is True and r["max_ulp_to_npu"] == 0, r
+        assert r["snr_db"] == next(n["snr_db"] for n in report["outputs"] if n["output"] == name and n["mode"] == "npu")
+    assert len([r for r in report["steps"] if r["mode"] == "runtime"]) == len(rows)
+
+
+def test_runtime_every_op_over_50_steps(built):
+    """The driver's dump of every op at every step (gxrun -s) against the unrolled npu run."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc on PATH")
+    from gxnpuc import compiler
+    from gxnpuc import runtime_host as rh
+
+    folder, cfg_path, feats, _ = built
+    model = compiler.compile(config.load(cfg_path))
+    seq, feeds, _, _ = sequence.load(os.path.join(folder, "seq.npz"), model)
+    state0 = {i: feeds[i] for i in state.pairs_of(model.graph).values()}
+    res = rh.run_sequence(model, state0, {"Feats": feats}, dump=True)
+    want = sim.run_model_batch(seq, feeds, "npu", keep=True)
+    assert len(model.graph.nodes) == 27
+    for node in model.graph.nodes:
+        for o in node.outputs:
+            assert max(int(rh.ulp_distance(res.tensors[o][:, t], want[f"{o}@{t}"]).max()) for t in range(STEPS)) == 0, o
 
 
 def test_tune_over_sequences(built):
