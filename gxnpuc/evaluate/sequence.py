@@ -192,10 +192,11 @@ def _check_kept(path: str, key: str, given: np.ndarray, initial) -> None:
     if initial is None:
         return
     start = np.broadcast_to(np.asarray(initial, np.float32).reshape(given.shape[1:]), given.shape)
+    value = "zeros" if not np.any(start) else "as in the model"
     if not np.array_equal(given, start):
         raise GxnpucError(f"{path}: {key}", "sets the initial state of a variable the TFLite interpreter "
                           "keeps inside itself, which starts every sample from the model's own value",
-                          f"leave {key} out, or give it that value ({'zeros' if not np.any(start) else 'as in the model'})")
+                          f"leave {key} out, or give it that value ({value})")
 
 
 def _check_counts(path: str, per_step: dict, state0: dict) -> None:
