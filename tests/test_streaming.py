@@ -300,3 +300,32 @@ def test_input_values_reach_the_reference(tmp_path):
     assert graph.inputs == ["x"]
     x = np.arange(8, dtype=np.float32).reshape(2, 1, 4)
     assert np.array_equal(oracle.run(cfg, graph, {"x": x})["y"], 3 * x)
+
+
+def test_docs_firmware_step_loop(built, tmp_path):
+    """The firmware loop of docs/runtime.md (gx_run_step, two buffers), compiled against the
+    spotter's model.h: phone_prob bit-identical to the unrolled npu simulation over 10 steps."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc on PATH")
+    from gxnpuc import runtime_host as rh
+
+    folder, cfg_path, feats, _ = built
+    assert cli.main([cfg_path]) == 0  # model.h
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "runtime.md")) as fh:
+        code = re.search(r"```c\n(static struct in_out buf\[2\];.*?)```", fh.read(), re.DOTALL).group(1)
+    main = ("int main(void) {\n  static npu_data_t feats[10][160]; float scores[48]; unsigned k;\n"
+            "  if (fread(feats, sizeof feats, 1, stdin) != 1 || GX_INIT_FROM_MODEL_H(&task, &buf[0])) return 1;\n"
+            "  for (k = 0; k < 10; k++) {\n    if (model_step(k, feats[k], scores)) return 2;\n"
+            "    fwrite(scores, sizeof scores, 1, stdout);\n  }\n  return 0;\n}\n")
+    (tmp_path / "fw.c").write_text('#include <stdio.h>\n#include <string.h>\n#include "gxnpu.h"\n#include "model.h"\n'
+                                   "static gx_task task;\n" + code + main)
+    src = rh.runtime_dir()
+    subprocess.run(["gcc", *rh.CFLAGS, "-I", str(src), "-I", folder, str(tmp_path / "fw.c"), str(src / "gxnpu.c"),
+                    "-o", str(tmp_path / "fw")], check=True)
+    out = subprocess.run([str(tmp_path / "fw")], input=feats[0, :10].astype("<f2").tobytes(), capture_output=True,
+                         check=True).stdout
+    model = backend.read(os.path.join(folder, "model.h"))
+    feeds = {**{f"State_c{k}": np.zeros((1, c, 64), np.float32) for k, c in enumerate(kws.CONTEXT)},
+             **{f"Feats@{t}": feats[0, t] for t in range(10)}}
+    want = sim.run_model(sequence.unroll(model, 10), feeds, "npu")["phone_prob"]
+    assert np.array_equal(np.frombuffer(out, "<f4").reshape(10, 4, 12), want.reshape(10, 4, 12))
