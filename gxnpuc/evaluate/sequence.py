@@ -2,9 +2,10 @@
 
 A model with state pairs is evaluated over steps with the state carried forward, as on the
 device: `load()` reads `[samples, steps, ...]` arrays for the per-step inputs (state inputs
-start at zeros, or a TFLite variable's initial value, unless given as `[samples, *shape]`) and returns the compiled model *unrolled*
-over the steps: one copy of the graph per step (the weights are shared tensors, so every
-measure of eval and tune that swaps a weight swaps it in every step), each state output of
+start at zeros, or a TFLite variable's initial value, unless given as `[samples, *shape]`)
+and returns the compiled model *unrolled* over the steps: one copy of the graph per step (the
+weights are shared tensors, so every measure of eval and tune that swaps a weight swaps it in
+every step), each state output of
 step t feeding its state input at step t + 1, and each model output stacked over the steps
 as `[1, steps, ...]` under its own name. The float IR and the npu simulation thus carry their
 own state (in npu mode the fp16 state the device writes); the framework reference
