@@ -75,6 +75,28 @@ def test_state_lands_in_the_next_buffer(tmp_path):
         assert not np.array_equal(y, res.outputs["y"][:, t]), t
 
 
+def test_sequence_under_sanitizers(tmp_path):
+    """gxrun -s and gx_run_step built with -fsanitize=address,undefined: same bits, no report;
+    a buffer-size mismatch the driver cannot honour is refused, not run."""
+    model = compiler.compile(config.load(_hazard_project(str(tmp_path))))
+    san = rh.build_driver(flags=("-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"))
+    rng = np.random.default_rng(8)
+    state0, per_step = {"s": rng.standard_normal((2, 1, 6))}, {"x": rng.standard_normal((2, 7, 1, 6))}
+    a = rh.run_sequence(model, state0, per_step, dump=True, driver=san)
+    b = rh.run_sequence(model, state0, per_step, dump=True)
+    assert a.status == 0 and a.tensors.keys() == b.tensors.keys()
+    for k in (*a.outputs, *a.tensors):
+        got, want = (a.outputs | a.tensors)[k], (b.outputs | b.tensors)[k]
+        assert np.array_equal(rh.f16_bits(got), rh.f16_bits(want)), k
+    blob = np.zeros(10, "<f2").tobytes()  # not a whole number of samples of (state, 7 steps)
+    (tmp_path / "m.raw").write_bytes(rh.raw_bytes(model))
+    (tmp_path / "in.bin").write_bytes(blob)
+    at = model.plan["tensors"]["s"][0]
+    proc = subprocess.run([san, "-s", "7", str(at), str(tmp_path / "m.raw"), str(model.plan["io_size"]), "24",
+                           str(tmp_path / "in.bin"), str(tmp_path / "out.bin")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "bad arguments" in proc.stderr
+
+
 def test_cli_runtime_rows_and_first_diff_per_step(tmp_path, monkeypatch):
     """gxnpuc -e DATA --runtime --dump-dir on a streaming model: runtime rows per output (JSON
     mode "runtime", bit_identical_to_npu, max_ulp_to_npu) and per step range; ops named
