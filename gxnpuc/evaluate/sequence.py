@@ -32,7 +32,7 @@ META = "sequence"  # graph.meta key of an unrolled graph
 RANDOM_STEPS = 16  # steps of `-e random` for a streaming model
 MAX_STEPS = 4096
 HINT = ("np.savez(path, <per-step input>=[samples, steps, *input shape], "
-        "<state input>=[samples, *input shape] (optional, zeros by default))")
+        "<state input>=[samples, *input shape] (optional; by default zeros, or a TFLite variable's initial value))")
 
 
 def _pairs(graph: Graph) -> dict[str, str]:
