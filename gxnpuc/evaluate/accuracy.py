@@ -116,12 +116,13 @@ def overflow_notes(runs: Runs) -> list[str]:
             + ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")]
 
 
-PROBABILITY_GAP_DB = 6.0  # a sigmoid output gets a note when its logits' SNR differs this much
+PROBABILITY_GAP_DB = 6.0  # a sigmoid output gets a note when its logits' SNR is this much higher
+NEAR_0_1 = 0.05  # ... and its median probability is this close to 0 or 1
 
 
 def probability_notes(runs: Runs) -> list[str]:
-    """For an output made of sigmoid probabilities, when its SNR and its logits' SNR differ by
-    PROBABILITY_GAP_DB or more: both, and how often the decision at 0.5 agrees. Near 0 (or 1)
+    """For an output made of sigmoid probabilities mostly near 0 or 1, when its logits' SNR is
+    PROBABILITY_GAP_DB or more above its own: both, and how often the decision at 0.5 agrees. Near 0 (or 1)
     an error of the logit scales p by a factor, so the SNR of p measures the logit's absolute
     error, not the output's relevance; the logits are compared npu against float IR."""
     notes = []
@@ -133,7 +134,7 @@ def probability_notes(runs: Runs) -> list[str]:
                           for envs in (runs.float_envs, runs.npu_envs))
         ref, npu = np.asarray(runs.ref[k], np.float64), stacked(runs.npu_envs, k).astype(np.float64)
         snr_p, snr_z = metrics.snr_db(ref, npu), metrics.snr_db(z_float, z_npu)
-        if not abs(snr_z - snr_p) >= PROBABILITY_GAP_DB:
+        if not (snr_z >= snr_p + PROBABILITY_GAP_DB and np.median(np.minimum(ref, 1 - ref)) < NEAR_0_1):
             continue
         agree = float(np.mean((ref > 0.5) == (npu.reshape(ref.shape) > 0.5)))
         notes.append(f"output {k}: sigmoid probabilities in [{ref.min():.3g}, {ref.max():.3g}]; near 0 or 1 "

@@ -155,7 +155,9 @@ def _vendor_note(result, per_channel: bool) -> tuple[list[str], set[str]]:
     cfg = result.cfg
     needs = [k for k, on in (("COMPRESS_PER_CHANNEL: true", per_channel),
                              (f"WEIGHT_CLIP: {cfg.weight_clip}", cfg.weight_clip != "minmax"),
-                             ("KERAS_ALLOW_LAMBDA: true", cfg.keras_allow_lambda)) if on]
+                             ("KERAS_ALLOW_LAMBDA: true", cfg.keras_allow_lambda),
+                             ("INPUT_VALUES", bool(cfg.input_values)),  # both change the model itself
+                             ("STATE_OPS", cfg.state_ops is not None)) if on]
     if needs:
         return [f"# not vendor-clean: this plan needs gxnpuc-only {', '.join(needs)}"], set()
     return (["# vendor-clean: every active key is one the vendor's gxnpuc reads (the plan needs no",

@@ -1,0 +1,102 @@
+"""Why a compressed weight hurts, measured: the clauses `--eval`'s verdict adds after naming
+the worst weight (gxnpuc.evaluate.advice).
+
+- `spread()`: how its 8-bit range is spent. Per tensor, one step serves every output channel;
+  when a few channels (or a few values) are far wider than the rest (folded BatchNorm or
+  re-parameterised convs, an identity branch merged into a kernel), a typical channel gets a
+  handful of the 256 codes. The clause names the channels that stretch the range.
+- `per_channel()`: the output SNR with only this weight compressed, per-channel ranges.
+- `others()`: the other weights that miss the threshold alone, and the output SNR with all of
+  them left in fp16 (one simulation), so that one exclusion is not mistaken for the fix.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gxnpuc import compress, numerics, sim
+from gxnpuc.config import names, write
+from gxnpuc.evaluate.runs import Runs, first_reader, output_snrs, outputs_with, stacked
+from gxnpuc.ir import Graph
+
+if TYPE_CHECKING:
+    from gxnpuc.config import Config
+    from gxnpuc.evaluate.rows import LayerRow
+
+TYPICAL_CODES = 64  # a typical channel using fewer codes than this is worth a clause
+WIDE = 10.0  # a channel this many times wider than the median stretches the range
+BULK_PERCENT = 0.1  # % cut from each end for "the bulk" of the values
+MAX_LISTED = 4
+
+
+def _db(x: float) -> str:
+    from gxnpuc.evaluate.report import fmt_db
+
+    return fmt_db(x)
+
+
+def channel_widths(graph: Graph, name: str, family: str) -> tuple[np.ndarray, int]:
+    """(max - min per output channel, the channel axis) of weight `name`."""
+    w = np.asarray(graph.tensors[name].data, np.float64)
+    node = graph.nodes[first_reader(graph, name)]
+    axis, channels = compress.channel_axis(family, node, w.shape)
+    w3 = w.reshape(compress.channel_view(w.shape, axis, channels))
+    return w3.max(axis=(0, 2)) - w3.min(axis=(0, 2)), axis
+
+
+def spread(graph: Graph, name: str, family: str) -> str | None:
+    """The clause on how the range is spent, or None when nothing stands out."""
+    w = np.asarray(graph.tensors[name].data, np.float64)
+    width = float(w.max() - w.min())
+    if w.size < 2 or width <= 0:
+        return None
+    ch, axis = channel_widths(graph, name, family)
+    typical = 255.0 * float(np.median(ch)) / width
+    rng = f"[{w.min():.3g}, {w.max():.3g}]"
+    if ch.size > 1 and typical < TYPICAL_CODES:
+        wide = np.argsort(-ch)[:int(np.count_nonzero(ch > WIDE * np.median(ch)))]
+        listed = ", ".join(str(int(c)) for c in wide[:MAX_LISTED]) + (" ..." if wide.size > MAX_LISTED else "")
+        who = f"{wide.size} output channel(s) (axis {axis}: {listed})" if wide.size else "a few output channels"
+        return (f"why: a typical output channel spans {typical:.0f} of the 256 codes, because "
+                f"{who} stretch the range to {rng}")
+    lo, hi = np.percentile(w, [BULK_PERCENT, 100 - BULK_PERCENT])
+    if hi > lo and width / (hi - lo) >= 4:
+        return (f"why: {100 - 2 * BULK_PERCENT:g}% of its values lie in [{lo:.3g}, {hi:.3g}], "
+                f"{width / (hi - lo):.0f}x narrower than its range {rng}")
+    return None
+
+
+def per_channel(cfg: Config, runs: Runs, name: str) -> float | None:
+    """Output SNR (worst output) with only `name` compressed with per-channel ranges; None
+    when the config has them already."""
+    if cfg.compress_per_channel:
+        return None
+    graph = runs.model.graph
+    sub = Graph(tensors=graph.tensors, nodes=[n for n in graph.nodes if name in n.inputs])
+    resolved = names.resolve(replace(cfg, compress_per_channel=True), graph)
+    sw = compress.compress_graph(sub, resolved)[name]
+    if not sw.compressed:
+        return None
+    return min(output_snrs(runs, outputs_with(runs, name, numerics.stored_values(sw))).values())
+
+
+def others(cfg: Config, runs: Runs, layers: list[LayerRow], threshold: float) -> str | None:
+    """The clause on the other weights below the threshold alone, with the measured output SNR
+    when every one of them (the first included) is left in fp16; None when there is none."""
+    below = [r for r in layers[1:] if r.only_snr_db < threshold]
+    if not below:
+        return None
+    out = [layers[0].weight] + [r.weight for r in below]
+    model, g = runs.model, runs.model.graph
+    consts = sim.model_consts(model, "npu")
+    consts.update({n: runs.base_consts[n] for n in out})
+    envs = [sim.finish_outputs(model, e, "npu")
+            for e in sim.run_samples(g, runs.samples, consts, cast=numerics.round_f16)]
+    snr = min(output_snrs(runs, {k: stacked(envs, k) for k in g.outputs}).values())
+    listed = ", ".join(f"{r.weight} ({_db(r.only_snr_db)} dB)" for r in below[:MAX_LISTED])
+    more = f" and {len(below) - MAX_LISTED} more" if len(below) > MAX_LISTED else ""
+    listed_all = list(cfg.exclude_compress_ops or ()) + [n for n in out if n not in (cfg.exclude_compress_ops or ())]
+    return (f"{len(below)} more weight(s) miss {threshold:g} dB alone: {listed}{more}; all "
+            f"{len(out)} left in fp16: {_db(snr)} dB -> {write.names_line('EXCLUDE_COMPRESS_OPS', listed_all)}")
