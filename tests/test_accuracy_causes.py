@@ -108,12 +108,14 @@ def test_verdict_names_the_wide_channels_and_measures_the_alternatives(vad):
     assert alone == pytest.approx(_npu_snr(pc, feeds, ref), abs=0.051)
     assert alone > vad["report"].layers[0].only_snr_db + 6
     # the other weight below the threshold alone, and all of them left in fp16
-    m = re.search(r"1 more weight\(s\) miss 40 dB alone: enc1.w \([\d.]+ dB\); all 2 left in fp16: "
+    m = re.search(r"1 more weight\(s\) miss 40 dB alone: enc1.w \([\d.]+ dB\); all 2 left in fp16 \(\+([\d,]+) B\): "
                   r"([\d.]+) dB -> (EXCLUDE_COMPRESS_OPS: .*)$", verdict.text)
-    (key, names), = yaml.safe_load(m.group(2)).items()
+    (key, names), = yaml.safe_load(m.group(3)).items()
     fixed = compile_cfg(replace(cfg, exclude_compress_ops=tuple(names)))
     assert set(names) == {"enc1.w", "enc2.w"}
-    assert float(m.group(1)) == pytest.approx(_npu_snr(fixed, feeds, ref), abs=0.051)
+    assert float(m.group(2)) == pytest.approx(_npu_snr(fixed, feeds, ref), abs=0.051)
+    extra = sum(int(fixed.weights[n].nbytes_stored) - int(model.weights[n].nbytes_stored) for n in names)
+    assert int(m.group(1).replace(",", "")) == extra
 
 
 def test_sigmoid_output_near_zero_gets_its_logits_snr(vad):

@@ -98,5 +98,7 @@ def others(cfg: Config, runs: Runs, layers: list[LayerRow], threshold: float) ->
     listed = ", ".join(f"{r.weight} ({_db(r.only_snr_db)} dB)" for r in below[:MAX_LISTED])
     more = f" and {len(below) - MAX_LISTED} more" if len(below) > MAX_LISTED else ""
     listed_all = list(cfg.exclude_compress_ops or ()) + [n for n in out if n not in (cfg.exclude_compress_ops or ())]
+    extra = sum(2 * model.weights[n].size - model.weights[n].nbytes_stored for n in out)
     return (f"{len(below)} more weight(s) miss {threshold:g} dB alone: {listed}{more}; all "
-            f"{len(out)} left in fp16: {_db(snr)} dB -> {write.names_line('EXCLUDE_COMPRESS_OPS', listed_all)}")
+            f"{len(out)} left in fp16 (+{extra:,} B): {_db(snr)} dB -> "
+            f"{write.names_line('EXCLUDE_COMPRESS_OPS', listed_all)}")
