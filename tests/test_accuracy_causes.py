@@ -188,3 +188,28 @@ def test_tuned_config_keeps_input_values(tmp_path):
     assert "# not vendor-clean: this plan needs gxnpuc-only INPUT_VALUES" in result.text
     tune_report.write_atomic(result.tuned_path, result.text)
     assert cli.main([result.tuned_path]) == 0
+
+
+def test_fp16_limit_names_the_op_kind_and_where_it_shows(tmp_path):
+    """y = ((x + 2048) - 2048) W: the add's fp16 output keeps steps of 2 (11 bits at 2048), the
+    sub cancels the 2048 and leaves that rounding as the signal's error. The verdict names
+    binary/add as the op kind and /shift/Sub as where it shows; the kind's SNR is checked
+    against float64 with only the add's output rounded to fp16, against onnxruntime."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    nodes = [helper.make_node("Add", ["x", "big"], ["shifted"], name="/shift/Add"),
+             helper.make_node("Sub", ["shifted", "big"], ["back"], name="/shift/Sub"),
+             helper.make_node("MatMul", ["back", "w"], ["y"], name="/fc/MatMul")]
+    onnx_model = make_model(nodes, [("x", [1, 8])], [("y", [1, 4])],
+                            {"big": np.array([2048.0], np.float32), "w": w})
+    model, cfg = compile_onnx(onnx_model, str(tmp_path), compress=True)
+    x = rng.standard_normal((12, 1, 8)).astype(np.float32)
+    report = ev.evaluate(cfg, model, {"x": x}, None, "test")
+    text = report.verdict.text
+    assert report.verdict.action == "none" and "the fp16 limit of this model" in text
+    said = float(re.search(r"\(the rest float\): binary/add (-?[\d.]+) dB", text).group(1))
+    assert "the first tensor below 20 dB against float is the output of /shift/Sub" in text
+    ref = _ort(onnx_model, {"x": x}, ["y"])["y"]
+    back = (x.astype(np.float64) + 2048).astype(np.float16).astype(np.float64) - 2048
+    assert said == pytest.approx(_snr(ref, back @ w.astype(np.float64)), abs=0.051)
+    assert said < 20

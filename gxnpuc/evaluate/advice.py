@@ -42,8 +42,13 @@ def verdict(cfg: Config, runs: Runs, report: Report, progress) -> Verdict:
     if not layers or layers[0].only_snr_db >= base - 1.0:
         why = ("no weight is compressed" if not layers else
                "no single compressed weight costs more than fp16 itself")
-        return _none(f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
-                     f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
+        text = (f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
+                f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
+        if base < thr:
+            from gxnpuc.evaluate import causes
+
+            text += "".join(f"; {c}" for c in [causes.fp16_kinds(runs, thr)] if c)
+        return _none(text)
     name, only = layers[0].weight, layers[0].only_snr_db
     with progress(len(CLIP_PERCENTILES) + 2, "clip search") as bar:
         best = search_clip(cfg, runs, name, bar)

@@ -102,3 +102,65 @@ def others(cfg: Config, runs: Runs, layers: list[LayerRow], threshold: float) ->
     return (f"{len(below)} more weight(s) miss {threshold:g} dB alone: {listed}{more}; all "
             f"{len(out)} left in fp16 (+{extra:,} B): {_db(snr)} dB -> "
             f"{write.names_line('EXCLUDE_COMPRESS_OPS', listed_all)}")
+
+
+# -- the fp16 limit: which op kind's rounding costs most ----------------------------------------------
+def kind(node) -> str:
+    """conv, fc, binary/add, act/sigmoid, ...: an op and its function."""
+    fn = node.attrs.get("fn")
+    return f"{node.op}/{fn}" if isinstance(fn, str) else node.op
+
+
+def fp16_in(runs: Runs, kinds: set[str]) -> list[dict]:
+    """Every sample run in float, except that ops of `kinds` run their device kernel on fp16
+    constants and round their outputs to fp16 (their own rounding, nothing upstream)."""
+    from gxnpuc.ops import REGISTRY
+
+    model, g = runs.model, runs.model.graph
+    fl, dev = sim.model_consts(model, "float"), runs.base_consts
+    out = []
+    for s in runs.samples:
+        env = dict(s)
+        for node in g.nodes:
+            mine = kind(node) in kinds
+            consts = dev if mine else fl
+            ins = [None if not i else env[i] if i in env else consts.get(i, g.tensors[i].data) for i in node.inputs]
+            op = REGISTRY[node.op]
+            ys = op.run_npu(node, ins) if mine else op.run(node, ins)
+            env.update({o: numerics.round_f16(y) if mine else y for o, y in zip(node.outputs, ys)})
+        out.append(env)
+    return out
+
+
+def fp16_kinds(runs: Runs, threshold: float, shown: int = 3) -> str | None:
+    """The clause naming the op kinds whose fp16 outputs cost most (output SNR with fp16 in that
+    kind only, worst first) and, with fp16 in the worst kind, the first tensor that falls
+    below the threshold against float (where the rounded values cancel or get amplified)."""
+    g = runs.model.graph
+    kinds = sorted({kind(n) for n in g.nodes if not numerics.keeps_f16(n)})
+    if not kinds:
+        return None
+    scored = []
+    for k in kinds:
+        envs = fp16_in(runs, {k})
+        snr = min(output_snrs(runs, {o: stacked(envs, o) for o in g.outputs}).values())
+        scored.append((snr, k, envs))
+    scored.sort(key=lambda t: t[0])
+    listed = ", ".join(f"{k} {_db(s)} dB" for s, k, _ in scored[:shown])
+    text = f"fp16 in one op kind at a time (the rest float): {listed}"
+    worst, envs = scored[0][1], scored[0][2]
+    flt = sim.run_samples(g, runs.samples, sim.model_consts(runs.model, "float"), keep=True)
+    for node in g.nodes:
+        out = node.outputs[0]
+        if numerics.is_float(flt[0][out]) and _node_snr(flt, envs, out) < threshold:
+            return (f"{text}; with fp16 in {worst} only, the first tensor below {threshold:g} dB against "
+                    f"float is the output of {node.name} ({node.op}, "
+                    f"{_db(_node_snr(flt, envs, out))} dB): values rounded to fp16's 11 significant "
+                    f"bits cancel or are amplified there; rescale so they stay well inside fp16")
+    return text
+
+
+def _node_snr(flt: list[dict], envs: list[dict], name: str) -> float:
+    from gxnpuc.evaluate.metrics import snr_db
+
+    return snr_db(stacked(flt, name).astype(np.float64), stacked(envs, name))
