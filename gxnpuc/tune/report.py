@@ -68,10 +68,13 @@ def text(result) -> str:
 
 def _hints(result) -> list[str]:
     info = [s for s in result.steps if not s.selectable and s.label.startswith("per channel")]
-    if info and info[0].snr > result.chosen.snr + 1.0:
-        s = info[0]
-        return [f"per-channel ranges alone give {_db(s.snr)} dB at {s.nbytes:,} B; if your runtime "
-                "reads them, set TUNE_PER_CHANNEL: true and tune again"]
+    if not info:
+        return []
+    s, ch, target = info[0], result.chosen, result.target.snr_db
+    near = target is not None and s.snr >= target - 1.0 and s.nbytes < ch.nbytes  # nearly there, cheaper
+    if s.snr > ch.snr + 1.0 or near:
+        return [f"per-channel ranges alone give {_db(s.snr)} dB at {s.nbytes:,} B (chosen: {_db(ch.snr)} dB "
+                f"at {ch.nbytes:,} B); if your runtime reads them, set TUNE_PER_CHANNEL: true and tune again"]
     return []
 
 
