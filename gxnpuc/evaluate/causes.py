@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from gxnpuc.evaluate.rows import LayerRow
 
 TYPICAL_CODES = 64  # a typical channel using fewer codes than this is worth a clause
-WIDE = 10.0  # a channel this many times wider than the median stretches the range
+WIDE_SHARE = 0.5  # channels at least this share of the widest one's width set the range
 BULK_PERCENT = 0.1  # % cut from each end for "the bulk" of the values
 MAX_LISTED = 4
 
@@ -56,11 +56,10 @@ def spread(graph: Graph, name: str, family: str) -> str | None:
     typical = 255.0 * float(np.median(ch)) / width
     rng = f"[{w.min():.3g}, {w.max():.3g}]"
     if ch.size > 1 and typical < TYPICAL_CODES:
-        wide = np.argsort(-ch)[:int(np.count_nonzero(ch > WIDE * np.median(ch)))]
+        wide = np.argsort(-ch)[:int(np.count_nonzero(ch >= WIDE_SHARE * ch.max()))]
         listed = ", ".join(str(int(c)) for c in wide[:MAX_LISTED]) + (" ..." if wide.size > MAX_LISTED else "")
-        who = f"{wide.size} output channel(s) (axis {axis}: {listed})" if wide.size else "a few output channels"
         return (f"why: a typical output channel spans {typical:.0f} of the 256 codes, because "
-                f"{who} stretch the range to {rng}")
+                f"{wide.size} output channel(s) (axis {axis}: {listed}) stretch the range to {rng}")
     lo, hi = np.percentile(w, [BULK_PERCENT, 100 - BULK_PERCENT])
     if hi > lo and width / (hi - lo) >= 4:
         return (f"why: {100 - 2 * BULK_PERCENT:g}% of its values lie in [{lo:.3g}, {hi:.3g}], "
