@@ -13,7 +13,7 @@ import numpy as np
 
 from gxnpuc.errors import ModelError
 from gxnpuc.numerics import F16_MAX
-from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range  # noqa: F401 (API)
+from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range, narrow_note  # noqa: F401 (API)
 
 FP16_MAX = 65504.0
 LEVELS = 255  # codes 0..255
@@ -365,12 +365,17 @@ def _slots(graph) -> dict[str, tuple[str, object]]:
     return out
 
 
+def _note(graph, text: str | None) -> None:
+    notes = graph.meta.setdefault("notes", [])
+    if text and text not in notes:  # compress_graph runs again on the same graph (eval, tune)
+        notes.append(text)
+
+
 def _note_fp16_overflow(graph, name: str, peak: float) -> None:
     """fp16 holds magnitudes up to 65504; tell the user when a stored weight saturates."""
     if peak > FP16_MAX:
-        graph.meta.setdefault("notes", []).append(
-            f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
-            f"to +-{FP16_MAX:g} on the NPU")
+        _note(graph, f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
+                     f"to +-{FP16_MAX:g} on the NPU")
 
 
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
@@ -390,5 +395,7 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         clip = cfg.weight_min_max.get(name)
         axis, ch = channel_axis(family, node, value.shape) if cfg.compress_per_channel else (None, 1)
         out[name] = compress_weight(name, value, family, axis, ch, clip, cfg.weight_clip)
+        if axis is None and clip is None:  # a per-tensor range a few channels stretch
+            _note(graph, narrow_note(name, value, *channel_axis(family, node, value.shape)))
     return out
 

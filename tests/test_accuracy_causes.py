@@ -237,3 +237,27 @@ def test_tuner_hints_per_channel_when_it_nearly_meets_the_target_for_fewer_bytes
     assert result.met and result.chosen.snr >= info.snr and result.chosen.nbytes > info.nbytes
     assert hint in tune_report.text(result)
     assert hint not in tune_report.text(replace(result, target=Target(snr_db=info.snr + 2.0)))
+
+
+def test_compile_notes_a_weight_whose_wide_channels_starve_the_rest(tmp_path, capsys):
+    """enc2.w: channels 5 and 11 are 40x wider, so per tensor a typical channel spans about
+    255 / 40 codes (the count computed here from the weight); per channel, no note."""
+    from gxnpuc import cli
+
+    onnx.save(vad_like(), str(tmp_path / "vad.onnx"))
+    path = tmp_path / "c.yaml"
+    path.write_text("ONNX_FILE: vad.onnx\nOUTPUT_FILE: m.h\nCOMPRESS: true\nCONV2D_COMPRESS: true\n")
+    assert cli.main([str(path)]) == 0
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("note: weight")]
+    w = vad_like().graph.initializer
+    enc2 = next(onnx.numpy_helper.to_array(t) for t in w if t.name == "enc2.w").astype(np.float64)
+    widths = enc2.max(axis=(1, 2)) - enc2.min(axis=(1, 2))
+    codes = 255 * np.median(widths) / (enc2.max() - enc2.min())
+    widest = np.argsort(-widths)[:2]
+    assert sorted(widest.tolist()) == [5, 11] and np.sort(widths)[-3] < 0.5 * widths.max()
+    assert notes == [f"note: weight 'enc2.w': compressed per tensor, a typical output channel spans {codes:.0f} "
+                     f"of the 256 codes because output channel(s) {widest[0]}, {widest[1]} (axis 0) are far "
+                     "wider; `gxnpuc -e` measures the cost (EXCLUDE_COMPRESS_OPS, or COMPRESS_PER_CHANNEL)"]
+    path.write_text(path.read_text() + "COMPRESS_PER_CHANNEL: true\n")
+    assert cli.main([str(path)]) == 0
+    assert "note: weight" not in capsys.readouterr().out
