@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gxnpuc.errors import ModelError
+from gxnpuc import numerics
 from gxnpuc.numerics import F16_MAX
 from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range, narrow_note  # noqa: F401 (API)
 
@@ -371,13 +372,6 @@ def _note(graph, text: str | None) -> None:
         notes.append(text)
 
 
-def _note_fp16_overflow(graph, name: str, peak: float) -> None:
-    """fp16 holds magnitudes up to 65504; tell the user when a stored weight saturates."""
-    if peak > FP16_MAX:
-        _note(graph, f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
-                     f"to +-{FP16_MAX:g} on the NPU")
-
-
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
     """A StoredWeight for every constant input of every node, in graph order (SPEC 5).
 
@@ -389,8 +383,9 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         value = graph.tensors[name].data
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
         if not (floating and value.size and _wants_compression(family, name, cfg)):
-            out[name], peak = _store_plain(name, value, family)
-            _note_fp16_overflow(graph, name, peak)
+            out[name], _ = _store_plain(name, value, family)
+            for text in numerics.range_notes(graph, name, value):
+                _note(graph, text)
             continue
         clip = cfg.weight_min_max.get(name)
         axis, ch = channel_axis(family, node, value.shape) if cfg.compress_per_channel else (None, 1)
