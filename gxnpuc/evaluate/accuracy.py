@@ -21,8 +21,9 @@ from gxnpuc.evaluate import advice, metrics, oracle
 from gxnpuc.evaluate import report as eval_report
 from gxnpuc.evaluate import sequence
 from gxnpuc.evaluate.rows import LayerRow, OutputRow, Report
-from gxnpuc.evaluate.runs import (Runs, compressed_weights, first_reader, float_value, layer_output,
-                                  output_snrs, outputs_with, progress, sigmoid_inputs, simulate, stacked)
+from gxnpuc.evaluate.runs import (Runs, compare_output, compressed_weights, first_reader, float_value,
+                                  layer_output, output_snrs, outputs_with, progress, sigmoid_inputs, simulate,
+                                  stacked)
 from gxnpuc.report.files import safe_names
 from gxnpuc.report.stats import outer_share, quant_range
 
@@ -83,15 +84,6 @@ def output_rows(runs: Runs, labels) -> list[OutputRow]:
     return rows
 
 
-def compare_output(graph, name: str, ref: np.ndarray, x: np.ndarray, labels) -> dict:
-    """metrics.compare for graph output `name`: per step for a model unrolled over a sequence
-    (the step axis is not a class axis), and no top-1 for a state output."""
-    if not sequence.is_unrolled(graph):
-        return metrics.compare(ref, x, labels)
-    info = graph.meta[sequence.META]
-    return metrics.compare(ref, x, labels, steps=int(info["steps"]), classes=name not in info["pairs"])
-
-
 def layer_row(runs: Runs, sw, bar) -> LayerRow:
     g = runs.model.graph
     node = g.nodes[first_reader(g, sw.name)]
@@ -129,9 +121,9 @@ NEAR_0_1 = 0.05  # ... and its median probability is this close to 0 or 1
 
 def probability_notes(runs: Runs) -> list[str]:
     """For an output made of sigmoid probabilities mostly near 0 or 1, when its logits' SNR is
-    PROBABILITY_GAP_DB or more above its own: both, and how often the decision at 0.5 agrees. Near 0 (or 1)
-    an error of the logit scales p by a factor, so the SNR of p measures the logit's absolute
-    error, not the output's relevance; the logits are compared npu against float IR."""
+    PROBABILITY_GAP_DB or more above its own: both, and how often the decision at 0.5 agrees.
+    Near 0 (or 1) an error of the logit scales p by a factor, so the SNR of p measures the
+    logit's absolute error; the logits are compared npu against float IR."""
     notes = []
     for k in runs.model.graph.outputs:
         logits = sigmoid_inputs(runs.model.graph, k)

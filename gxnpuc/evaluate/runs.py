@@ -113,6 +113,17 @@ def sigmoid_inputs(graph: Graph, output: str) -> list[str]:
     return found[::-1]
 
 
+def compare_output(graph: Graph, name: str, ref: np.ndarray, x: np.ndarray, labels) -> dict:
+    """metrics.compare for graph output `name`: per step for a model unrolled over a sequence
+    (the step axis is not a class axis), and no top-1 for a state output."""
+    from gxnpuc.evaluate import metrics
+
+    if not sequence.is_unrolled(graph):
+        return metrics.compare(ref, x, labels)
+    info = graph.meta[sequence.META]
+    return metrics.compare(ref, x, labels, steps=int(info["steps"]), classes=name not in info["pairs"])
+
+
 def compressed_weights(model: CompiledModel) -> list:
     """The compressed StoredWeights in graph order (the order `-w` prints)."""
     return model.compressed_weights()
