@@ -123,7 +123,8 @@ def fp16_in(runs: Runs, kinds: set[str]) -> list[dict]:
         for node in g.nodes:
             mine = kind(node) in kinds
             consts = dev if mine else fl
-            ins = [None if not i else env[i] if i in env else consts.get(i, g.tensors[i].data) for i in node.inputs]
+            ins: list = [None if not i else env[i] if i in env else consts.get(i, g.tensors[i].data)
+                         for i in node.inputs]
             op = REGISTRY[node.op]
             ys = op.run_npu(node, ins) if mine else op.run(node, ins)
             env.update({o: numerics.round_f16(y) if mine else y for o, y in zip(node.outputs, ys)})
