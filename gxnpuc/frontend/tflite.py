@@ -42,6 +42,7 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     ctx.graph.meta.update(source=path, form="tflite")
     notes = ctx.graph.meta["notes"]
     _add_constants(ctx, sg.tensors, names, notes, path)
+    _zero_variables(ctx, sg, names, notes)
     ctx.subgraph_of = _subgraph_reader(ctx, model, path)
     fnodes = [FNode(_op_name(op, names, k), op.op_type, [names[i] if i >= 0 else "" for i in op.inputs],
                     [names[i] for i in op.outputs],
@@ -60,6 +61,16 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
 def _op_name(op, names: list[str], k: int) -> str:
     """A TFLite operator has no name: it is called after its first output tensor."""
     return names[op.outputs[0]] if op.outputs else f"{op.op_type}_{k}"
+
+
+def _zero_variables(ctx, sg, names: list[str], notes: list) -> None:
+    """The state tensors of fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM's output and
+    cell state): variable tensors that no operator writes, zero when the interpreter starts."""
+    written = {i for op in sg.ops for i in op.outputs} | set(sg.inputs)
+    for k, t in enumerate(sg.tensors):
+        if t.variable and t.data is None and k not in written and t.dtype in ("float32", "float16"):
+            names[k] = ctx.add_const(names[k], np.zeros(t.shape, np.float32))
+            notes.append(f"variable tensor {names[k]!r} (a recurrent op's initial state) starts at zero")
 
 
 @dataclass
