@@ -49,8 +49,8 @@ class Cell:
     linear_before_reset: bool = False
     input_forget: bool = False
     peep: tuple[str, str, str] | None = None
-    proj: tuple[str, str | None] | None = None  # LSTM projection of h: weight [P, H], bias
     name: str = "rnn"  # prefix of the node names
+    proj: tuple[str, str | None] | None = None  # LSTM projection of h: weight [P, H], bias
 
 
 class _Emit:

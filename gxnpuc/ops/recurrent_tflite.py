@@ -73,7 +73,7 @@ def _lower_pass(ctx, fn, sub, env: dict[str, str], tag: str) -> bool:
 
 
 # -- fused recurrent ops ------------------------------------------------------------------------
-_ACTS = {"TANH": {"fn": "tanh"}, "RELU": {"fn": "relu"}, "LOGISTIC": {"fn": "sigmoid"},
+_ACTS: dict[str, dict] = {"TANH": {"fn": "tanh"}, "RELU": {"fn": "relu"}, "LOGISTIC": {"fn": "sigmoid"},
          "RELU6": {"fn": "clip", "min": 0.0, "max": 6.0}}
 
 
