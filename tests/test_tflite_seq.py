@@ -257,3 +257,27 @@ def test_new_lowerings_emit_what_they_declare(files, tmp_path, monkeypatch):
             "TRANSPOSE_CONV", "Convolution2DTransposeBias", "EQUAL", "GREATER", "LOGICAL_AND", "FLOOR"} <= kinds, kinds
     wrong = [(t, op) for t, op in seen if op not in LOWERING_EMITS[("tflite", t)]]
     assert not wrong, wrong
+
+
+def test_mutated_recurrent_files_end_in_one_error_line(files, tmp_path):
+    """Bit flips of a WHILE-loop model, a fused bidirectional LSTM and the MediaPipe op: the
+    front end lowers them or raises a GxnpucError (the CLI's one line), never another exception."""
+    from gxnpuc.errors import GxnpucError
+    from gxnpuc.frontend import tflite as front
+
+    rng = np.random.default_rng(16)
+    sources = [open(files["lstm5"], "rb").read(), sm.sequence_lstm(4, False, peephole=True, bidirectional=True),
+               open(files["mediapipe_same"], "rb").read()]
+    path = tmp_path / "m.tflite"
+    errors = 0
+    for data in sources:
+        for _ in range(60):
+            b = bytearray(data)
+            for _ in range(3):
+                b[int(rng.integers(8, len(b)))] ^= 1 << int(rng.integers(0, 8))
+            path.write_bytes(bytes(b))
+            try:
+                front.to_ir(str(path))
+            except GxnpucError:
+                errors += 1
+    assert errors >= 30

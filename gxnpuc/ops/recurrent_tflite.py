@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from gxnpuc.errors import ModelError
 from gxnpuc.ops.base import tflite_lowering
 from gxnpuc.ops.recurrent import Cell, check_static_length, unroll
 from gxnpuc.ops.recurrent_tf import MAX_STEPS
@@ -36,12 +37,20 @@ def _tflite_while(ctx, fn):
     if len(cond.inputs) != len(fn.inputs) or len(body.inputs) != len(fn.inputs) or \
             len(body.outputs) != len(fn.inputs) or len(cond.outputs) != 1:
         return ctx.reject("WHILE whose condition / body do not take and give its loop variables")
+    try:
+        return _unroll_while(ctx, fn, cond, body)
+    except ValueError as exc:  # a corrupt body: a kernel folding its constants refuses them
+        raise ModelError(f"tflite node {fn.name!r} [WHILE]", f"its loop body is malformed ({exc})",
+                         "a .tflite file written by the TFLite converter") from None
+
+
+def _unroll_while(ctx, fn, cond, body):
     state = [ctx.resolve(i) for i in fn.inputs]
     for step in range(MAX_STEPS + 1):
         env = dict(zip(cond.inputs, state))
         if not _lower_pass(ctx, fn, cond, env, f"c{step}"):
             return None
-        go = ctx.const(env[cond.outputs[0]])
+        go = ctx.const(env.get(cond.outputs[0], cond.outputs[0]))
         if go is None or np.size(go) != 1:
             return ctx.reject(_LOOP_CONTROL)
         if not bool(np.ravel(go)[0]):
@@ -51,7 +60,7 @@ def _tflite_while(ctx, fn):
         env = dict(zip(body.inputs, state))
         if not _lower_pass(ctx, fn, body, env, f"t{step}"):
             return None
-        state = [env[o] for o in body.outputs]
+        state = [env.get(o, o) for o in body.outputs]  # a constant output is itself
     ctx.fnode = fn
     for out, v in zip(fn.outputs, state):
         ctx.set_alias(out, v)
