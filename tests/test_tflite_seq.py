@@ -134,7 +134,8 @@ def test_unidirectional_sequence_lstm(tmp_path, steps, time_major):
 def test_sequence_lstm_peephole_projection_and_bidirectional(tmp_path, time_major):
     for name, data in (("pp", sm.sequence_lstm(5, time_major, peephole=True, projection=3)),
                        ("bi", sm.sequence_lstm(5, time_major, bidirectional=True)),
-                       ("bi_pp", sm.sequence_lstm(5, time_major, peephole=True, projection=3, bidirectional=True))):
+                       ("bi_pp", sm.sequence_lstm(5, time_major, peephole=True, projection=3, bidirectional=True)),
+                       ("bi_apart", sm.sequence_lstm(5, time_major, bidirectional=True, merge=False))):
         path = tmp_path / f"{name}.tflite"
         path.write_bytes(data)
         db = float_ir_db(str(path), tmp_path)

@@ -124,8 +124,8 @@ def _build(fb, op: str, options_type: str, options, tensors: list[tuple], inputs
 
 
 def sequence_lstm(steps: int, time_major: bool, peephole: bool = False, projection: int = 0,
-                  seed: int = 2, bidirectional: bool = False, open_time: bool = False) -> bytes:
-    """UNIDIRECTIONAL_SEQUENCE_LSTM (or BIDIRECTIONAL_SEQUENCE_LSTM, merged outputs) over
+                  seed: int = 2, bidirectional: bool = False, open_time: bool = False, merge: bool = True) -> bytes:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM (or BIDIRECTIONAL_SEQUENCE_LSTM, outputs merged or not) over
     3 features, 5 cells, optional peepholes and a projection to `projection` outputs; the
     states are variable tensors starting at zero, as the converter writes them."""
     fb = _schema()
@@ -150,7 +150,7 @@ def sequence_lstm(steps: int, time_major: bool, peephole: bool = False, projecti
     if not bidirectional:
         weights = direction("lstm")
         states = [add("lstm/h", [batch, out], variable=True), add("lstm/c", [batch, hidden], variable=True)]
-        y = add("y", [*xs[:2], out])
+        ys = [add("y", [*xs[:2], out])]
         opts = fb.UnidirectionalSequenceLSTMOptionsT()
         op, kind = "UNIDIRECTIONAL_SEQUENCE_LSTM", "UnidirectionalSequenceLSTMOptions"
         op_inputs = [0, *weights, *states, -1, -1, -1, -1]
@@ -158,13 +158,13 @@ def sequence_lstm(steps: int, time_major: bool, peephole: bool = False, projecti
         fw, bw = direction("fw"), direction("bw")
         states = [add(f"{d}/{s}", [batch, out if s == "h" else hidden], variable=True)
                   for d in ("fw", "bw") for s in "hc"]
-        y = add("y", [*xs[:2], 2 * out])
+        ys = [add("y", [*xs[:2], 2 * out])] if merge else [add(f"y_{d}", [*xs[:2], out]) for d in ("fw", "bw")]
         opts = fb.BidirectionalSequenceLSTMOptionsT()
-        opts.mergeOutputs = True
+        opts.mergeOutputs = merge
         op, kind = "BIDIRECTIONAL_SEQUENCE_LSTM", "BidirectionalSequenceLSTMOptions"
         op_inputs = [0, *fw, *bw, *states] + [-1] * 9
     opts.fusedActivationFunction, opts.timeMajor = fb.ActivationFunctionType.TANH, time_major
-    return _build(fb, op, kind, opts, tensors, [0], [y], op_inputs, [y],
+    return _build(fb, op, kind, opts, tensors, [0], ys, op_inputs, ys,
                   (0 if time_major else 1) if open_time else -1)
 
 
