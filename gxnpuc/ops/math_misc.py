@@ -133,7 +133,7 @@ def _all_const(ctx, fn) -> bool:
     return False
 
 
-_ROUNDS = {"Floor": "floor", "Round": "round", "FLOOR": "floor", "ROUND": "round"}
+_ROUNDS = {"Floor": "floor", "Round": "round"}  # TFLite FLOOR / CEIL / ROUND: ops/tflite_logic.py
 
 
 @tf_lowering("Floor", "Round", emits=("round",))
@@ -142,7 +142,6 @@ def _tf_round(ctx, fn):
         ctx.emit("round", fn.inputs[:1], fn.outputs[:1], {"fn": _ROUNDS[fn.op_type]})
 
 
-tflite_lowering("FLOOR", "ROUND", emits=("round",))(_tf_round)
 
 
 @tf_lowering("FloorMod", "FloorDiv", emits=("binary", "round"))
