@@ -24,13 +24,13 @@ from gxnpuc import runtime_host as rh
 
 FUZZ_FLAGS = ("-std=c99", "-g", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
               "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all")
-FUZZ_SECONDS = 30
-KEEP_CRC = 1 << 31
+FUZZ_SECONDS = 25
+SPECIAL, KEEP_CRC = 1 << 30, 1 << 31
 
 
-def seed(raw: bytes, io_size: int, keep_crc: bool = False) -> bytes:
-    """One harness input: the io word (in_out size / 2, bit 31: keep the CRC), then the raw
-    container without its debug section (the runtime never reads it)."""
+def seed(raw: bytes, io_size: int, flags: int = 0) -> bytes:
+    """One harness input: the io word (in_out size / 2, bit 30: special input values, bit 31:
+    keep the CRC), then the raw container without its debug section (the runtime never reads it)."""
     b = bytearray(raw)
     secs = [struct.unpack_from("<4sIII", b, 32 + 16 * k) for k in range(6)]
     end = max(off + size for tag, off, size, fl in secs[:3])
@@ -39,17 +39,20 @@ def seed(raw: bytes, io_size: int, keep_crc: bool = False) -> bytes:
         b = b[:end]
     b[16:20] = bytes(4)
     struct.pack_into("<I", b, 16, zlib.crc32(b))
-    return struct.pack("<I", io_size // 2 | (KEEP_CRC if keep_crc else 0)) + bytes(b)
+    return struct.pack("<I", io_size // 2 | flags) + bytes(b)
 
 
 def write_corpus(folder: str) -> int:
-    """The seeds: every runtime test model (one per NPU op variant) and the fp16/fp32 chain."""
+    """The seeds: every runtime test model (one per NPU op variant) and the fp16/fp32 chain,
+    each with plain and with special input values."""
     os.makedirs(folder, exist_ok=True)
     models = [(name, RM.build(g, **kw)) for name, g, kw in RM.op_models()]
     models.append(("chain", RM.build(RM.chain_model(), fp16_out_ops=("t1_0",))))
     for name, model in models:
-        Path(folder, f"{name}.bin").write_bytes(seed(rh.raw_bytes(model), int(model.plan["io_size"])))
-    return len(models)
+        raw, io_size = rh.raw_bytes(model), int(model.plan["io_size"])
+        Path(folder, f"{name}.bin").write_bytes(seed(raw, io_size))
+        Path(folder, f"{name}_special.bin").write_bytes(seed(raw, io_size, SPECIAL))
+    return 2 * len(models)
 
 
 def _clang_libfuzzer(tmp: Path) -> str | None:
@@ -103,12 +106,85 @@ def test_libfuzzer_finds_nothing_in_a_bounded_run(harness, tmp_path):
 
 
 def test_every_seed_runs_and_passes_the_harness_checks(harness, tmp_path):
-    """The unmutated seeds are accepted models (the harness runs them through raw and split)."""
+    """The unmutated seeds are accepted and run (through raw and split arrays), so the fuzzer
+    starts from models that reach every kernel."""
     corpus = tmp_path / "corpus"
-    write_corpus(str(corpus))
-    proc = subprocess.run([str(harness), *sorted(map(str, corpus.iterdir()))], capture_output=True, text=True)
+    n = write_corpus(str(corpus))
+    proc = subprocess.run([str(harness), *sorted(map(str, corpus.iterdir()))], capture_output=True, text=True,
+                          env={**os.environ, "FUZZ_RUNTIME_VERBOSE": "1"})
     assert _clean(proc), proc.stderr[-3000:]
-    assert proc.stderr.count("Executed ") == len(list(corpus.iterdir()))
+    assert proc.stderr.count("Executed ") == n
+    assert re.findall(r"^status (-?\d+) ran (\d)$", proc.stderr, re.M) == [("0", "1")] * n
+
+
+# -- what the fuzzer found: each case built in code from a test model, replayed through the harness
+# (split arrays: an exact-size cmd, so ASan sees a read past its end) and through the gcc driver,
+# which must return the status code
+OP = {"conv": 1, "reduce": 10, "concat": 13, "split": 14}
+
+
+def _model(name: str):
+    return next(RM.build(g, **kw) for n, g, kw in RM.op_models() if n == name)
+
+
+def _first_node(raw: bytes) -> int:
+    """Offset in the file of the first node record of cmd (docs/model-format.md)."""
+    cmd = struct.unpack_from("<I", raw, 32 + 4)[0]
+    n_t = struct.unpack_from("<H", raw, cmd + 6)[0]
+    dims_at = 16 + (n_t + 3) // 4 * 4
+    return cmd + dims_at + 4 * sum(raw[cmd + 16:cmd + 16 + n_t])
+
+
+def _retyped(name: str, op: str) -> bytes:
+    """The one node of a model whose record has no attribute word (nw = 0) and ends cmd, given
+    the opcode of an op whose check read word 0 before the word count (fuzz crash 1)."""
+    raw = bytearray(rh.raw_bytes(_model(name)))
+    at = _first_node(raw)
+    assert raw[at + 2] == 0  # no attribute words
+    raw[at] = OP[op]
+    return bytes(fix_crc(raw))
+
+
+def _cmd_outside(raw: bytes) -> bytes:
+    """The CMD section entry with flags 0 (bytes 'not stored') and an offset far outside the
+    file: the reader checked bounds only for flagged sections (fuzz crash 2)."""
+    b = bytearray(raw)
+    struct.pack_into("<III", b, 32 + 4, 0x605FFFFF, 0xCB0A78, 0)
+    return bytes(fix_crc(b))
+
+
+def fix_crc(b: bytearray) -> bytearray:
+    b[16:20] = bytes(4)
+    struct.pack_into("<I", b, 16, zlib.crc32(b))
+    return b
+
+
+def regressions() -> dict:
+    """name -> (the model it came from, the mutated raw container, the status gx_init returns)."""
+    out = {f"{m}_as_{op}": (_model(m), _retyped(m, op), -7)
+           for m, ops in (("prelu", ("split", "conv")), ("act_relu", ("reduce", "concat"))) for op in ops}
+    chain = RM.build(RM.chain_model())
+    out["cmd_outside_file"] = (chain, _cmd_outside(rh.raw_bytes(chain)), -4)
+    return out
+
+
+def test_fuzz_regressions_status_codes():
+    """gcc driver (no clang needed): every found case is refused with its status code."""
+    for name, (model, raw, status) in regressions().items():
+        assert rh.run(model, RM.feeds(model, 1, samples=1), raw=raw).status == status, name
+
+
+def test_fuzz_regressions_under_the_harness(harness, tmp_path):
+    files = []
+    for name, (model, raw, _) in regressions().items():
+        files.append(tmp_path / f"{name}.bin")
+        files[-1].write_bytes(struct.pack("<I", int(model.plan["io_size"]) // 2 | KEEP_CRC) + raw)
+    proc = subprocess.run([str(harness), *map(str, files)], capture_output=True, text=True,
+                          env={**os.environ, "FUZZ_RUNTIME_VERBOSE": "1"})
+    assert _clean(proc), proc.stderr[-3000:]
+    assert proc.stderr.count("Executed ") == len(files)
+    statuses = [int(x) for x in re.findall(r"^status (-?\d+) ran 0$", proc.stderr, re.M)]
+    assert statuses == [status for _, _, status in regressions().values()]
 
 
 if __name__ == "__main__":

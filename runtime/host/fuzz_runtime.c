@@ -5,7 +5,8 @@
  *   ./fuzz_runtime CORPUS_DIR -max_total_time=600
  *
  * Input: u32 little-endian `io` word, then a raw container (OUTPUT_TYPE: raw). Bits 0..13 of
- * the word, times 2, are the in_out size (the runtime gets exactly that many bytes); bit 31
+ * the word, times 2, are the in_out size (the runtime gets exactly that many bytes); bit 30
+ * puts special values (inf, NaN, -0, subnormals) among the inputs; bit 31
  * keeps the container's CRC-32 as given, otherwise the harness rewrites it so that mutations
  * reach the checks behind it. Every buffer is its own exact-size allocation, so ASan sees any
  * access one byte outside it. For each input:
@@ -16,6 +17,7 @@
  *      as from model.h) through gx_init: the same status, and the same in_out bytes after run.
  * A refused model must leave data, tmp and in_out untouched and the task unusable; every
  * status must be one of enum gx_status. Any violation aborts (libFuzzer reports a crash).
+ * With FUZZ_RUNTIME_VERBOSE set, prints "status S ran R" per input (R: 1 when gx_run ran).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +29,7 @@
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "fuzz_runtime: invariant failed: %s (line %d)\n", #c, __LINE__); abort(); } } while (0)
 
-typedef struct { uint8_t *data, *tmp, *io; uint32_t ds, ts, is; } ram_t;
+typedef struct { uint8_t *data, *tmp, *io; uint32_t ds, ts, is; int special; } ram_t;
 
 static uint32_t rd32(const uint8_t *p)
 {
@@ -55,11 +57,13 @@ static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 }
 
 /* exact-size buffers (NULL for size 0, as a firmware may pass) with a fixed pattern: in_out
- * holds finite fp16 values |x| < 2, data and tmp a byte pattern */
-static void ram_alloc(ram_t *r, uint32_t ds, uint32_t ts, uint32_t is)
+ * holds finite fp16 values |x| < 2 (special: every 4th value inf, NaN, -0, a subnormal or
+ * +-65504), data and tmp a byte pattern */
+static const uint16_t SPECIAL[8] = {0x7C00u, 0xFC00u, 0x7E00u, 0x8000u, 0x0001u, 0x7BFFu, 0xFBFFu, 0x83FFu};
+static void ram_alloc(ram_t *r, uint32_t ds, uint32_t ts, uint32_t is, int special)
 {
     uint32_t i, s = 12345u;
-    r->ds = ds; r->ts = ts; r->is = is;
+    r->ds = ds; r->ts = ts; r->is = is; r->special = special;
     r->data = ds ? malloc(ds) : NULL; r->tmp = ts ? malloc(ts) : NULL; r->io = is ? malloc(is) : NULL;
     CHECK((!ds || r->data) && (!ts || r->tmp) && (!is || r->io));
     if (ds) memset(r->data, 0x5A, ds);
@@ -67,6 +71,7 @@ static void ram_alloc(ram_t *r, uint32_t ds, uint32_t ts, uint32_t is)
     for (i = 0; i < is; i++) {
         s = s * 1103515245u + 12345u;
         r->io[i] = (uint8_t)(i & 1u ? ((s >> 16) & 0xBBu) : (s >> 16));  /* high byte: exponent <= 14 */
+        if (special && (i & 7u) >= 6u) r->io[i] = (uint8_t)(SPECIAL[(i >> 3) & 7u] >> (8u * (i & 1u)));
     }
 }
 
@@ -138,7 +143,7 @@ static void run_split(const uint8_t *raw, size_t n, const ram_t *first, int stat
         if ((uint64_t)off[k] + size[k] > n) return;  /* gx_init_raw refused it (checked there) */
     }
     for (k = 0; k < 3u; k++) sec[k] = dup_bytes(raw + off[k], size[k]);
-    ram_alloc(&r, first->ds, first->ts, first->is);
+    ram_alloc(&r, first->ds, first->ts, first->is, first->special);
     task.hook = NULL;
     st = gx_init(&task, sec[0], size[0], size[1] ? sec[1] : NULL, size[1], sec[2], size[2],
                  r.data, r.ds, r.tmp, r.ts, r.io, r.is);
@@ -154,6 +159,8 @@ static void run_split(const uint8_t *raw, size_t n, const ram_t *first, int stat
     for (k = 0; k < 3u; k++) free(sec[k]);
 }
 
+static int verbose = -1;
+
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
 {
     uint32_t word, ds = 0, ts = 0;
@@ -162,6 +169,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     ram_t r, ref;
     gx_task task;
     int e;
+    if (verbose < 0) verbose = getenv("FUZZ_RUNTIME_VERBOSE") != NULL;
     if (size < 4u) return 0;
     word = rd32(in); n = size - 4u;
     raw = dup_bytes(in + 4, n);
@@ -174,17 +182,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     e = gx_raw_sizes(raw, n, &ds, &ts);
     CHECK(is_status(e) && e != GX_E_MEMORY);
     if (e != GX_OK || ds > MAX_RAM || ts > MAX_RAM) {
-        ram_alloc(&r, 64u, 64u, 64u);
-        ram_alloc(&ref, 64u, 64u, 64u);
+        ram_alloc(&r, 64u, 64u, 64u, 0);
+        ram_alloc(&ref, 64u, 64u, 64u, 0);
         if (e != GX_OK) {
             CHECK(gx_init_raw(&task, raw, n, r.data, r.ds, r.tmp, r.ts, r.io, r.is) == e);
             check_refused(&task, &r, &ref);
         }
+        if (verbose) fprintf(stderr, e != GX_OK ? "status %d ran 0\n" : "too large\n", e);
         ram_free(&r); ram_free(&ref); free(raw);
         return 0;
     }
-    ram_alloc(&r, ds, ts, (word & 0x3FFFu) * 2u);
-    ram_alloc(&ref, ds, ts, (word & 0x3FFFu) * 2u);
+    ram_alloc(&r, ds, ts, (word & 0x3FFFu) * 2u, (word >> 30) & 1u);
+    ram_alloc(&ref, ds, ts, (word & 0x3FFFu) * 2u, (word >> 30) & 1u);
     if (ds) {  /* one byte less data than the file asks for */
         CHECK(gx_init_raw(&task, raw, n, r.data, ds - 1u, r.tmp, ts, r.io, r.is) == GX_E_MEMORY);
         check_refused(&task, &r, &ref);
@@ -193,9 +202,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     e = gx_init_raw(&task, raw, n, r.data, ds, r.tmp, ts, r.io, r.is);
     CHECK(is_status(e) && e != GX_E_MEMORY);
     if (e == GX_OK) {
+        int ran = cheap_enough(&task);
         task.hook = hook; task.hook_user = &r;
-        if (cheap_enough(&task)) CHECK(gx_run(&task) == GX_OK);
+        if (ran) CHECK(gx_run(&task) == GX_OK);
+        if (verbose) fprintf(stderr, "status %d ran %d\n", e, ran);
     } else {
+        if (verbose) fprintf(stderr, "status %d ran 0\n", e);
         check_refused(&task, &r, &ref);
     }
     run_split(raw, n, &r, e, &ref);
