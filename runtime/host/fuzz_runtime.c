@@ -144,6 +144,12 @@ static void run_split(const uint8_t *raw, size_t n, const ram_t *first, int stat
     }
     for (k = 0; k < 3u; k++) sec[k] = dup_bytes(raw + off[k], size[k]);
     ram_alloc(&r, first->ds, first->ts, first->is, first->special);
+    CHECK(gx_init(NULL, sec[0], size[0], sec[1], size[1], sec[2], size[2], r.data, r.ds, r.tmp, r.ts,
+                  r.io, r.is) == GX_E_ARG);
+    CHECK(gx_init(&task, sec[0], size[0], sec[1], size[1], NULL, size[2], r.data, r.ds, r.tmp, r.ts,
+                  r.io, r.is) == GX_E_ARG);
+    if (r.ds) CHECK(gx_init(&task, sec[0], size[0], sec[1], size[1], sec[2], size[2], NULL, r.ds, r.tmp,
+                            r.ts, r.io, r.is) == GX_E_ARG);
     task.hook = NULL;
     st = gx_init(&task, sec[0], size[0], size[1] ? sec[1] : NULL, size[1], sec[2], size[2],
                  r.data, r.ds, r.tmp, r.ts, r.io, r.is);
@@ -184,10 +190,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
     if (e != GX_OK || ds > MAX_RAM || ts > MAX_RAM) {
         ram_alloc(&r, 64u, 64u, 64u, 0);
         ram_alloc(&ref, 64u, 64u, 64u, 0);
-        if (e != GX_OK) {
-            CHECK(gx_init_raw(&task, raw, n, r.data, r.ds, r.tmp, r.ts, r.io, r.is) == e);
-            check_refused(&task, &r, &ref);
-        }
+        /* refused as it stands, or (too large to run here) refused for lack of RAM */
+        CHECK(gx_init_raw(&task, raw, n, r.data, r.ds, r.tmp, r.ts, r.io, r.is) == (e ? e : GX_E_MEMORY));
+        check_refused(&task, &r, &ref);
         if (verbose) fprintf(stderr, e != GX_OK ? "status %d ran 0\n" : "too large\n", e);
         ram_free(&r); ram_free(&ref); free(raw);
         return 0;
