@@ -910,8 +910,9 @@ static int check_reduce(const node_t *nd, const shape_t *x, const shape_t *y)
 static int check_join(const gx_task *t, const node_t *nd, int join)
 {
     shape_t whole, part; uint32_t axis = nd->nw ? word(nd, 0) : 0u, n = join ? nd->nin : nd->nout, i, k, sum = 0;
+    if (nd->nw != 1u || n < 1u || (join ? nd->nout : nd->nin) != 1u) return 0;
     shape_of(t, join ? ref(nd, nd->nin) : ref(nd, 0), &whole);
-    if (nd->nw != 1u || n < 1u || (join ? nd->nout : nd->nin) != 1u || axis >= whole.rank) return 0;
+    if (axis >= whole.rank) return 0;
     for (i = 0; i < n; i++) {
         uint32_t ti = join ? ref(nd, i) : ref(nd, 1u + i);
         if (ti == 0xFFFFu) return 0;

@@ -135,13 +135,17 @@ def _first_node(raw: bytes) -> int:
     return cmd + dims_at + 4 * sum(raw[cmd + 16:cmd + 16 + n_t])
 
 
-def _retyped(name: str, op: str) -> bytes:
+def _retyped(name: str, op: str, no_refs: bool = False) -> bytes:
     """The one node of a model whose record has no attribute word (nw = 0) and ends cmd, given
-    the opcode of an op whose check read word 0 before the word count (fuzz crash 1)."""
+    the opcode of an op whose check read word 0 before the word count (fuzz crash 1); no_refs:
+    also 0 inputs and 0 outputs over a first ref of 257, which the concat/split check read as its
+    tensor before counting refs (fuzz crash 3)."""
     raw = bytearray(rh.raw_bytes(_model(name)))
     at = _first_node(raw)
     assert raw[at + 2] == 0  # no attribute words
     raw[at] = OP[op]
+    if no_refs:
+        struct.pack_into("<HHH", raw, at + 4, 0, 0, 257)
     return bytes(fix_crc(raw))
 
 
@@ -163,6 +167,8 @@ def regressions() -> dict:
     """name -> (the model it came from, the mutated raw container, the status gx_init returns)."""
     out = {f"{m}_as_{op}": (_model(m), _retyped(m, op), -7)
            for m, ops in (("prelu", ("split", "conv")), ("act_relu", ("reduce", "concat"))) for op in ops}
+    out |= {f"act_sqrt_as_{op}_no_refs": (_model("act_sqrt"), _retyped("act_sqrt", op, True), -7)
+            for op in ("concat", "split")}
     chain = RM.build(RM.chain_model())
     out["cmd_outside_file"] = (chain, _cmd_outside(rh.raw_bytes(chain)), -4)
     return out
