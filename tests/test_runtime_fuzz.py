@@ -26,6 +26,9 @@ FUZZ_FLAGS = ("-std=c99", "-g", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", 
               "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all")
 FUZZ_SECONDS = 25
 SPECIAL, KEEP_CRC = 1 << 30, 1 << 31
+# no RSS limit: Linux carries the peak RSS of the forking pytest process (TensorFlow loaded: over
+# 1 GB) across exec into the fuzzer's getrusage; the harness's own allocations stay bounded
+NO_RSS_LIMIT = ("-rss_limit_mb=0", "-malloc_limit_mb=512")
 
 
 def seed(raw: bytes, io_size: int, flags: int = 0) -> bytes:
@@ -93,10 +96,8 @@ def test_libfuzzer_finds_nothing_in_a_bounded_run(harness, tmp_path):
     broken harness invariant, and the run gets well past the seeds."""
     corpus = tmp_path / "corpus"
     n_seeds = write_corpus(str(corpus))
-    # no RSS limit: Linux carries the peak RSS of the forking pytest process (TensorFlow loaded:
-    # over 1 GB) across exec into the fuzzer's getrusage; the harness's allocations stay bounded
     proc = subprocess.run([str(harness), str(corpus), f"-max_total_time={FUZZ_SECONDS}", "-seed=1",
-                           "-timeout=10", "-rss_limit_mb=0", "-malloc_limit_mb=512", "-print_final_stats=1",
+                           "-timeout=30", *NO_RSS_LIMIT, "-print_final_stats=1",
                            f"-artifact_prefix={tmp_path}/"],
                           capture_output=True, text=True, timeout=FUZZ_SECONDS + 120)
     assert _clean(proc), proc.stderr[-3000:]
@@ -112,11 +113,11 @@ def test_every_seed_runs_and_passes_the_harness_checks(harness, tmp_path):
     starts from models that reach every kernel."""
     corpus = tmp_path / "corpus"
     n = write_corpus(str(corpus))
-    proc = subprocess.run([str(harness), *sorted(map(str, corpus.iterdir()))], capture_output=True, text=True,
-                          env={**os.environ, "FUZZ_RUNTIME_VERBOSE": "1"})
+    proc = subprocess.run([str(harness), *NO_RSS_LIMIT, *sorted(map(str, corpus.iterdir()))], capture_output=True,
+                          text=True, env={**os.environ, "FUZZ_RUNTIME_VERBOSE": "1"})
     assert _clean(proc), proc.stderr[-3000:]
-    assert proc.stderr.count("Executed ") == n
-    assert re.findall(r"^status (-?\d+) ran (\d)$", proc.stderr, re.M) == [("0", "1")] * n
+    assert proc.stderr.count("Executed ") == n, proc.stderr[-3000:]
+    assert re.findall(r"^status (-?\d+) ran (\d)$", proc.stderr, re.M) == [("0", "1")] * n, proc.stderr[-3000:]
 
 
 # -- what the fuzzer found: each case built in code from a test model, replayed through the harness
@@ -187,12 +188,12 @@ def test_fuzz_regressions_under_the_harness(harness, tmp_path):
     for name, (model, raw, _) in regressions().items():
         files.append(tmp_path / f"{name}.bin")
         files[-1].write_bytes(struct.pack("<I", int(model.plan["io_size"]) // 2 | KEEP_CRC) + raw)
-    proc = subprocess.run([str(harness), *map(str, files)], capture_output=True, text=True,
+    proc = subprocess.run([str(harness), *NO_RSS_LIMIT, *map(str, files)], capture_output=True, text=True,
                           env={**os.environ, "FUZZ_RUNTIME_VERBOSE": "1"})
     assert _clean(proc), proc.stderr[-3000:]
-    assert proc.stderr.count("Executed ") == len(files)
+    assert proc.stderr.count("Executed ") == len(files), proc.stderr[-3000:]
     statuses = [int(x) for x in re.findall(r"^status (-?\d+) ran 0$", proc.stderr, re.M)]
-    assert statuses == [status for _, _, status in regressions().values()]
+    assert statuses == [status for _, _, status in regressions().values()], proc.stderr[-3000:]
 
 
 if __name__ == "__main__":

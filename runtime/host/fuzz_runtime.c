@@ -101,7 +101,7 @@ static void hook(void *user, const gx_task *task, unsigned node)
 /* gx_run's work is what the model asks for; a pool's window comes from attribute words alone
  * (up to 2^30 taps a dim), so an accepted model whose pool windows exceed MAX_TAPS is only
  * initialised, not run (the fuzzer would spend its time in one op) */
-#define MAX_TAPS (1u << 16)
+#define MAX_TAPS (1u << 12)
 static int cheap_enough(const gx_task *t)
 {
     uint32_t k, at = t->nodes_at;
