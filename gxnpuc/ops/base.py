@@ -9,7 +9,7 @@ and used in error messages, so it is written once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -22,6 +22,17 @@ TF_LOWERINGS: dict[str, Callable] = {}
 TFLITE_LOWERINGS: dict[str, Callable] = {}
 # why an op with `npu = False` (a fold-only op) cannot stay in a compiled graph
 FOLD_ONLY = "only supported when its inputs are constant (shape arithmetic)"
+
+
+@dataclass
+class SubNode:
+    """The framework-node fields a lowering reads (frontend.common.FNode's shape): what a
+    lowering builds to lower part of its op through another op's registered lowering."""
+    name: str
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

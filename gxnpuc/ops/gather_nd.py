@@ -8,11 +8,10 @@ cannot do.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc.ops.base import ONNX_LOWERINGS, onnx_lowering, tf_lowering, tflite_lowering
+from gxnpuc.ops.base import ONNX_LOWERINGS, SubNode, onnx_lowering, tf_lowering, tflite_lowering
 from gxnpuc.ops.shape_ops import emit_reshape, norm_axis
 
 _EMITS = ("slice", "concat", "reshape")
@@ -20,14 +19,6 @@ MAX_RUNS = 256  # each run of consecutive positions is one slice op
 _RUNTIME = "indices computed at run time (a data-dependent lookup) are not supported by the NPU"
 
 
-@dataclass
-class _Node:
-    """The framework-node fields the Gather lowering reads."""
-    name: str
-    op_type: str
-    inputs: list[str]
-    outputs: list[str]
-    attrs: dict = field(default_factory=dict)
 
 
 def _gather_flat(ctx, fn, rows: list[int], flat: np.ndarray) -> None:
@@ -43,7 +34,7 @@ def _gather_flat(ctx, fn, rows: list[int], flat: np.ndarray) -> None:
         ctx.add_const(fn.outputs[0], np.take(np.reshape(data, rows), flat, axis=0))
         return None
     src = x if list(ctx.shape(x)) == rows else emit_reshape(ctx, x, rows)
-    ONNX_LOWERINGS["Gather"](ctx, _Node(fn.name, "Gather", [src, idx], fn.outputs[:1], {"axis": 0}))
+    ONNX_LOWERINGS["Gather"](ctx, SubNode(fn.name, "Gather", [src, idx], fn.outputs[:1], {"axis": 0}))
     return None
 
 
@@ -111,7 +102,7 @@ def _scatter(ctx, fn, positions: np.ndarray) -> None:
     source[positions.ravel()] = size + np.arange(positions.size)
     flat = [emit_reshape(ctx, n, [int(np.prod(ctx.shape(n)))]) for n in (data, updates)]
     both = ctx.emit("concat", flat, None, {"axis": 0})[0]
-    node = _Node(fn.name, fn.op_type, [both], [ctx.fresh(f"{fn.outputs[0]}/flat")], fn.attrs)
+    node = SubNode(fn.name, fn.op_type, [both], [ctx.fresh(f"{fn.outputs[0]}/flat")], fn.attrs)
     _gather_flat(ctx, node, [size + positions.size], source)
     if ctx.has(node.outputs[0]):
         emit_reshape(ctx, node.outputs[0], shape, fn.outputs[:1])

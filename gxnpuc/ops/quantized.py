@@ -17,11 +17,10 @@ The summary notes each of these.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from gxnpuc.ops.base import ALIAS, ONNX_LOWERINGS, onnx_lowering
+from gxnpuc.ops.base import ALIAS, ONNX_LOWERINGS, SubNode, onnx_lowering
 from gxnpuc.ops.shape_ops import ONNX_DTYPES
 
 _QRANGE = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
@@ -32,14 +31,6 @@ _NOTE_WEIGHTS = "quantised (int8) weights dequantised to float; the compiler com
 INTEGER_WEIGHTS = "integer_weights"  # graph.meta: weights of MatMulInteger/ConvInteger, scale folded later
 
 
-@dataclass
-class _Node:
-    """The framework-node fields a lowering reads: ONNX ops lowered through another's lowering."""
-    name: str
-    op_type: str
-    inputs: list[str]
-    outputs: list[str]
-    attrs: dict = field(default_factory=dict)
 
 
 def _note(ctx, text: str) -> None:
@@ -173,14 +164,14 @@ def _integer_weight(ctx, fn, wi: int, zi: int, axis: int) -> str | None:
 def _onnx_matmul_integer(ctx, fn):
     w = _integer_weight(ctx, fn, 1, 3, -1)
     if w is not None:
-        ONNX_LOWERINGS["MatMul"](ctx, _Node(fn.name, "MatMul", [fn.inputs[0], w], fn.outputs[:1]))
+        ONNX_LOWERINGS["MatMul"](ctx, SubNode(fn.name, "MatMul", [fn.inputs[0], w], fn.outputs[:1]))
 
 
 @onnx_lowering("ConvInteger", emits=("conv",))
 def _onnx_conv_integer(ctx, fn):
     w = _integer_weight(ctx, fn, 1, 3, 0)
     if w is not None:
-        ONNX_LOWERINGS["Conv"](ctx, _Node(fn.name, "Conv", [fn.inputs[0], w], fn.outputs[:1], dict(fn.attrs)))
+        ONNX_LOWERINGS["Conv"](ctx, SubNode(fn.name, "Conv", [fn.inputs[0], w], fn.outputs[:1], dict(fn.attrs)))
 
 
 # -- QOperator (quantize_static with QuantFormat.QOperator) ---------------------------------------
@@ -210,7 +201,7 @@ def _onnx_qlinear_conv(ctx, fn):
         real_b = (np.asarray(b, np.float64) * float(np.ravel(x_p[0])[0]) * w_scale).astype(np.float32)
         ins.append(ctx.add_const(ctx.fresh(f"{fn.inputs[8]}_dequantized"), real_b))
     y = ctx.fresh(fn.outputs[0] + "/float")
-    ONNX_LOWERINGS["Conv"](ctx, _Node(fn.name, "Conv", ins, [y], dict(fn.attrs)))
+    ONNX_LOWERINGS["Conv"](ctx, SubNode(fn.name, "Conv", ins, [y], dict(fn.attrs)))
     if ctx.has(y):
         _clip_to(ctx, y, *y_p, fn.outputs[:1])
     return None
@@ -222,7 +213,7 @@ def _onnx_qlinear_matmul(ctx, fn):
     if w is None or y_p is None:
         return None
     y = ctx.fresh(fn.outputs[0] + "/float")
-    ONNX_LOWERINGS["MatMul"](ctx, _Node(fn.name, "MatMul", [fn.inputs[0], w], [y]))
+    ONNX_LOWERINGS["MatMul"](ctx, SubNode(fn.name, "MatMul", [fn.inputs[0], w], [y]))
     if ctx.has(y):
         _clip_to(ctx, y, *y_p, fn.outputs[:1])
     return None
@@ -239,7 +230,7 @@ def _onnx_qlinear_binary(ctx, fn):
         b = ctx.add_const(ctx.fresh(f"{b}_dequantized"), dequantize(ctx.const(b), *b_p, -1))
     y = ctx.fresh(fn.outputs[0] + "/float")
     op = "Add" if fn.op_type.endswith("Add") else "Mul"
-    ONNX_LOWERINGS[op](ctx, _Node(fn.name, op, [fn.inputs[0], b], [y]))
+    ONNX_LOWERINGS[op](ctx, SubNode(fn.name, op, [fn.inputs[0], b], [y]))
     if ctx.has(y):
         _clip_to(ctx, y, *y_p, fn.outputs[:1])
     return None
@@ -260,7 +251,7 @@ def _onnx_qlinear_unary(ctx, fn):
         return ctx.reject("channels_last=1 (NHWC) quantised pooling")
     attrs = {k: v for k, v in fn.attrs.items() if k != "channels_last"}
     y = ctx.fresh(fn.outputs[0] + "/float")
-    ONNX_LOWERINGS[_UNARY[fn.op_type]](ctx, _Node(fn.name, _UNARY[fn.op_type], fn.inputs[:1], [y], attrs))
+    ONNX_LOWERINGS[_UNARY[fn.op_type]](ctx, SubNode(fn.name, _UNARY[fn.op_type], fn.inputs[:1], [y], attrs))
     if ctx.has(y):
         _clip_to(ctx, y, *y_p, fn.outputs[:1])
     return None
@@ -273,7 +264,7 @@ def _onnx_qlinear_concat(ctx, fn):
     if y_p is None:
         return None
     y = ctx.fresh(fn.outputs[0] + "/float")
-    ONNX_LOWERINGS["Concat"](ctx, _Node(fn.name, "Concat", fn.inputs[2::3], [y], dict(fn.attrs)))
+    ONNX_LOWERINGS["Concat"](ctx, SubNode(fn.name, "Concat", fn.inputs[2::3], [y], dict(fn.attrs)))
     if ctx.has(y):
         _clip_to(ctx, y, *y_p, fn.outputs[:1])
     return None
