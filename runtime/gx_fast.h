@@ -18,8 +18,8 @@
 #define GX_FAST_H
 
 #define FW 16u        /* outputs per register block (4 SSE vectors) */
-#define FKC 64u      /* reduction chunk of the fc kernel (x values converted at once) */
 #define FPANEL 8192u  /* conv: decoded fp32 weights kept on the stack (32 KB) */
+#define FBIAS 256u    /* conv: outputs per weight panel at most */
 #define FTAPS (FPANEL / FW)  /* conv: most taps per output (cg * KH * KW) of the fast path */
 
 /* fp32 of fp16(lo + q*step), the exact decode of SPEC 5: lo + q*step in fp32 (q*step is
@@ -86,6 +86,35 @@ static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, 
         }
 }
 
+/* ---- fc, [N, K] weights (transposed), one decode table (or fp16): 8 outputs walk their own
+ * rows of codes side by side over a chunk of x converted once -------------------------------- */
+#define FT 8u
+#define FKC 256u  /* x values converted at once */
+static void fct_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
+                     uint32_t K, uint32_t N, uint32_t rows)
+{
+    float xf[FKC], acc[FT];
+    uint32_t r, n, k0, k, j, kc;
+    if (w->v.kind == V_CODES) fast_table(w->lo, 1u, 0u, w->table, &w->zero);
+    for (r = 0; r < rows; r++)
+        for (n = 0; n < N; n += FT) {
+            uint32_t nb = N - n < FT ? N - n : FT;
+            for (j = 0; j < FT; j++) acc[j] = 0.0f;
+            for (k0 = 0; k0 < K; k0 += kc) {
+                kc = K - k0 < FKC ? K - k0 : FKC;
+                for (k = 0; k < kc; k++) xf[k] = xat(&x->v, r * K + k0 + k);
+                if (w->v.kind == V_CODES && nb == FT) {
+                    const uint8_t *c = w->codes + n * K + k0;
+                    const float *T = w->table;
+                    for (k = 0; k < kc; k++, c++)
+                        for (j = 0; j < FT; j++) acc[j] = acc[j] + xf[k] * T[c[j * K]];
+                } else
+                    for (k = 0; k < kc; k++) acc_block(acc, nb, xf[k], w, n * K + k0 + k, K);
+            }
+            for (j = 0; j < nb; j++) st(&y->v, r * N + n + j, has_b ? acc[j] + ld(b, n + j) : acc[j]);
+        }
+}
+
 /* ---- conv: a panel of decoded weights [block][tap][FW], one x patch per output pixel ------ */
 typedef struct { uint32_t T, o0, nblk, cg, og, wf, group; } cpanel_t;
 
@@ -112,21 +141,25 @@ static int panel_fill(const geo_t *g, const cpanel_t *P, wcur_t *w, float *pan)
     return !bad;
 }
 
-/* the T taps of output pixel (n, oh, ow) for the group starting at channel c0, +0 in padding */
+/* the T taps of output pixel (n, oh, ow) for the group starting at channel c0 (x is fp16),
+ * +0 in padding */
 static void patch(const view_t *x, const geo_t *g, uint32_t cg, uint32_t n, uint32_t c0, uint32_t oh,
                   uint32_t ow, float *p)
 {
     uint32_t xci = g->cl ? 1u : g->H * g->W, xh = g->cl ? g->W * g->C : g->W, xw = g->cl ? g->C : 1u;
-    uint32_t xb = at4(g, n, c0, 0, 0, g->C, g->H, g->W), ci, kh, kw;
+    uint32_t xb = at4(g, n, c0, 0, 0, g->C, g->H, g->W), ci, kh, kw, kh0, kh1, kw0, kw1;
     int32_t ih0 = (int32_t)(oh * g->sh) - g->ph, iw0 = (int32_t)(ow * g->sw) - g->pw;
+    tap_range(ih0, g->dh, (int32_t)g->H, g->KH, &kh0, &kh1);
+    tap_range(iw0, g->dw, (int32_t)g->W, g->KW, &kw0, &kw1);
     for (ci = 0; ci < cg; ci++)
-        for (kh = 0; kh < g->KH; kh++) {
-            int32_t ih = ih0 + (int32_t)(kh * g->dh);
-            for (kw = 0; kw < g->KW; kw++, p++) {
-                int32_t iw = iw0 + (int32_t)(kw * g->dw);
-                *p = ih < 0 || ih >= (int32_t)g->H || iw < 0 || iw >= (int32_t)g->W ? 0.0f
-                     : xat(x, xb + ci * xci + (uint32_t)ih * xh + (uint32_t)iw * xw);
-            }
+        for (kh = 0; kh < g->KH; kh++, p += g->KW) {
+            const uint8_t *row;
+            if (kh < kh0 || kh >= kh1) { for (kw = 0; kw < g->KW; kw++) p[kw] = 0.0f; continue; }
+            row = x->p + 2u * (xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g->dh)) * xh);
+            for (kw = 0; kw < kw0; kw++) p[kw] = 0.0f;
+            for (; kw < kw1; kw++)
+                p[kw] = gx_f16_to_f32((uint16_t)rd16(row + 2u * ((uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw)));
+            for (; kw < g->KW; kw++) p[kw] = 0.0f;
         }
 }
 
@@ -188,6 +221,7 @@ static int conv_dw(const ten_t *x, const ten_t *y, const view_t *b, int has_b, w
                 }
             for (m = 0; m < og; m++) {
                 uint32_t o = c * og + m, t;
+                float bo = has_b ? ld(b, o) : 0.0f;
                 if (w->v.kind == V_CODES && w->C > 1u) fast_table(w->lo, w->C, o, w->table, &w->zero);
                 for (t = 0; t < T; t++) {
                     wt[t] = wat(w, wf ? t * g->O + o : o * T + t);
@@ -211,7 +245,7 @@ static int conv_dw(const ten_t *x, const ten_t *y, const view_t *b, int has_b, w
                                     acc[0] = acc[0] + row[kh * g->dh * Wp + ow * g->sw + kw * g->dw] * wt[t];
                         }
                         for (j = 0; j < nb; j++, ow++)
-                            st(&y->v, at4(g, n, o, oh, ow, g->O, g->OH, g->OW), has_b ? acc[j] + ld(b, o) : acc[j]);
+                            st(&y->v, at4(g, n, o, oh, ow, g->O, g->OH, g->OW), has_b ? acc[j] + bo : acc[j]);
                     }
                 }
             }
@@ -223,7 +257,7 @@ static int conv_dw(const ten_t *x, const ten_t *y, const view_t *b, int has_b, w
 static int conv_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
                      const geo_t *g, uint32_t wf, uint32_t group)
 {
-    float pan[FPANEL], p[FTAPS], acc[2u * FW];
+    float pan[FPANEL], p[FTAPS], acc[2u * FW], bias[FBIAS];
     cpanel_t P;
     uint32_t n, oh, ow, bl, j, gi;
     P.cg = g->C / group; P.og = g->O / group; P.T = P.cg * g->KH * g->KW; P.wf = wf; P.group = group;
@@ -236,7 +270,9 @@ static int conv_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
             uint32_t left = (gi + 1u) * P.og - P.o0;
             P.nblk = (left + FW - 1u) / FW;
             if (P.nblk * P.T * FW > FPANEL) P.nblk = FPANEL / (P.T * FW);
+            if (P.nblk * FW > FBIAS) P.nblk = FBIAS / FW;
             if (!panel_fill(g, &P, w, pan)) return 0;
+            for (j = 0; j < P.nblk * FW && j < left; j++) bias[j] = has_b ? ld(b, P.o0 + j) : 0.0f;
             for (n = 0; n < g->N; n++)
                 for (oh = 0; oh < g->OH; oh++)
                     for (ow = 0; ow < g->OW; ow++) {
@@ -250,7 +286,7 @@ static int conv_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
                             else dot_block(p, pa, P.T, acc);
                             for (j = 0; j < nb; j++)
                                 st(&y->v, at4(g, n, o + j, oh, ow, g->O, g->OH, g->OW),
-                                   has_b ? acc[j] + ld(b, o + j) : acc[j]);
+                                   has_b ? acc[j] + bias[bl * FW + j] : acc[j]);
                         }
                     }
         }

@@ -463,7 +463,11 @@ static void k_fc(const gx_task *t, const node_t *nd)
     K = x.s.d[x.s.rank - 1u]; N = y.s.d[y.s.rank - 1u]; rows = x.s.n / K;
     wk = tw ? 1u : N;
 #if GX_FAST
-    if (!tw && shared_table(&w)) { fc_fast(&x, &y, &b, has_b, &w, K, N, rows); return; }
+    if (shared_table(&w)) {
+        if (tw) fct_fast(&x, &y, &b, has_b, &w, K, N, rows);
+        else fc_fast(&x, &y, &b, has_b, &w, K, N, rows);
+        return;
+    }
 #endif
     if (!tw && shared_table(&w)) {  /* [K, N]: BLK outputs per pass over x */
         float acc[BLK];
