@@ -55,22 +55,24 @@ static void v4_st(float *p, v4f v) { memcpy(p, &v, sizeof v); }
  * bytes early (measured: twice as fast as the hardware prefetcher alone on the 25M MLP);
  * 16 lanes per step */
 #define FNB 4096u
-static void fc_row16(float xv, const float *T, const uint8_t *c, uint32_t nb, uint32_t ahead, float *acc)
+static void fc_row16(const float *P, const uint8_t *c, uint32_t nb, uint32_t ahead, float *acc)
 {
     uint32_t s;
     for (s = 0; s < nb; s += FW, c += FW, acc += FW) {
         if (!(s & 63u)) __builtin_prefetch((const void *)((uintptr_t)c + ahead));
-        v4f w0 = {T[c[0]], T[c[1]], T[c[2]], T[c[3]]}, w1 = {T[c[4]], T[c[5]], T[c[6]], T[c[7]]};
-        v4f w2 = {T[c[8]], T[c[9]], T[c[10]], T[c[11]]}, w3 = {T[c[12]], T[c[13]], T[c[14]], T[c[15]]};
-        v4_st(acc, v4_ld(acc) + w0 * xv); v4_st(acc + 4, v4_ld(acc + 4) + w1 * xv);
-        v4_st(acc + 8, v4_ld(acc + 8) + w2 * xv); v4_st(acc + 12, v4_ld(acc + 12) + w3 * xv);
+        {
+            v4f w0 = {P[c[0]], P[c[1]], P[c[2]], P[c[3]]}, w1 = {P[c[4]], P[c[5]], P[c[6]], P[c[7]]};
+            v4f w2 = {P[c[8]], P[c[9]], P[c[10]], P[c[11]]}, w3 = {P[c[12]], P[c[13]], P[c[14]], P[c[15]]};
+            v4_st(acc, v4_ld(acc) + w0); v4_st(acc + 4, v4_ld(acc + 4) + w1);
+            v4_st(acc + 8, v4_ld(acc + 8) + w2); v4_st(acc + 12, v4_ld(acc + 12) + w3);
+        }
     }
 }
 
 static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
                     uint32_t K, uint32_t N, uint32_t rows)
 {
-    float acc[FNB];
+    float acc[FNB], prod[256];
     uint32_t r, n, k, j;
     if (w->v.kind == V_CODES) fast_table(w->lo, 1u, 0u, w->table, &w->zero);
     for (r = 0; r < rows; r++)
@@ -79,7 +81,10 @@ static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, 
             for (j = 0; j < nb; j++) acc[j] = 0.0f;
             for (k = 0; k < K; k++) {
                 float xv = xat(&x->v, r * K + k);
-                if (nv) fc_row16(xv, w->table, w->codes + k * N + n, nv, N <= FNB ? 4096u : N, acc);
+                if (nv) {  /* x*w is exact in fp32 (two fp16 factors): one product per code */
+                    for (j = 0; j < 256u; j += 4u) v4_st(prod + j, v4_ld(w->table + j) * xv);
+                    fc_row16(prod, w->codes + k * N + n, nv, N <= FNB ? 4096u : N, acc);
+                }
                 if (nv < nb) acc_block(acc + nv, nb - nv, xv, w, k * N + n + nv, 1u);
             }
             for (j = 0; j < nb; j++) st(&y->v, r * N + n + j, has_b ? acc[j] + ld(b, n + j) : acc[j]);
