@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gxnpuc.errors import ModelError
+from gxnpuc import numerics
 from gxnpuc.numerics import F16_MAX
 from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range  # noqa: F401 (API)
 
@@ -365,14 +366,6 @@ def _slots(graph) -> dict[str, tuple[str, object]]:
     return out
 
 
-def _note_fp16_overflow(graph, name: str, peak: float) -> None:
-    """fp16 holds magnitudes up to 65504; tell the user when a stored weight saturates."""
-    if peak > FP16_MAX:
-        graph.meta.setdefault("notes", []).append(
-            f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
-            f"to +-{FP16_MAX:g} on the NPU")
-
-
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
     """A StoredWeight for every constant input of every node, in graph order (SPEC 5).
 
@@ -384,8 +377,8 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         value = graph.tensors[name].data
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
         if not (floating and value.size and _wants_compression(family, name, cfg)):
-            out[name], peak = _store_plain(name, value, family)
-            _note_fp16_overflow(graph, name, peak)
+            out[name], _ = _store_plain(name, value, family)
+            graph.meta.setdefault("notes", []).extend(numerics.range_notes(graph, name, value))
             continue
         clip = cfg.weight_min_max.get(name)
         axis, ch = channel_axis(family, node, value.shape) if cfg.compress_per_channel else (None, 1)

@@ -122,6 +122,28 @@ def test_fp16_overflow_is_named(tmp_path):
     assert "fp16 limit" in rep.verdict.text
 
 
+def test_fp16_underflow_of_a_guarded_log_is_named(tmp_path):
+    """log(x*x + 1e-10), basic-pitch's normalised log: in fp16 the epsilon and the small squares
+    are 0, so the npu gives -inf there; the compile notes name the epsilon, the eval notes the log."""
+    from onnx import helper
+
+    from onnx_util import make_model
+
+    nodes = [helper.make_node("Mul", ["x", "x"], ["power"]), helper.make_node("Add", ["power", "eps"], ["guarded"]),
+             helper.make_node("Log", ["guarded"], ["db"], name="normalized_log"),
+             helper.make_node("Mul", ["db", "ten"], ["y"])]
+    onnx_model = make_model(nodes, [("x", [1, 8])], [("y", [1, 8])], {"eps": np.array([1e-10], np.float32),
+                                                                   "ten": np.array([10.0], np.float32)})
+    model, cfg = compile_onnx(onnx_model, str(tmp_path))
+    assert any("'eps'" in n and "is 0 on the NPU" in n for n in model.graph.meta["notes"])
+    x = np.full((2, 1, 8), 1e-5, np.float32)
+    x[:, :, 4:] = 3.0  # finite everywhere in float, -inf only where the square underflows
+    rep = _report(model, cfg, {"x": x})
+    assert any("first gives inf/NaN" in n and "normalized_log" in n for n in rep.notes), rep.notes
+    flt = next(r for r in rep.outputs if r.mode == "float")
+    assert flt.snr_db >= 80 and _snr(rep, "npu") < 0
+
+
 # -- inputs ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mlp_model(tmp_path_factory):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -85,6 +87,13 @@ def test_saved_model_falls_back_to_the_tf1_loader(tmp_path):
     ref = np.maximum(x.astype(np.float64) @ w, 0)  # float64 oracle
     assert snr_db(_run(compiled, x), ref) >= 80
     assert [w.family for w in compiled.weights.values()].count("fc") == 1
+    # --eval's TensorFlow oracle imports the same GraphDef again: the colocation hints of the
+    # inlined function outputs must follow the renamed nodes (basic-pitch's SavedModel failed so)
+    run = subprocess.run([sys.executable, "-m", "gxnpuc", "-e", "random", str(tmp_path / "cfg.yaml")],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "model.eval.json").read_text())["outputs"]
+    assert [r["snr_db"] for r in rows if r["mode"] == "float"][0] >= 80
 
 
 def _keras2_style_h5(folder) -> tuple:

@@ -99,11 +99,18 @@ def layer_row(runs: Runs, sw, bar) -> LayerRow:
 
 def overflow_notes(runs: Runs) -> list[str]:
     """Name tensors whose float values exceed the fp16 range (the device saturates to inf)."""
-    names = runs.overflow
-    if not names:
-        return []
-    return [f"{len(names)} tensor(s) exceed the fp16 range ±{numerics.F16_MAX:g} in float: "
-            + ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")]
+    names, notes = runs.overflow, []
+    if names:
+        notes.append(f"{len(names)} tensor(s) exceed the fp16 range ±{numerics.F16_MAX:g} in float: "
+                     + ", ".join(names[:5]) + (" ..." if len(names) > 5 else ""))
+    if runs.first_nonfinite:
+        node = next(n for n in runs.model.graph.nodes if n.name == runs.first_nonfinite)
+        fn = node.attrs.get("fn")
+        notes.append(f"the npu first gives inf/NaN at {node.op}{f' {fn}' if fn else ''} {node.name!r}, "
+                     "where the float IR is finite: a value there or before it left the fp16 range "
+                     f"(beyond ±{numerics.F16_MAX:g}, or below {2.0 ** -24:.3g} and so 0, e.g. the input "
+                     "of a log or a divisor); the compile notes name constants that fp16 turns to 0")
+    return notes
 
 
 def dump(runs: Runs, folder: str) -> str:

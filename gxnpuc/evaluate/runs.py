@@ -33,6 +33,7 @@ class Runs:
     base_consts: dict  # npu constants with nothing compressed (compressed weights at fp16)
     base_envs: list[dict]  # npu with nothing compressed, what the sweep resumes from
     overflow: list = field(default_factory=list)  # tensors beyond the fp16 range in float
+    first_nonfinite: str | None = None  # the first node output with inf/NaN in npu, finite in float
 
 
 def progress(total: int | None, desc: str):
@@ -60,6 +61,7 @@ def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool
     first = min((first_reader(g, sw.name) for sw in weights), default=len(g.nodes))
     resume_keep = set(g.outputs) | {i for n in g.nodes[first:] for i in n.inputs if i}
     overflow: set[str] = set()
+    nonfinite: dict[str, set[str]] = {"float": set(), "npu": set()}
 
     def envs(consts, mode, keep):
         out = []
@@ -68,12 +70,16 @@ def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool
             env = sim.finish_outputs(model, env, mode)
             if mode == "float":
                 overflow.update(k for k, v in env.items() if numerics.overflows(v))
+            if keep is report_keep:  # the float and the as-compiled npu runs
+                nonfinite[mode].update(k for k, v in env.items() if not numerics.finite(v))
             out.append(env if keep is None else {k: v for k, v in env.items() if k in keep})
         return out
     runs = Runs(model, samples, ref, envs(sim.model_consts(model, "float"), "float", report_keep),
                 envs(sim.model_consts(model, "npu"), "npu", report_keep), base_c,
                 envs(base_c, "npu", None if keep_all else resume_keep))
     runs.overflow = [o for n in g.nodes for o in n.outputs if o in overflow]
+    runs.first_nonfinite = next((n.name for n in g.nodes for o in n.outputs
+                                 if o in nonfinite["npu"] and o not in nonfinite["float"]), None)
     return runs
 
 

@@ -236,7 +236,20 @@ def strip_inline_prefix(gd) -> dict[str, str]:
             node, sep, port = base.partition(":")
             if node in renames:
                 n.input[k] = ctrl + renames[node] + sep + port
+        _rename_colocation(n, renames)
     return renames
+
+
+def _rename_colocation(node, renames: dict[str, str]) -> None:
+    """Colocation hints (`_class: loc:@X`) follow the renamed nodes, so TensorFlow can import
+    the GraphDef again (the --eval oracle does)."""
+    if "_class" not in node.attr:
+        return
+    locs = node.attr["_class"].list.s
+    for k, loc in enumerate(locs):
+        name = loc.decode(errors="replace")
+        if name.startswith("loc:@") and name[5:] in renames:
+            locs[k] = ("loc:@" + renames[name[5:]]).encode()
 
 
 def _renamed(tensor: str, renames: dict[str, str]) -> str:
