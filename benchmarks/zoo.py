@@ -24,6 +24,7 @@ import sys
 import time
 import zipfile
 
+from benchmarks import zoo_floor
 from benchmarks.zoo_models import MODELS, PACKAGES, Model, inputs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,6 +130,8 @@ def run_one(m: Model, folder: str, samples: int, save=lambda row: None) -> dict:
     def snr(mode: str) -> float:
         return min(float(r["snr_db"]) for r in rep["outputs"] if r["mode"] == mode)
     row.update(float_db=snr("float"), npu_db=snr("npu"), eval="ok")
+    if m.key == "ONNX_FILE" and row["float_db"] < zoo_floor.BAR_DB:  # who is off: IR or runtime?
+        row["floor"] = zoo_floor.first_disagreement(cfg_path, npz)
     save(row)
     code, out, err = cli(["-t", "-e", npz, cfg_path])
     chosen = re.search(r"chosen: .*?output SNR ([-\d.inf]+) dB, ([\d,]+) weight bytes", out)
@@ -164,6 +167,14 @@ def _db(x) -> str:
     return "" if x is None else "inf" if x == float("inf") else f"{x:.1f}"
 
 
+def _floor(f: dict | None) -> str:
+    """The float64 verdict on the first tensor where the float IR and the runtime disagree."""
+    if not f or "runtime_vs_f64_db" not in f:
+        return ""
+    return (f" (first at {f['op']} `{f['tensor']}`: against float64 the runtime gives "
+            f"{_db(f['runtime_vs_f64_db'])} dB, the IR {_db(f['ir_op_on_runtime_inputs_vs_f64_db'])} dB)")
+
+
 def table(rows: list[dict]) -> str:
     head = ["model", "format", "package", "kind", "npu ops", "weights (tensors / values)", "compile",
             "float IR vs runtime dB", "npu SNR dB (vendor default)", "tuned SNR dB", "tuned weight bytes"]
@@ -176,7 +187,7 @@ def table(rows: list[dict]) -> str:
             comp += f"; tune: {r['tune']}"
         comp = comp.replace(CACHE, "$GXNPUC_ZOO_CACHE").replace("|", "\\|")
         body.append([r["model"], r["format"], r["package"], r["kind"], str(r.get("ops") or ""),
-                     r.get("weights", ""), comp, _db(r.get("float_db")), _db(r.get("npu_db")),
+                     r.get("weights", ""), comp, _db(r.get("float_db")) + _floor(r.get("floor")), _db(r.get("npu_db")),
                      _db(r.get("tuned_db")), f"{r['tuned_bytes']:,}" if r.get("tuned_bytes") else ""])
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                      + ["| " + " | ".join(b) + " |" for b in body])
@@ -201,8 +212,15 @@ def markdown(rows: list[dict], seconds: float, samples: int) -> str:
         f"{samples} samples of inputs that resemble real data (speech-like audio, log-mel features,",
         f"natural-image-like arrays; {STEPS}-step sequences for models with state), `gxnpuc -t` with the",
         "default target (EVAL_SNR_THRESHOLD_DB, 20 dB). SNRs are the worst output's, against the model's",
-        "own runtime (onnxruntime / TensorFlow). A refused model shows the exact error line. Downloads",
-        "and runs are cached in `$GXNPUC_ZOO_CACHE` (default `~/.cache/gxnpuc-zoo`), never in the repository.", "",
+        "own runtime (onnxruntime / TensorFlow / the TFLite interpreter). A refused model shows the exact",
+        "error line. Downloads and runs are cached in `$GXNPUC_ZOO_CACHE` (default `~/.cache/gxnpuc-zoo`),",
+        "never in the repository.", "",
+        "Where the float IR and the model's runtime agree to less than 80 dB, the reason is measured:",
+        "for ONNX, `benchmarks/zoo_floor.py` finds the first tensor where they disagree and evaluates that",
+        "node again in float64 (the ONNX reference evaluator) on the runtime's own inputs, and the cell",
+        "gives both sides against it. A full-int8 TFLite model's interpreter computes in int8: there the",
+        "figure is the interpreter's own quantisation noise (docs/tflite.md measures the IR of such a model",
+        "against the float Keras model it came from).", "",
         f"**{ok} of {len(rows)} models compile, {ev} evaluate** ({per}; {took}).",
         *(["", "This gxnpuc has no TFLite front end yet: its TFLite rows stop at the `TFLITE_FILE` key."]
           if waiting else []), "", table(rows), ""])

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from gxnpuc import sim
+from gxnpuc import compress, numerics, passes, sim
+from gxnpuc.evaluate.metrics import snr_db
 from gxnpuc.config import Config
 from gxnpuc.ir import Graph, Node, Tensor
 from gxnpuc.ops import REGISTRY
@@ -173,7 +174,27 @@ def test_pipeline_without_fuse_bn_keeps_bn_params_uncompressed():
     g = apply_onnx(model, feeds, *stages)
     assert ops_of(g) == ["conv", "batchnorm"]
     assert {fam for n, _, fam in g.weight_slots() if n.op == "batchnorm"} == {"param"}
-    assert pipeline(CFG)[-2:] == [fuse_bn, fuse_biasadd]
+    assert pipeline(CFG)[-3:] == [fuse_bn, fuse_biasadd, passes.bn_params]
+
+
+def test_unfolded_bn_stores_its_multiply_add():
+    """PP-OCRv4's detector keeps BatchNorms whose running variance (9.8e7) saturates fp16: the
+    device must get mul = scale / sqrt(var + eps) and add, computed in float64, not the statistics."""
+    params = bn_params(3)
+    params["bn_v"] = np.array([9.79e7, 1e-9, 0.5], np.float32)  # beyond fp16, below it, plain
+    params["bn_s"] = np.array([3e3, 1e-3, 1.5], np.float32)
+    model = make_model([helper.make_node("Relu", ["x"], ["r"]), bn_node("r", "out")],
+                       [("x", [1, 3, 4, 4])], [("out", None)], params)
+    feeds = {"x": rand((1, 3, 4, 4), 22)}
+    g = apply_onnx(model, feeds, passes.bn_params)
+    node = g.node("bn")
+    assert node.attrs["epsilon"] == 0.0 and np.array_equal(g.const(node.inputs[3]), np.zeros((3,), np.float32))
+    x64 = np.maximum(feeds["x"].astype(np.float64), 0)
+    mul = params["bn_s"].astype(np.float64) / np.sqrt(params["bn_v"].astype(np.float64) + 1e-3)
+    want = x64 * mul[:, None, None] + (params["bn_b"] - params["bn_m"] * mul)[:, None, None]
+    npu = sim.run(g, feeds, numerics.device_consts(g, compress.compress_graph(g, Config())),
+                  cast=numerics.round_f16)["out"]
+    assert snr_db(want, npu) >= 60  # one fp16 rounding of mul, add and y; the statistics gave < 0 dB
 
 
 # -- FUSE_BN on TensorFlow layouts (built in the IR) ---------------------------------------

@@ -71,3 +71,23 @@ def test_table_rows_show_the_reason_of_a_refusal():
     assert "**1 of 2 models compile, 1 evaluate** (ONNX 1 of 1, TFLite 0 of 1;" in text
     assert "| a | ONNX | p==1 | k | 3 | 2 / 10 | ok | 120.0 | 30.0 | 31.0 | 1,234 |" in text
     assert "TFLITE_FILE: unknown key" in text
+
+
+def test_floor_names_the_runtime_that_is_off(tmp_path):
+    """PP-OCRv4 det's last Sigmoid sees inputs of -13 to -49: onnxruntime's fast logistic is far
+    from float64 there (its outputs of 1e-22..1e-6 are approximations), the float IR is not."""
+    from onnx import helper
+
+    from benchmarks import zoo_floor
+    from onnx_util import make_model
+
+    nodes = [helper.make_node("Mul", ["x", "k"], ["logit"]), helper.make_node("Sigmoid", ["logit"], ["p"])]
+    onnx_model = make_model(nodes, [("x", [1, 64])], [("p", [1, 64])], {"k": np.array([1.0], np.float32)})
+    (tmp_path / "m.onnx").write_bytes(onnx_model.SerializeToString())
+    (tmp_path / "c.yaml").write_text(f"ONNX_FILE: {tmp_path / 'm.onnx'}\nOUTPUT_FILE: {tmp_path / 'model.h'}\n")
+    x = np.random.default_rng(3).uniform(-49, -13, (1, 1, 64)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    row = zoo_floor.first_disagreement(str(tmp_path / "c.yaml"), str(tmp_path / "d.npz"))
+    assert row is not None and row["op"] == "Sigmoid" and row["tensor"] == "p", row
+    assert row["runtime_vs_f64_db"] < 60 <= 100 <= row["ir_op_on_runtime_inputs_vs_f64_db"]
+    assert "the runtime gives" in zoo._floor(row)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+from gxnpuc.passes.bn_params import bn_params
 from gxnpuc.passes.fold_constants import fold_constants
 from gxnpuc.passes.fuse_biasadd import fuse_biasadd
 from gxnpuc.passes.fuse_bn import fuse_bn
 from gxnpuc.passes.remove_identity import remove_identity
 from gxnpuc.passes.sink_moves import sink_moves
 
-__all__ = ["pipeline", "fold_constants", "remove_identity", "sink_moves", "fuse_bn", "fuse_biasadd"]
+__all__ = ["pipeline", "fold_constants", "remove_identity", "sink_moves", "fuse_bn", "fuse_biasadd", "bn_params"]
 
 
 def pipeline(cfg) -> list[Callable]:
@@ -21,11 +22,13 @@ def pipeline(cfg) -> list[Callable]:
 
     No-op removal runs before the fusions so a reshape-to-same-shape or an identity between
     a conv and its batch norm does not hide the pattern. FUSE_BN before FUSE_BIASADD: a
-    BiasAdd followed by a batch norm folds together with it.
+    BiasAdd followed by a batch norm folds together with it. A batch norm left after them
+    stores its multiply-add (bn_params).
     """
     stages: list[Callable] = [fold_constants, remove_identity, sink_moves]
     if cfg.fuse_bn:
         stages.append(fuse_bn)
     if cfg.fuse_biasadd:
         stages.append(fuse_biasadd)
+    stages.append(bn_params)
     return stages
