@@ -3,6 +3,7 @@ samples, read back the outputs and (optionally) every op's outputs, compare with
 
     build_driver(cc, flags) -> path     gcc once per source/flag set (cached in the temp folder)
     run(model, feeds, dump)  -> result  feeds: input name -> [samples, *shape]
+    run_sequence(model, state0, per_step, dump) -> result   a streaming model over steps
     compare(model, feeds)    -> report  per output and per op: bit-identical?, max ulp
 
 The driver (runtime/host/gxrun.c) reads the model as a raw container, so this exercises the
@@ -71,39 +72,77 @@ def raw_bytes(model) -> bytes:
     return bytes(container.pack(encode(model)))
 
 
+def _f16(x, n: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.asarray(x).reshape(n, -1).astype(np.float16).astype("<f2")
+
+
 def _inputs_blob(model, feeds: dict) -> tuple[bytes, int, int]:
-    g = model.graph
     n = len(next(iter(feeds.values())))
-    parts = []
-    for name in g.inputs:
-        x = np.asarray(feeds[name]).reshape(n, -1)
-        with np.errstate(over="ignore"):
-            parts.append(x.astype(np.float16).astype("<f2"))
+    parts = [_f16(feeds[name], n) for name in model.graph.inputs]
     blob = np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), "<f2")
     return blob.tobytes(), blob.shape[1] * 2, n
 
 
-def run(model, feeds: dict, dump: bool = False, driver: str | None = None,
-        raw: bytes | None = None, workdir: str | None = None) -> RunResult:
-    """Run the C runtime on every sample of feeds (input name -> [samples, *shape])."""
+def _sequence_blob(model, state0: dict, per_step: dict) -> tuple[bytes, int, int]:
+    """Per sample: the state inputs, then each step's per-step inputs (gxrun -s)."""
+    g = model.graph
+    n, steps = len(next(iter(per_step.values()))), next(iter(per_step.values())).shape[1]
+    parts = [_f16(state0[k], n) for k in g.inputs if k in state0]
+    for t in range(steps):
+        parts += [_f16(per_step[k][:, t], n) for k in g.inputs if k in per_step]
+    return np.concatenate(parts, axis=1).tobytes(), n, steps
+
+
+def _drive(model, blob: bytes, in_bytes: int, dump: bool, driver, raw, workdir, seq: tuple = ()):
+    """Run gxrun on blob: (status, out bytes, dump bytes); seq = (steps, output_offset)."""
     driver = driver or build_driver()
-    fp16 = set(model.fp16_outputs)
-    blob, in_bytes, n = _inputs_blob(model, feeds)
     io_size = int(model.plan.get("io_size", model.sizes.get("io", 0)))
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         paths = {k: os.path.join(tmp, k) for k in ("model.raw", "in.bin", "out.bin", "dump.bin")}
         Path(paths["model.raw"]).write_bytes(raw if raw is not None else raw_bytes(model))
         Path(paths["in.bin"]).write_bytes(blob)
-        args = [driver, paths["model.raw"], str(io_size), str(in_bytes), paths["in.bin"], paths["out.bin"]]
+        args = [driver, *(["-s", *map(str, seq)] if seq else []), paths["model.raw"], str(io_size),
+                str(in_bytes), paths["in.bin"], paths["out.bin"]]
         proc = subprocess.run(args + ([paths["dump.bin"]] if dump else []), capture_output=True, text=True)
         if proc.returncode == 2:
-            return RunResult({}, {}, int(proc.stdout.split()[-1]))
+            return int(proc.stdout.split()[-1]), b"", b""
         if proc.returncode:
             raise GxnpucError("--runtime", f"the runtime driver failed ({proc.returncode}): "
                               f"{(proc.stderr or proc.stdout).strip()[:300]}", "a model gxnpuc wrote")
-        out = Path(paths["out.bin"]).read_bytes()
-        dumped = Path(paths["dump.bin"]).read_bytes() if dump else b""
-    return RunResult(_outputs(model, out, n, in_bytes, fp16), _dump(model, dumped, n) if dump else {})
+        return 0, Path(paths["out.bin"]).read_bytes(), Path(paths["dump.bin"]).read_bytes() if dump else b""
+
+
+def run(model, feeds: dict, dump: bool = False, driver: str | None = None,
+        raw: bytes | None = None, workdir: str | None = None) -> RunResult:
+    """Run the C runtime on every sample of feeds (input name -> [samples, *shape])."""
+    blob, in_bytes, n = _inputs_blob(model, feeds)
+    status, out, dumped = _drive(model, blob, in_bytes, dump, driver, raw, workdir)
+    if status:
+        return RunResult({}, {}, status)
+    return RunResult(_outputs(model, out, n, in_bytes, set(model.fp16_outputs)),
+                     _dump(model, dumped, n) if dump else {})
+
+
+def run_sequence(model, state0: dict, per_step: dict, dump: bool = False, driver: str | None = None,
+                 workdir: str | None = None) -> RunResult:
+    """Run a streaming model (state pairs) over sequences as a firmware does: two struct in_out
+    buffers, each step's struct output written at the next buffer + output_offset (gxrun -s).
+    state0: state input -> [samples, *shape]; per_step: other input -> [samples, steps, *shape].
+    Outputs and (dump) every node's outputs come back as [samples, steps, *shape]."""
+    g = model.graph
+    pairs = g.meta.get("state_pairs") or {}
+    at = model.plan["tensors"][next(i for i in g.inputs if i in pairs.values())][0]  # output_offset
+    blob, n, steps = _sequence_blob(model, state0, per_step)
+    in_bytes = sum(g.tensors[k].size * 2 for k in g.inputs)
+    status, out, dumped = _drive(model, blob, in_bytes, dump, driver, None, workdir, (steps, at))
+    if status:
+        return RunResult({}, {}, status)
+
+    def by_step(d: dict) -> dict:
+        return {k: v.reshape(n, steps, *v.shape[1:]) for k, v in d.items()}
+    return RunResult(by_step(_outputs(model, out, n * steps, at, set(model.fp16_outputs))),
+                     by_step(_dump(model, dumped, n * steps)) if dump else {})
 
 
 def _outputs(model, out: bytes, n: int, in_bytes: int, fp16: set) -> dict:
@@ -113,7 +152,7 @@ def _outputs(model, out: bytes, n: int, in_bytes: int, fp16: set) -> dict:
     for name in g.outputs:
         off, nbytes = model.plan["tensors"][name]
         dt = "<f4" if nbytes == 4 * g.tensors[name].size else "<f2"
-        if name in g.inputs:
+        if name in g.inputs or off < in_bytes:  # (a state output run in place: over its input)
             continue
         cells = rows[:, off - in_bytes:off - in_bytes + nbytes].copy()
         res[name] = cells.view(dt).reshape(n, *g.tensors[name].shape).astype(

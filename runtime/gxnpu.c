@@ -103,8 +103,9 @@ static void view_of(const gx_task *t, uint32_t ti, view_t *v)
     const uint8_t *r = rec(t, ti);
     uint32_t off = rd32(r + 8), flags = r[7];
     v->n = rd32(r + 28); v->w = 0;
-    if (r[4] == R_IO) {
-        v->w = t->in_out + off; v->p = v->w;
+    if (r[4] == R_IO) {  /* outputs go to struct output, wherever gx_run_step put it */
+        v->w = t->out && (flags & F_OUTPUT) && !(flags & F_INPUT) ? t->out + (off - t->out_at) : t->in_out + off;
+        v->p = v->w;
         v->kind = (flags & F_OUTPUT) && !(flags & (F_INPUT | F_FP16_OUT)) ? V_F32 : V_F16;
     } else if (r[4] == R_DATA) {
         v->w = t->data + off; v->p = v->w; v->kind = V_F16;
@@ -1157,17 +1158,43 @@ int gx_init(gx_task *task, const void *cmd, uint32_t cmd_size, const void *weigh
     return GX_OK;
 }
 
-int gx_run(gx_task *task)
+static int run_nodes(gx_task *task)
 {
     uint32_t k, at;
     node_t nd;
-    if (!task || task->valid != 1) return GX_E_ARG;
     for (k = 0, at = task->nodes_at; k < task->n_nodes; k++, at += nd.size) {
         parse_node(task, at, &nd);
         run_node(task, &nd);
         if (task->hook) task->hook(task->hook_user, task, k);
     }
     return GX_OK;
+}
+
+int gx_run(gx_task *task)
+{
+    if (!task || task->valid != 1) return GX_E_ARG;
+    task->out = NULL;
+    return run_nodes(task);
+}
+
+/* offset of struct output in struct in_out: the lowest io offset of a graph output */
+static uint32_t output_at(const gx_task *t)
+{
+    uint32_t k, at = t->io_size;
+    for (k = 0; k < t->n_tensors; k++) {
+        const uint8_t *r = rec(t, k);
+        if (r[4] == R_IO && (r[7] & F_OUTPUT) && !(r[7] & F_INPUT) && rd32(r + 8) < at) at = rd32(r + 8);
+    }
+    return at;
+}
+
+int gx_run_step(gx_task *task, void *in_out, void *output)
+{
+    if (!task || task->valid != 1 || !in_out || !output) return GX_E_ARG;
+    task->in_out = (uint8_t *)in_out;
+    task->out = (uint8_t *)output;
+    task->out_at = output_at(task);
+    return run_nodes(task);
 }
 
 int gx_node_output(const gx_task *task, unsigned node, unsigned k, const uint8_t **bytes,

@@ -40,6 +40,9 @@ typedef struct gx_task {
     /* filled by gx_init */
     uint32_t n_tensors, n_nodes, dims_at, nodes_at;
     int valid;
+    /* set by gx_run_step: where struct output goes (NULL: in in_out), and its offset there */
+    uint8_t *out;
+    uint32_t out_at;
     gx_op_hook hook;
     void *hook_user;
 } gx_task;
@@ -61,6 +64,14 @@ int gx_raw_sizes(const void *raw, size_t raw_size, uint32_t *data_size, uint32_t
 
 /* One inference on in_out (struct in_out of model.h: fp16 inputs, then the outputs). */
 int gx_run(gx_task *task);
+
+/* One step of a streaming model (STATE_OPS, the vendor layout of docs/model-format.md): read
+ * struct input from in_out (io_size bytes; it becomes the task's in_out) and write struct
+ * output at `output`, which is the next buffer + output_offset, so each state output lands on
+ * its state input there and the other outputs on their places in that buffer. in_out and
+ * the io_size - output_offset bytes at output must not overlap. For any model,
+ * gx_run_step(t, io, (char *)io + sizeof(struct input)) is gx_run(t) on io. */
+int gx_run_step(gx_task *task, void *in_out, void *output);
 
 /* Output k of node `node` (for hooks): where its bytes are, how many values, and whether
  * they are fp32 (graph outputs) rather than fp16. Returns GX_OK or GX_E_ARG. */

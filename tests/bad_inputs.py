@@ -538,10 +538,13 @@ TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h
 
 from bad_inputs_safety import FILES as _SAFETY_FILES, ROWS as _SAFETY_ROWS, TF_FILES as _SAFETY_TF  # noqa: E402
 
-CASES = (*CASES, *_SAFETY_ROWS)
+from bad_inputs_sequences import FILES as _SEQ_FILES, ROWS as _SEQ_ROWS, TF_FILES as _SEQ_TF  # noqa: E402
+
+CASES = (*CASES, *_SAFETY_ROWS, *_SEQ_ROWS)
 GROUPS = list(dict.fromkeys(c.group for c in CASES))
 FILES.update(_SAFETY_FILES)
-TF_FILES |= _SAFETY_TF
+FILES.update(_SEQ_FILES)
+TF_FILES |= _SAFETY_TF | _SEQ_TF
 
 
 def needs_tf(case: Case) -> bool:

@@ -102,8 +102,11 @@ def test_double_buffer_matches_unrolled_npu(built):
 
 
 def test_eval_over_50_steps(built, capsys):
+    """Float IR against TensorFlow step by step; with gcc, --runtime: the C runtime run as a
+    firmware runs it (two buffers, gx_run_step) is bit-identical to npu at every output and step."""
     folder, cfg_path, feats, ref = built
-    assert cli.main(["-e", os.path.join(folder, "seq.npz"), cfg_path]) == 0
+    runtime = ["--runtime"] if shutil.which("gcc") else []
+    assert cli.main(["-e", os.path.join(folder, "seq.npz"), *runtime, cfg_path]) == 0
     out = capsys.readouterr().out
     assert f"streaming: {STEPS} steps, state carried" in out
     with open(os.path.join(folder, "model.eval.json")) as fh:
@@ -126,6 +129,31 @@ def test_eval_over_50_steps(built, capsys):
     # without the state carried the outputs would be far from TensorFlow's: the test can fail
     fresh = kws.tf_steps(os.path.join(folder, "kws.pb"), feats, carry=False)
     assert snr_db(ref["phone_prob"][:, 1:], fresh["phone_prob"][:, 1:]) < 30
+    rows = {r["output"]: r for r in report["outputs"] if r["mode"] == "runtime"}
+    assert len(rows) == (4 if runtime else 0)
+    for name, r in rows.items():
+        assert r["bit_identical_to_npu"] is True and r["max_ulp_to_npu"] == 0, r
+        assert r["snr_db"] == next(n["snr_db"] for n in report["outputs"] if n["output"] == name and n["mode"] == "npu")
+    assert len([r for r in report["steps"] if r["mode"] == "runtime"]) == len(rows)
+
+
+def test_runtime_every_op_over_50_steps(built):
+    """The driver's dump of every op at every step (gxrun -s) against the unrolled npu run."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc on PATH")
+    from gxnpuc import compiler
+    from gxnpuc import runtime_host as rh
+
+    folder, cfg_path, feats, _ = built
+    model = compiler.compile(config.load(cfg_path))
+    seq, feeds, _, _ = sequence.load(os.path.join(folder, "seq.npz"), model)
+    state0 = {i: feeds[i] for i in state.pairs_of(model.graph).values()}
+    res = rh.run_sequence(model, state0, {"Feats": feats}, dump=True)
+    want = sim.run_model_batch(seq, feeds, "npu", keep=True)
+    assert len(model.graph.nodes) == 27
+    for node in model.graph.nodes:
+        for o in node.outputs:
+            assert max(int(rh.ulp_distance(res.tensors[o][:, t], want[f"{o}@{t}"]).max()) for t in range(STEPS)) == 0, o
 
 
 def test_tune_over_sequences(built):
@@ -234,7 +262,8 @@ def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch)
     explicit = sequence.reference(cfg, seq.graph, feeds)
     plain = oracle.runner
 
-    def keeping(cfg, graph):
+    def keeping(cfg, graph, carry_state=False):
+        assert carry_state  # a sequence: the runner is told the steps follow
         inner = plain(cfg, graph)
         held = {}
 
@@ -243,7 +272,7 @@ def test_reference_with_a_runner_that_keeps_its_own_state(tmp_path, monkeypatch)
             res = inner({**one, **held})
             held.update({i: res[o] for o, i in state.pairs_of(graph).items()})
             return res
-        fn.carries_state = True
+        fn.keeps_state = set(state.pairs_of(graph).values())
         fn.reset = lambda initial: (held.clear(), held.update(initial))
         return fn
     monkeypatch.setattr(oracle, "runner", keeping)
@@ -271,3 +300,32 @@ def test_input_values_reach_the_reference(tmp_path):
     assert graph.inputs == ["x"]
     x = np.arange(8, dtype=np.float32).reshape(2, 1, 4)
     assert np.array_equal(oracle.run(cfg, graph, {"x": x})["y"], 3 * x)
+
+
+def test_docs_firmware_step_loop(built, tmp_path):
+    """The firmware loop of docs/runtime.md (gx_run_step, two buffers), compiled against the
+    spotter's model.h: phone_prob bit-identical to the unrolled npu simulation over 10 steps."""
+    if not shutil.which("gcc"):
+        pytest.skip("no gcc on PATH")
+    from gxnpuc import runtime_host as rh
+
+    folder, cfg_path, feats, _ = built
+    assert cli.main([cfg_path]) == 0  # model.h
+    with open(os.path.join(os.path.dirname(__file__), "..", "docs", "runtime.md")) as fh:
+        code = re.search(r"```c\n(static struct in_out buf\[2\];.*?)```", fh.read(), re.DOTALL).group(1)
+    main = ("int main(void) {\n  static npu_data_t feats[10][160]; float scores[48]; unsigned k;\n"
+            "  if (fread(feats, sizeof feats, 1, stdin) != 1 || GX_INIT_FROM_MODEL_H(&task, &buf[0])) return 1;\n"
+            "  for (k = 0; k < 10; k++) {\n    if (model_step(k, feats[k], scores)) return 2;\n"
+            "    fwrite(scores, sizeof scores, 1, stdout);\n  }\n  return 0;\n}\n")
+    (tmp_path / "fw.c").write_text('#include <stdio.h>\n#include <string.h>\n#include "gxnpu.h"\n#include "model.h"\n'
+                                   "static gx_task task;\n" + code + main)
+    src = rh.runtime_dir()
+    subprocess.run(["gcc", *rh.CFLAGS, "-I", str(src), "-I", folder, str(tmp_path / "fw.c"), str(src / "gxnpu.c"),
+                    "-o", str(tmp_path / "fw")], check=True)
+    out = subprocess.run([str(tmp_path / "fw")], input=feats[0, :10].astype("<f2").tobytes(), capture_output=True,
+                         check=True).stdout
+    model = backend.read(os.path.join(folder, "model.h"))
+    feeds = {**{f"State_c{k}": np.zeros((1, c, 64), np.float32) for k, c in enumerate(kws.CONTEXT)},
+             **{f"Feats@{t}": feats[0, t] for t in range(10)}}
+    want = sim.run_model(sequence.unroll(model, 10), feeds, "npu")["phone_prob"]
+    assert np.array_equal(np.frombuffer(out, "<f4").reshape(10, 4, 12), want.reshape(10, 4, 12))

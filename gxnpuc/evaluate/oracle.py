@@ -64,14 +64,17 @@ def _run(fn, graph, feeds: dict, progress) -> dict[str, np.ndarray]:
     return {k: np.stack([r[k] for r in results]) for k in graph.outputs}
 
 
-def runner(cfg: Config, graph: Graph):
-    """fn(feeds of one sample, in the graph's shapes) -> {output: array}: the framework."""
+def runner(cfg: Config, graph: Graph, carry_state: bool = False):
+    """fn(feeds of one sample, in the graph's shapes) -> {output: array}: the framework.
+
+    carry_state: the steps of a sequence follow (TFLite keeps its resource variables from call
+    to call then; fn.keeps_state names the state inputs it keeps, oracle_tflite.runner)."""
     if cfg.model_key == "ONNX_FILE":
         return _onnx_runner(cfg.model_path, graph, dict(getattr(cfg, "input_values", None) or {}))
     if cfg.model_key == "TFLITE_FILE":
         from gxnpuc.evaluate import oracle_tflite
 
-        return oracle_tflite.runner(cfg.model_path, graph)
+        return oracle_tflite.runner(cfg.model_path, graph, carry_state)
     return _tf_runner(cfg, graph)
 
 

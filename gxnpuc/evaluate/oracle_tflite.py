@@ -40,7 +40,11 @@ def runner(path: str, graph, carry_state: bool = False):
 
     Each call starts from the variables' initial values (the state inputs must hold them),
     unless carry_state: then the interpreter keeps its variables from call to call (steps of
-    one sequence; fn.reset() starts a new one) and the state inputs given are not read."""
+    one sequence) and fn.keeps_state names the state inputs it keeps (the paired variables):
+    fn.reset(initial) starts a new sequence (initial: {state input: value}, each the
+    variable's initial value, as the interpreter cannot be given another), and those inputs
+    are not fed."""
+    from gxnpuc import state
     from gxnpuc.frontend import tflite as front
     from gxnpuc.frontend.tflite_read import unique_names
 
@@ -57,6 +61,7 @@ def runner(path: str, graph, carry_state: bool = False):
                           "outputs named as the model names its tensors")
     preserve = any(k not in sg.outputs for k in fetch.values())
     initial = graph.meta.get("state_initial", {})  # every state input -> its start value
+    kept = {i for i in state.pairs_of(graph).values() if i in initial} if carry_state else set()
 
     def fresh():  # reset_all_variables() leaves resource variables as they are: a new interpreter
         it = interpreter(path, preserve)
@@ -66,16 +71,19 @@ def runner(path: str, graph, carry_state: bool = False):
     feed_to = {d["index"]: d for d in box[0].get_input_details()}
     details = {d["index"]: d for d in box[0].get_tensor_details()}
 
-    def reset() -> None:
+    def reset(start: dict | None = None) -> None:
+        for name, value in (start or {}).items():
+            if name in initial:
+                _check_state(name, value, initial[name])
         box[0] = fresh()
 
     def fn(feeds):
-        if initial and not carry_state:
+        if initial and not kept:
             reset()
         it = box[0]
         for name, value in feeds.items():
             if name in initial:
-                if not carry_state:
+                if name not in kept:
                     _check_state(name, value, initial[name])
                 continue
             k = index.get(name)
@@ -86,6 +94,7 @@ def runner(path: str, graph, carry_state: bool = False):
         it.invoke()
         return {o: _to_real(it.get_tensor(k), details[k]) for o, k in fetch.items()}
     fn.reset = reset  # type: ignore[attr-defined]
+    fn.keeps_state = kept  # type: ignore[attr-defined]
     return fn
 
 

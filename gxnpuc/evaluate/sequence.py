@@ -2,13 +2,15 @@
 
 A model with state pairs is evaluated over steps with the state carried forward, as on the
 device: `load()` reads `[samples, steps, ...]` arrays for the per-step inputs (state inputs
-start at zeros unless given as `[samples, *shape]`) and returns the compiled model *unrolled*
-over the steps: one copy of the graph per step (the weights are shared tensors, so every
-measure of eval and tune that swaps a weight swaps it in every step), each state output of
+start at zeros, or a TFLite variable's initial value, unless given as `[samples, *shape]`)
+and returns the compiled model *unrolled* over the steps: one copy of the graph per step (the
+weights are shared tensors, so every measure of eval and tune that swaps a weight swaps it in
+every step), each state output of
 step t feeding its state input at step t + 1, and each model output stacked over the steps
 as `[1, steps, ...]` under its own name. The float IR and the npu simulation thus carry their
 own state (in npu mode the fp16 state the device writes); the framework reference
-(`reference()`, called by gxnpuc.oracle) runs the model step by step carrying its own.
+(`reference()`, called by gxnpuc.oracle) runs the model step by step carrying its own (the
+TFLite interpreter keeps its resource variables inside itself, a new interpreter per sample).
 `step_rows()` adds SNR per output over all steps and over the first and last quarter.
 """
 from __future__ import annotations
@@ -30,7 +32,7 @@ META = "sequence"  # graph.meta key of an unrolled graph
 RANDOM_STEPS = 16  # steps of `-e random` for a streaming model
 MAX_STEPS = 4096
 HINT = ("np.savez(path, <per-step input>=[samples, steps, *input shape], "
-        "<state input>=[samples, *input shape] (optional, zeros by default))")
+        "<state input>=[samples, *input shape] (optional; by default zeros, or a TFLite variable's initial value))")
 
 
 def _pairs(graph: Graph) -> dict[str, str]:
@@ -46,6 +48,17 @@ def is_unrolled(graph: Graph) -> bool:
 def step_graph(graph: Graph) -> Graph:
     """The one-step graph of an unrolled graph (the graph itself otherwise): for cost models."""
     return graph.meta[META]["graph"] if is_unrolled(graph) else graph
+
+
+def step_model(model):
+    """The compiled one-step model of an unrolled one (the model itself otherwise): what the
+    device and the C runtime run at each step."""
+    if not is_unrolled(model.graph):
+        return model
+    out = copy.copy(model)
+    out.__dict__.pop("_sim_consts", None)
+    out.graph = step_graph(model.graph)
+    return out
 
 
 # -- entry point for eval and tune ----------------------------------------------------------------
@@ -90,8 +103,16 @@ def _random(graph: Graph, n: int, seed: int):
     ins = set(_pairs(graph).values())
     per_step = {k: rng.standard_normal((n, RANDOM_STEPS, *graph.tensors[k].shape)).astype(np.float32)
                 for k in graph.inputs if k not in ins}
-    state0 = {k: np.zeros((n, *graph.tensors[k].shape), np.float32) for k in graph.inputs if k in ins}
+    state0 = {k: _start(graph, k, n) for k in graph.inputs if k in ins}
     return per_step, state0
+
+
+def _start(graph: Graph, name: str, n: int) -> np.ndarray:
+    """[n, *shape] initial state: zeros, or a TFLite variable's own initial value."""
+    shape = graph.tensors[name].shape
+    initial = graph.meta.get("state_initial", {}).get(name)
+    one = np.zeros(shape, np.float32) if initial is None else np.asarray(initial, np.float32).reshape(shape)
+    return np.broadcast_to(one, (n, *shape)).copy()
 
 
 def _arrays(path: str) -> dict[str, np.ndarray]:
@@ -143,6 +164,7 @@ def read(path: str, graph: Graph) -> tuple[dict, dict]:
             if key is not None:
                 state0[name] = _shaped(path, key, arrays[key], shape, 1,
                                        f"the initial state: [samples, {dims}]")
+                _check_kept(path, key, state0[name], graph.meta.get("state_initial", {}).get(name))
                 used.add(key)
             continue
         if key is None:
@@ -161,8 +183,21 @@ def read(path: str, graph: Graph) -> tuple[dict, dict]:
                           "leave labels out; the report compares every output over the steps")
     n = len(next(iter(per_step.values())))
     for name in state_ins - set(state0):
-        state0[name] = np.zeros((n, *graph.tensors[name].shape), np.float32)
+        state0[name] = _start(graph, name, n)
     return per_step, state0
+
+
+def _check_kept(path: str, key: str, given: np.ndarray, initial) -> None:
+    """A TFLite resource variable (graph.meta["state_initial"]) starts where the model starts
+    it: the interpreter that is the reference cannot be given another initial value."""
+    if initial is None:
+        return
+    start = np.broadcast_to(np.asarray(initial, np.float32).reshape(given.shape[1:]), given.shape)
+    value = "zeros" if not np.any(start) else "as in the model"
+    if not np.array_equal(given, start):
+        raise GxnpucError(f"{path}: {key}", "sets the initial state of a variable the TFLite interpreter "
+                          "keeps inside itself, which starts every sample from the model's own value",
+                          f"leave {key} out, or give it that value ({value})")
 
 
 def _check_counts(path: str, per_step: dict, state0: dict) -> None:
@@ -242,25 +277,25 @@ def reference(cfg, graph: Graph, feeds: dict, progress=None) -> dict[str, np.nda
     """The framework's outputs on the unrolled graph's feeds, stacked as the graph stacks
     them ([samples, 1, steps, ...]): one framework run per step, its own state carried.
 
-    A runner with `carries_state` set keeps the state inside the framework (TFLite resource
-    variables): its `reset(state)` starts each sample from the initial state given, it is fed
-    the per-step inputs only, and it still returns the state outputs (the values it assigns)."""
+    A runner may keep some state inside the framework (TFLite resource variables): the state
+    inputs named by its `keeps_state` are not fed; its `reset(initial)` starts each sample
+    from their initial values; it still returns their state outputs (the values assigned)."""
     from gxnpuc.evaluate import oracle
 
     info = graph.meta[META]
     g, steps, pairs = info["graph"], info["steps"], info["pairs"]
-    fn = oracle.runner(cfg, g)
-    inside = bool(getattr(fn, "carries_state", False))
+    fn = oracle.runner(cfg, g, carry_state=True)
+    kept = set(getattr(fn, "keeps_state", ()))
     n = len(next(iter(feeds.values())))
     out = {o: np.zeros((n, 1, steps, *_rest(g.tensors[o].shape)), np.float32) for o in g.outputs}
     for s in range(n):
         state = {i: np.asarray(feeds[i][s]).reshape(g.tensors[i].shape) for i in pairs.values()}
-        if inside:
-            fn.reset(state)
+        if kept:
+            fn.reset({i: v for i, v in state.items() if i in kept})
         for t in range(steps):
             one = {i: np.asarray(feeds[f"{i}@{t}"][s]).reshape(g.tensors[i].shape)
                    for i in g.inputs if i not in state}
-            res = fn(one if inside else {**one, **state})
+            res = fn({**one, **{i: v for i, v in state.items() if i not in kept}})
             for o in g.outputs:
                 out[o][s, 0, t] = np.asarray(res[o], np.float32).reshape(_rest(g.tensors[o].shape))
             state = {i: np.asarray(res[o], np.float32).reshape(g.tensors[i].shape) for o, i in pairs.items()}
@@ -278,20 +313,21 @@ def ranges(steps: int) -> list[tuple[str, int, int]]:
 
 def step_rows(runs) -> list[dict]:
     """SNR of every output (float IR and npu, against the framework) per step range."""
+    g = runs.model.graph
+    return [step_row(runs, o, mode, np.stack([np.asarray(e[o]) for e in envs]))
+            for o in g.outputs for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs))]
+
+
+def step_row(runs, output: str, mode: str, x: np.ndarray) -> dict:
+    """One row of the step table: output `output` of a mode ([samples, 1, steps, ...])."""
     from gxnpuc.evaluate.metrics import snr_db
 
     g = runs.model.graph
     steps = g.meta[META]["steps"]
-    rows = []
-    for o in g.outputs:
-        for mode, envs in (("float", runs.float_envs), ("npu", runs.npu_envs)):
-            x = np.stack([np.asarray(e[o]) for e in envs])
-            row = {"output": o, "mode": mode, "steps": steps,
-                   "state": o in g.meta[META]["pairs"], "snr_db": {}}
-            for label, a, b in ranges(steps):
-                row["snr_db"][label] = snr_db(runs.ref[o][:, :, a:b], x[:, :, a:b])
-            rows.append(row)
-    return rows
+    row = {"output": output, "mode": mode, "steps": steps, "state": output in g.meta[META]["pairs"], "snr_db": {}}
+    for label, a, b in ranges(steps):
+        row["snr_db"][label] = snr_db(runs.ref[output][:, :, a:b], x[:, :, a:b])
+    return row
 
 
 def text(report: Report) -> str:

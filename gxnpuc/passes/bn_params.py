@@ -22,9 +22,9 @@ def bn_params(graph: Graph, cfg) -> None:
     for node in graph.nodes:
         if node.op != "batchnorm" or not all(graph.tensors[p].is_const for p in node.inputs[1:5]):
             continue
-        params = [graph.tensors[p].data for p in node.inputs[1:5]]
-        mul, add = bn_scale_shift(*params, node.attrs.get("epsilon", 1e-5), np.float64)
-        if node.attrs.get("epsilon") == 0.0 and np.array_equal(mul, params[0].reshape(-1)):
+        scale, bias, mean, var = (np.asarray(graph.tensors[p].data) for p in node.inputs[1:5])
+        mul, add = bn_scale_shift(scale, bias, mean, var, node.attrs.get("epsilon", 1e-5), np.float64)
+        if node.attrs.get("epsilon") == 0.0 and np.array_equal(mul, scale.reshape(-1)):
             continue  # already in this form
         shape = graph.tensors[node.inputs[1]].shape
         values = {"mul": mul, "add": add, "mean0": np.zeros_like(mul), "var1": np.ones_like(mul)}
