@@ -14,7 +14,7 @@ import numpy as np
 from gxnpuc.errors import ModelError
 from gxnpuc import numerics
 from gxnpuc.numerics import F16_MAX
-from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range  # noqa: F401 (API)
+from gxnpuc.ranges import PERCENTILE_KEEP, auto_range, min_max, mse_range, narrow_note  # noqa: F401 (API)
 
 FP16_MAX = 65504.0
 LEVELS = 255  # codes 0..255
@@ -366,6 +366,12 @@ def _slots(graph) -> dict[str, tuple[str, object]]:
     return out
 
 
+def _note(graph, text: str | None) -> None:
+    notes = graph.meta.setdefault("notes", [])
+    if text and text not in notes:  # compress_graph runs again on the same graph (eval, tune)
+        notes.append(text)
+
+
 def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
     """A StoredWeight for every constant input of every node, in graph order (SPEC 5).
 
@@ -378,10 +384,13 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
         if not (floating and value.size and _wants_compression(family, name, cfg)):
             out[name], _ = _store_plain(name, value, family)
-            graph.meta.setdefault("notes", []).extend(numerics.range_notes(graph, name, value))
+            for text in numerics.range_notes(graph, name, value):
+                _note(graph, text)
             continue
         clip = cfg.weight_min_max.get(name)
         axis, ch = channel_axis(family, node, value.shape) if cfg.compress_per_channel else (None, 1)
         out[name] = compress_weight(name, value, family, axis, ch, clip, cfg.weight_clip)
+        if axis is None and clip is None:  # a per-tensor range a few channels stretch
+            _note(graph, narrow_note(name, value, *channel_axis(family, node, value.shape)))
     return out
 

@@ -272,3 +272,33 @@ def _percentile_channels(w3):
         s = slice(a, a + step)
         lo[s], hi[s] = np.quantile(channel_rows(w3, s), percentile_q(), axis=1)
     return lo, hi
+
+
+# -- how a per-tensor range is spent ----------------------------------------------------------
+NARROW_CODES = 16  # a typical output channel below this many codes gets a compile-time note
+
+
+def typical_codes(w3: np.ndarray) -> tuple[float, np.ndarray]:
+    """(the codes of one per-tensor 8-bit range that the median output channel spans, each
+    channel's width max - min) for a [pre, C, post] view of a weight."""
+    lo, hi = min_max(w3, True)
+    width = float(hi.max() - lo.min())
+    ch = hi - lo
+    return (LEVELS * float(np.median(ch)) / width if width > 0 else float(LEVELS)), ch
+
+
+def narrow_note(name: str, value: np.ndarray, axis: int, channels: int) -> str | None:
+    """A compile-time note when a few output channels (along `axis`) stretch a per-tensor
+    range so that a typical channel keeps fewer than NARROW_CODES of the 256 codes."""
+    shape = np.shape(value)
+    if channels < 2:
+        return None
+    pre = int(np.prod(shape[:axis], dtype=np.int64))
+    codes, ch = typical_codes(np.asarray(value, np.float32).reshape(pre, channels, -1))
+    if round(codes) >= NARROW_CODES:
+        return None
+    wide = np.argsort(-ch)[:int(np.count_nonzero(ch >= 0.5 * ch.max()))]
+    listed = ", ".join(str(int(c)) for c in wide[:4]) + (" ..." if wide.size > 4 else "")
+    return (f"weight {name!r}: compressed per tensor, a typical output channel spans {codes:.0f} of the "
+            f"256 codes because output channel(s) {listed} (axis {axis}) are far wider; `gxnpuc -e` "
+            f"measures the cost (EXCLUDE_COMPRESS_OPS, or COMPRESS_PER_CHANNEL)")

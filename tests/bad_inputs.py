@@ -227,10 +227,15 @@ _TFLITE = [
        "TFLITE_FILE: open_time.tflite\n", "input 'serving_default_seq:0'", "dimension 1 is unknown",
        "INPUT_OPS", files=("open_time.tflite",)),
     _c(_T, "tflite-unsupported-ops", "a .tflite with three ops the NPU cannot run (bilinear resize by 1.5, "
-       "transposed convolution, arg-max)", "replace them, or cut them off with OUTPUT_OPS",
+       "cumulative sum, arg-max)", "replace them, or cut them off with OUTPUT_OPS",
        "TFLITE_FILE: unsupported.tflite\nOUTPUT_FILE: out/model.h\n", "3 unsupported op(s)",
-       "[RESIZE_BILINEAR]", "[TRANSPOSE_CONV]", "[ARG_MAX]", files=("unsupported.tflite",),
+       "[RESIZE_BILINEAR]", "[CUMSUM]", "[ARG_MAX]", files=("unsupported.tflite",),
        old_output=True),
+    _c(_T, "tflite-lstm-open-length", "a time-major UNIDIRECTIONAL_SEQUENCE_LSTM whose sequence length "
+       "(the first input axis) the model leaves open", "give the number of steps in INPUT_OPS",
+       "TFLITE_FILE: open_lstm.tflite\nOUTPUT_FILE: out/model.h\n", "input 'seq'",
+       "dimension 0 is the sequence length of UNIDIRECTIONAL_SEQUENCE_LSTM", "INPUT_OPS: {seq: [T, 1, 3]}",
+       files=("open_lstm.tflite",)),
 ]
 
 _N = "Names in the config"
@@ -480,6 +485,12 @@ def tflite_bytes(name: str) -> bytes:
     return _TFLITE_FILES[name]
 
 
+def _open_lstm() -> bytes:
+    import tflite_seq_models
+
+    return tflite_seq_models.sequence_lstm(5, True, open_time=True)
+
+
 def _npz(**arrays):
     def make(path):
         with open(path, "wb") as fh:  # np.savez(path) would append .npz to a path without it
@@ -522,6 +533,7 @@ FILES = {
     "streaming.tflite": _bytes(lambda: tflite_bytes("streaming")),
     "open_time.tflite": _bytes(lambda: tflite_bytes("open_time")),
     "trunc.tflite": _bytes(lambda: tflite_bytes("streaming")[:len(tflite_bytes("streaming")) // 2]),
+    "open_lstm.tflite": _bytes(lambda: _open_lstm()),
     "a_file": _bytes(lambda: b"a regular file, not a folder\n"),
     "nokey.npz": _npz(input=_rand((2, 1, 2, 8, 8), 5)),
     "shape.npz": _npz(x=_rand((2, 3, 8, 8), 6)),
@@ -533,7 +545,7 @@ FILES = {
     "flat.npz": _npz(x=_rand((2, 4), 14), z=_rand((2, 4), 15)),
 }
 TF_FILES = {"model.pb", "trunc.pb", "flip.pb", "noattr.pb", "model.h5", "trunc.h5", "flip.h5",
-            "unsupported.tflite", "streaming.tflite", "trunc.tflite", "open_time.tflite"}
+            "unsupported.tflite", "streaming.tflite", "trunc.tflite", "open_time.tflite", "open_lstm.tflite"}
 
 
 from bad_inputs_safety import FILES as _SAFETY_FILES, ROWS as _SAFETY_ROWS, TF_FILES as _SAFETY_TF  # noqa: E402

@@ -1,5 +1,6 @@
 """TFLite lowerings the converter rarely writes (SQUEEZE, SELECT_V2, RELU_0_TO_1, SOFTMAX with
-beta, MIRROR_PAD SYMMETRIC by one) and refusals (Convolution2DTransposeBias, SYMMETRIC by two),
+beta, MIRROR_PAD SYMMETRIC by one), comparisons / logic / rounding / fills, and refusals
+(Convolution2DTransposeBias without its options, SYMMETRIC by two),
 fed through the shared lowering walk as FNodes and checked against float64 numpy."""
 from __future__ import annotations
 
@@ -80,4 +81,36 @@ def test_refusals_are_listed_together():
         lower(ctx, fnodes, ["a", "b", "c"], TFLITE_LOWERINGS)
     assert [op for _, op, _ in err.value.items] == ["MIRROR_PAD", "Convolution2DTransposeBias",
                                                      "RESIZE_BILINEAR"]
-    assert "transposed convolution" in err.value.items[1][2]
+    assert "12 bytes of options" in err.value.items[1][2]
+
+
+def test_compare_logic_round_fill_fold_as_numpy():
+    """EQUAL ... LOGICAL_NOT, FLOOR / CEIL / ROUND (half to even), ZEROS_LIKE / ONES_LIKE, FILL
+    and BROADCAST_TO fold on constants exactly as numpy computes them."""
+    rng = np.random.default_rng(3)
+    a = np.round(rng.standard_normal((2, 3)) * 2) / 2  # ties for ROUND, equal entries for EQUAL
+    b = np.round(rng.standard_normal((1, 3)) * 2) / 2
+    consts = {"a": a.astype(np.float32), "b": b.astype(np.float32), "p": a > 0, "q": b < 0,
+              "dims": np.array([2, 2], np.int32), "v": np.array(1.5, np.float32),
+              "shape": np.array([4, 2, 3], np.int32)}
+    cases = {"EQUAL": ("ab", a == b), "NOT_EQUAL": ("ab", a != b), "LESS": ("ab", a < b),
+             "LESS_EQUAL": ("ab", a <= b), "GREATER": ("ab", a > b), "GREATER_EQUAL": ("ab", a >= b),
+             "LOGICAL_AND": ("pq", (a > 0) & (b < 0)), "LOGICAL_OR": ("pq", (a > 0) | (b < 0)),
+             "LOGICAL_NOT": ("p", ~(a > 0)), "FLOOR": ("a", np.floor(a)), "CEIL": ("a", np.ceil(a)),
+             "ROUND": ("a", np.round(a)), "ZEROS_LIKE": ("a", np.zeros_like(a)),
+             "ONES_LIKE": ("a", np.ones_like(a)), "FILL": (["dims", "v"], np.full((2, 2), 1.5)),
+             "BROADCAST_TO": (["a", "shape"], np.broadcast_to(a, (4, 2, 3)))}
+    for op, (ins, want) in cases.items():
+        ctx = LowerCtx("tflite")
+        for name, value in consts.items():
+            ctx.add_const(name, value)
+        ctx.table = TFLITE_LOWERINGS
+        assert ctx.lower_nodes([FNode("y", op, list(ins), ["y"], {})]), ctx.unsupported
+        got = ctx.const("y")
+        assert got is not None and got.shape == want.shape and np.array_equal(got, want), op
+
+
+def test_broadcast_to_of_a_runtime_tensor():
+    g = lower_graph([FNode("y", "BROADCAST_TO", ["x", "s"], ["y"], {})],
+                    {"s": np.array([2, 3, 4, 2], np.int32)})
+    close(sim.run(g, {"x": X})["y"], np.broadcast_to(X, (2, 3, 4, 2)))

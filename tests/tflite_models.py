@@ -112,8 +112,8 @@ def movement_tflite() -> bytes:
 
 
 def unsupported_tflite() -> bytes:
-    """RESIZE_BILINEAR by a non-integer factor, TRANSPOSE_CONV and ARG_MAX in one model (all
-    listed at once)."""
+    """RESIZE_BILINEAR by a non-integer factor, CUMSUM and ARG_MAX (behind the refused resize)
+    in one model (all listed at once)."""
     import keras
 
     tf = _tf()
@@ -121,9 +121,9 @@ def unsupported_tflite() -> bytes:
     keras.utils.set_random_seed(4)
     x = keras.Input((4, 4, 2), batch_size=1, name="x")
     a = L.Resizing(8, 6, interpolation="bilinear", name="bilinear")(x)  # width 4 -> 6
-    b = L.Conv2DTranspose(2, (2, 3), strides=(2, 1), name="deconv")(x)
-    y = L.Lambda(lambda t: tf.cast(tf.argmax(t, axis=-1), tf.float32), name="argmax")(a + b)
-    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(x, y)).convert()
+    b = L.Lambda(lambda t: tf.math.cumsum(t, axis=1), name="cumsum")(x)
+    y = L.Lambda(lambda t: tf.cast(tf.argmax(t, axis=-1), tf.float32), name="argmax")(a)
+    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(x, [y, b])).convert()
 
 
 def streaming_tflite() -> bytes:

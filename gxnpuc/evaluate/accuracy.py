@@ -21,8 +21,9 @@ from gxnpuc.evaluate import advice, metrics, oracle
 from gxnpuc.evaluate import report as eval_report
 from gxnpuc.evaluate import sequence
 from gxnpuc.evaluate.rows import LayerRow, OutputRow, Report
-from gxnpuc.evaluate.runs import (Runs, compressed_weights, first_reader, float_value, layer_output,
-                                  output_snrs, outputs_with, progress, simulate, stacked)
+from gxnpuc.evaluate.runs import (Runs, compare_output, compressed_weights, first_reader, float_value,
+                                  layer_output, output_snrs, outputs_with, progress, sigmoid_inputs, simulate,
+                                  stacked)
 from gxnpuc.report.files import safe_names
 from gxnpuc.report.stats import outer_share, quant_range
 
@@ -57,7 +58,7 @@ def evaluate(cfg: Config, model: CompiledModel, feeds: dict, labels, source: str
     layers.sort(key=lambda r: r.only_snr_db)
     report = Report(os.path.basename(cfg.model_path) or "?", oracle.name(cfg), source, n,
                     float(cfg.eval_snr_threshold_db), list(model.graph.outputs), output_rows(runs, labels),
-                    layers, overflow_notes(runs))
+                    layers, overflow_notes(runs) + probability_notes(runs))
     if sequence.is_unrolled(model.graph):  # a streaming model over steps: SNR per step range
         report.steps = sequence.step_rows(runs)
     report.verdict = advice.verdict(cfg, runs, report, progress)
@@ -78,7 +79,8 @@ def output_rows(runs: Runs, labels) -> list[OutputRow]:
         if labels is not None:  # the framework's own accuracy, for scale
             rows.append(OutputRow(k, "framework", shape, None, None, None, None, metrics.accuracy(ref, labels)))
         for mode, envs in modes:
-            rows.append(OutputRow(k, mode, shape, **metrics.compare(ref, stacked(envs, k), labels)))
+            rows.append(OutputRow(k, mode, shape, **compare_output(runs.model.graph, k, ref, stacked(envs, k),
+                                                                    labels)))
     return rows
 
 
@@ -110,6 +112,34 @@ def overflow_notes(runs: Runs) -> list[str]:
                      "where the float IR is finite: a value there or before it left the fp16 range "
                      f"(beyond ±{numerics.F16_MAX:g}, or below {2.0 ** -24:.3g} and so 0, e.g. the input "
                      "of a log or a divisor); the compile notes name constants that fp16 turns to 0")
+    return notes
+
+
+PROBABILITY_GAP_DB = 6.0  # a sigmoid output gets a note when its logits' SNR is this much higher
+NEAR_0_1 = 0.05  # ... and its median probability is this close to 0 or 1
+
+
+def probability_notes(runs: Runs) -> list[str]:
+    """For an output made of sigmoid probabilities mostly near 0 or 1, when its logits' SNR is
+    PROBABILITY_GAP_DB or more above its own: both, and how often the decision at 0.5 agrees.
+    Near 0 (or 1) an error of the logit scales p by a factor, so the SNR of p measures the
+    logit's absolute error; the logits are compared npu against float IR."""
+    notes = []
+    for k in runs.model.graph.outputs:
+        logits = sigmoid_inputs(runs.model.graph, k)
+        if not logits:
+            continue
+        z_float, z_npu = (np.stack([np.concatenate([np.ravel(e[i]) for i in logits]) for e in envs])
+                          for envs in (runs.float_envs, runs.npu_envs))
+        ref, npu = np.asarray(runs.ref[k], np.float64), stacked(runs.npu_envs, k).astype(np.float64)
+        snr_p, snr_z = metrics.snr_db(ref, npu), metrics.snr_db(z_float, z_npu)
+        if not (snr_z >= snr_p + PROBABILITY_GAP_DB and np.median(np.minimum(ref, 1 - ref)) < NEAR_0_1):
+            continue
+        agree = float(np.mean((ref > 0.5) == (npu.reshape(ref.shape) > 0.5)))
+        notes.append(f"output {k}: sigmoid probabilities in [{ref.min():.3g}, {ref.max():.3g}]; near 0 or 1 "
+                     f"their SNR ({eval_report.fmt_db(snr_p)} dB, npu) measures the logits' absolute error "
+                     f"(a logit off by 1 scales p near 0 by e); on the logits (the sigmoid inputs, npu vs "
+                     f"float IR) npu gives {eval_report.fmt_db(snr_z)} dB; decisions at 0.5 agree on {agree:.1%}")
     return notes
 
 

@@ -42,8 +42,13 @@ def verdict(cfg: Config, runs: Runs, report: Report, progress) -> Verdict:
     if not layers or layers[0].only_snr_db >= base - 1.0:
         why = ("no weight is compressed" if not layers else
                "no single compressed weight costs more than fp16 itself")
-        return _none(f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
-                     f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
+        text = (f"npu output SNR {_db(npu)} dB < {thr:g} dB but {why}: without compression "
+                f"the npu gives {_db(base)} dB, the fp16 limit of this model (see notes)")
+        if base < thr:
+            from gxnpuc.evaluate import causes
+
+            text += "".join(f"; {c}" for c in [causes.fp16_kinds(runs, thr)] if c)
+        return _none(text)
     name, only = layers[0].weight, layers[0].only_snr_db
     with progress(len(CLIP_PERCENTILES) + 2, "clip search") as bar:
         best = search_clip(cfg, runs, name, bar)
@@ -51,11 +56,30 @@ def verdict(cfg: Config, runs: Runs, report: Report, progress) -> Verdict:
             f"worst weight {name} (alone {_db(only)} dB)")
     target = min(thr + CLIP_MARGIN_DB, base - CLIP_GAIN_DB)
     if best is not None and best[2] >= target and best[2] >= only + CLIP_GAIN_DB:
-        return _clip_verdict(cfg, runs, name, best, head)
+        return _explained(cfg, runs, report, _clip_verdict(cfg, runs, name, best, head))
     line = exclude_line(cfg, name)
     clip_txt = f"; clipping reaches only {_db(best[2])} dB" if best is not None else ""
-    return Verdict("exclude", name, None, base, line,
-                   f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}")
+    return _explained(cfg, runs, report, Verdict(
+        "exclude", name, None, base, line,
+        f"{head}{clip_txt}: exclude it (alone then {_db(base)} dB, stored as fp16) -> {line}"))
+
+
+def _explained(cfg: Config, runs: Runs, report: Report, v: Verdict) -> Verdict:
+    """v with the measured causes appended (gxnpuc.evaluate.causes): how the weight's range is
+    spent, what per-channel ranges would give it, and the other weights that miss the
+    threshold alone."""
+    from gxnpuc.evaluate import causes
+
+    name = str(v.weight)
+    sw = runs.model.weights[name]
+    clauses = [causes.spread(runs.model.graph, name, sw.family)]
+    pc = causes.per_channel(cfg, runs, name)
+    if pc is not None:
+        clauses.append(f"per-channel ranges (COMPRESS_PER_CHANNEL: true, not in the vendor format) "
+                       f"would give {_db(pc)} dB alone")
+    clauses.append(causes.others(cfg, runs, report.layers, report.threshold_db))
+    extra = "; ".join(c for c in clauses if c)
+    return replace(v, text=f"{v.text}; {extra}") if extra else v
 
 
 def _clip_verdict(cfg: Config, runs: Runs, name: str, best: tuple, head: str) -> Verdict:

@@ -60,16 +60,29 @@ def top1(y: np.ndarray) -> np.ndarray | None:
     return None if scores is None else np.argmax(scores.astype(np.float64), axis=-1)
 
 
-def compare(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None = None) -> dict:
+def compare(ref: np.ndarray, x: np.ndarray, labels: np.ndarray | None = None,
+            steps: int = 0, classes: bool = True) -> dict:
     """One row of the per-output table: x against the framework's ref (both [samples, ...]);
-    top-1 agreement and accuracy count every frame of a per-frame classifier."""
+    top-1 agreement and accuracy count every frame of a per-frame classifier.
+
+    steps > 0: an output stacked over the steps of a sequence ([samples, 1, steps, ...]);
+    each step is then scored on its own (the step axis is time, never a class axis).
+    classes=False: no top-1 (a state output is not a classifier)."""
     row = {"snr_db": snr_db(ref, x), "cosine": cosine(ref, x), "max_abs_err": max_abs_err(ref, x),
            "top1_agreement": None, "accuracy": None}
-    t_ref, t_x = top1(ref), top1(x)
+    if not classes:
+        return row
+    t_ref, t_x = (top1(per_step(ref, steps)), top1(per_step(x, steps))) if steps else (top1(ref), top1(x))
     if t_ref is not None:
         row["top1_agreement"] = float(np.mean(t_ref == t_x))
-        row["accuracy"] = accuracy(x, labels)
+        row["accuracy"] = None if steps else accuracy(x, labels)
     return row
+
+
+def per_step(y: np.ndarray, steps: int) -> np.ndarray:
+    """[samples, 1, steps, *rest] -> [samples * steps, *rest]: one row per step."""
+    y = np.asarray(y)
+    return y.reshape(y.shape[0] * steps, *y.shape[3:])
 
 
 def accuracy(y: np.ndarray, labels: np.ndarray | None) -> float | None:

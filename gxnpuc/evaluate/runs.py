@@ -57,7 +57,8 @@ def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool
     base_c = dict(sim.model_consts(model, "npu"))
     for sw in weights:
         base_c[sw.name] = numerics.round_f16(float_value(model, sw.name))
-    report_keep = None if keep_all else set(g.outputs) | {layer_output(g, sw.name) for sw in weights}
+    report_keep = None if keep_all else (set(g.outputs) | {layer_output(g, sw.name) for sw in weights}
+                                         | {i for o in g.outputs for i in sigmoid_inputs(g, o)})
     first = min((first_reader(g, sw.name) for sw in weights), default=len(g.nodes))
     resume_keep = set(g.outputs) | {i for n in g.nodes[first:] for i in n.inputs if i}
     overflow: set[str] = set()
@@ -85,6 +86,42 @@ def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool
 
 def layer_output(graph: Graph, weight: str) -> str:
     return graph.nodes[first_reader(graph, weight)].outputs[0]
+
+
+PASS_THROUGH = ("reshape", "concat", "slice", "transpose", "identity")
+
+
+def sigmoid_inputs(graph: Graph, output: str) -> list[str]:
+    """The inputs (logits) of the sigmoids whose values reach `output` unchanged (through
+    moves, concats and mean/max/min reductions); [] unless every value of it comes from one."""
+    made = {o: n for n in graph.nodes for o in n.outputs}
+    found: list[str] = []
+    todo = [output]
+    while todo:
+        node = made.get(todo.pop())
+        if node is None:
+            return []
+        if node.op == "act" and node.attrs.get("fn") == "sigmoid":
+            found.append(node.inputs[0])
+        elif node.op in PASS_THROUGH or (node.op == "reduce" and node.attrs.get("fn") in ("mean", "max", "min")):
+            ins = node.inputs if node.op == "concat" else node.inputs[:1]
+            if not all(i in made for i in ins) or any(i in made for i in node.inputs[len(ins):] if i):
+                return []  # a constant part, or a second computed input
+            todo += ins
+        else:
+            return []
+    return found[::-1]
+
+
+def compare_output(graph: Graph, name: str, ref: np.ndarray, x: np.ndarray, labels) -> dict:
+    """metrics.compare for graph output `name`: per step for a model unrolled over a sequence
+    (the step axis is not a class axis), and no top-1 for a state output."""
+    from gxnpuc.evaluate import metrics
+
+    if not sequence.is_unrolled(graph):
+        return metrics.compare(ref, x, labels)
+    info = graph.meta[sequence.META]
+    return metrics.compare(ref, x, labels, steps=int(info["steps"]), classes=name not in info["pairs"])
 
 
 def compressed_weights(model: CompiledModel) -> list:

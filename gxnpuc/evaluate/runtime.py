@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from gxnpuc import outputs, state
 from gxnpuc import runtime_host as rh
-from gxnpuc.evaluate import metrics, sequence
+from gxnpuc.evaluate import sequence
 from gxnpuc.evaluate.rows import OutputRow, Report
-from gxnpuc.evaluate.runs import Runs, stacked
+from gxnpuc.evaluate.runs import Runs, compare_output, stacked
 
 
 @dataclass
@@ -46,8 +46,8 @@ def add_rows(report: Report, runs: Runs, feeds: dict, labels, dump_dir: str | No
             continue
         ulp = rh.ulp_distance(res.outputs[k], stacked(runs.npu_envs, k))
         worst = int(ulp.max(initial=0))
-        rows.append(RuntimeRow(k, "runtime", row.shape,
-                               **metrics.compare(runs.ref[k], np.asarray(res.outputs[k], np.float32), labels),
+        x = np.asarray(res.outputs[k], np.float32)
+        rows.append(RuntimeRow(k, "runtime", row.shape, **compare_output(model.graph, k, runs.ref[k], x, labels),
                                bit_identical_to_npu=worst == 0, max_ulp_to_npu=worst))
     report.outputs = rows
     if report.steps:  # a streaming model: the runtime's row per step range, after each npu row

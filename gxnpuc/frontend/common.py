@@ -45,6 +45,8 @@ class LowerCtx:
         self.tensor_lists: dict[str, list] = {}  # TF TensorList placeholder -> its item tensors
         # the front end's converter of framework nodes (an ONNX If branch's) to FNodes
         self.fnodes_of: Callable[[Any], list[FNode]] | None = None
+        # the TFLite front end's reader of subgraph k (a WHILE's condition and body)
+        self.subgraph_of: Callable[[int], Any] | None = None
 
     # -- reading -------------------------------------------------------------
     def resolve(self, name: str) -> str:

@@ -10,6 +10,8 @@ the real value (scale * (q - zero_point)) and the summary says so.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from gxnpuc.config.names import ConfigNameError, unknown
@@ -40,6 +42,8 @@ def to_ir(path: str, input_shapes: dict | None = None, outputs: list[str] | None
     ctx.graph.meta.update(source=path, form="tflite")
     notes = ctx.graph.meta["notes"]
     _add_constants(ctx, sg.tensors, names, notes, path)
+    _zero_variables(ctx, sg, names, notes)
+    ctx.subgraph_of = _subgraph_reader(ctx, model, path)
     fnodes = [FNode(_op_name(op, names, k), op.op_type, [names[i] if i >= 0 else "" for i in op.inputs],
                     [names[i] for i in op.outputs],
                     dict(op.options, custom_options=op.custom,
@@ -59,11 +63,56 @@ def _op_name(op, names: list[str], k: int) -> str:
     return names[op.outputs[0]] if op.outputs else f"{op.op_type}_{k}"
 
 
+def _zero_variables(ctx, sg, names: list[str], notes: list) -> None:
+    """The state tensors of fused recurrent ops (UNIDIRECTIONAL_SEQUENCE_LSTM's output and
+    cell state): variable tensors that no operator writes, zero when the interpreter starts."""
+    written = {i for op in sg.ops for i in op.outputs} | set(sg.inputs)
+    for k, t in enumerate(sg.tensors):
+        if t.variable and t.data is None and k not in written and t.dtype in ("float32", "float16"):
+            names[k] = ctx.add_const(names[k], np.zeros(t.shape, np.float32))
+            notes.append(f"variable tensor {names[k]!r} (a recurrent op's initial state) starts at zero")
+
+
+@dataclass
+class Subgraph:
+    """A TFLite subgraph besides the main one (a WHILE's condition or body): its operators
+    as FNodes and its input / output tensor names. Its constants are graph constants under
+    their TFLite names; its other tensors are named `@<k>:<name>`, apart from the main graph's."""
+    fnodes: list[FNode]
+    inputs: list[str]
+    outputs: list[str]
+
+
+def _subgraph_reader(ctx, model: TfliteModel, path: str):
+    cache: dict[int, Subgraph] = {}
+
+    def read_subgraph(k: int) -> Subgraph:
+        if k not in cache:
+            if not 0 < k < len(model.subgraphs):
+                raise ModelError(f"{path}: subgraph {k}", "does not exist",
+                                 f"a subgraph index below {len(model.subgraphs)}")
+            sg = model.subgraphs[k]
+            names = [f"@{k}:{n}" for n in unique_names(sg.tensors)]
+            for j, t in enumerate(sg.tensors):
+                if t.data is not None:
+                    names[j] = t.name or names[j]
+            _add_constants(ctx, sg.tensors, names, [], path)
+            fnodes = [FNode(_op_name(op, names, j), op.op_type, [names[i] if i >= 0 else "" for i in op.inputs],
+                            [names[i] for i in op.outputs],
+                            dict(op.options, custom_options=op.custom,
+                                 output_dtypes=[sg.tensors[i].dtype for i in op.outputs]))
+                      for j, op in enumerate(sg.ops)]
+            cache[k] = Subgraph(fnodes, [names[i] for i in sg.inputs], [names[i] for i in sg.outputs])
+        return cache[k]
+    return read_subgraph
+
+
 def _add_constants(ctx, tensors: list[TfTensor], names: list[str], notes: list, path: str) -> None:
+    """Every constant as a graph constant (names[k] becomes the name it got)."""
     from gxnpuc.frontend.tflite_sparse import densify
 
     counts = {"int8": 0, "fp16": 0, "sparse": 0}
-    for t, name in zip(tensors, names):
+    for k, (t, name) in enumerate(zip(tensors, names)):
         if t.data is None:
             continue
         try:
@@ -79,7 +128,7 @@ def _add_constants(ctx, tensors: list[TfTensor], names: list[str], notes: list, 
         if t.scale is not None and t.data.dtype.kind in "iu" and t.data.dtype != np.int32:
             counts["int8"] += 1
         counts["fp16"] += t.data.dtype == np.float16
-        ctx.add_const(name, value)
+        names[k] = ctx.add_const(name, value)
     if counts["int8"]:
         notes.append(f"{counts['int8']} quantised (int8) weights dequantised to float; the compiler "
                      "compresses them from there")
@@ -108,6 +157,8 @@ def _add_inputs(ctx, tensors, names, inputs: list[int], overrides: dict, notes: 
     for i in inputs:
         t, name = tensors[i], names[i]
         shape = _input_shape(name, t, overrides, notes)
+        if name not in overrides and t.signature and t.signature[0] < 0:
+            ctx.guessed_dims[name] = {0: "None"}  # a recurrent op over this axis says so
         dtype = t.dtype
         if t.scale is not None and dtype in _QUANT_TYPES:
             notes.append(_quant_note("input", name, t))

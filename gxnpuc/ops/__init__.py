@@ -22,3 +22,5 @@ from gxnpuc.ops import recurrent_tf  # noqa: F401,E402
 from gxnpuc.ops import control  # noqa: F401,E402
 from gxnpuc.ops import rejected  # noqa: F401,E402
 from gxnpuc.ops import tflite_misc  # noqa: F401,E402
+from gxnpuc.ops import tflite_logic  # noqa: F401,E402
+from gxnpuc.ops import recurrent_tflite  # noqa: F401,E402

@@ -344,13 +344,3 @@ def tflite_weight_layout(ctx, name: str, fmt: str, c_in: int) -> str:
     ctx.graph.tensors[real] = Tensor(real, tuple(value.shape), value.dtype.name, value)
     done[real] = fmt
     return real
-
-
-_TFLITE_DECONV = ("TFLite transposed convolution (TRANSPOSE_CONV, MediaPipe Convolution2DTransposeBias) is "
-                  "not lowered yet (ONNX ConvTranspose and TF Conv2DBackpropInput are, ops/conv_transpose.py); "
-                  "give gxnpuc the Keras model or its ONNX export")
-
-
-@tflite_lowering("TRANSPOSE_CONV", "Convolution2DTransposeBias", emits=unsupported(_TFLITE_DECONV))
-def _tflite_deconv(ctx, fn):
-    ctx.reject(_TFLITE_DECONV)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc.ops.base import emit_checked, onnx_lowering, tf_lowering
+from gxnpuc.ops.base import emit_checked, onnx_lowering, tf_lowering, tflite_lowering
 from gxnpuc.ops.conv import auto_pads, tf_spatial
 from gxnpuc.ops.shape_ops import emit_reshape
 
@@ -124,3 +124,69 @@ def _tf_conv2d_backprop_input(ctx, fn):
     w_conv = _derived(ctx, w_name, np.flip(w, (0, 1)).swapaxes(2, 3))  # HWIO of the stride-1 conv
     attrs = {"data_format": fmt, "w_format": "HWIO", "dilations": dil, "group": 1}
     return emit_conv_transpose(ctx, x, w_conv, None, attrs, strides, begin, out, fn.outputs[:1])
+
+
+# -- TensorFlow Lite -------------------------------------------------------------------------
+_PADDINGS = {1: "SAME", 2: "VALID"}  # TfLitePadding in MediaPipe's custom options
+
+
+@tflite_lowering("TRANSPOSE_CONV", emits=_EMITS + ("act",))
+def _tflite_transpose_conv(ctx, fn):
+    """TRANSPOSE_CONV(output_shape, weights [O, H, W, I], input NHWC[, bias]): the output
+    size is the converter's output_shape input; SAME/VALID pads as Conv2DBackpropInput's."""
+    sizes, w_name, x = fn.inputs[:3]
+    bias = fn.inputs[3] if len(fn.inputs) > 3 and fn.inputs[3] else ""
+    out = ctx.const(sizes)
+    if out is None:
+        return ctx.reject("TRANSPOSE_CONV output_shape must be constant")
+    strides = [int(fn.attrs.get("stride_h", 1)), int(fn.attrs.get("stride_w", 1))]
+    return _tflite_deconv(ctx, fn, x, w_name, bias, [int(v) for v in np.ravel(out)[1:3]], strides,
+                          str(fn.attrs.get("padding", "VALID")))
+
+
+@tflite_lowering("Convolution2DTransposeBias", emits=_EMITS)
+def _mediapipe_transpose_conv(ctx, fn):
+    """MediaPipe's custom op (input, weights [O, H, W, I], bias); its custom options are the
+    raw TfLiteTransposeConvParams (padding, stride_w, stride_h as int32). The output is
+    input * stride (SAME) or (input - 1) * stride + kernel (VALID)."""
+    raw = bytes(fn.attrs.get("custom_options") or b"")
+    if len(raw) < 12 or len(fn.inputs) < 3:
+        return ctx.reject("Convolution2DTransposeBias needs (input, weights, bias) and 12 bytes of "
+                          "options (padding, stride_w, stride_h)")
+    pad_code, stride_w, stride_h = (int(v) for v in np.frombuffer(raw[:12], "<i4"))
+    if pad_code not in _PADDINGS or min(stride_w, stride_h) < 1:
+        return ctx.reject(f"options padding {pad_code}, strides {stride_h}x{stride_w} (SAME or VALID, "
+                          "strides >= 1)")
+    x, w_name, bias = fn.inputs[:3]
+    w = ctx.const(w_name)
+    if w is None or w.ndim != 4 or len(ctx.shape(x)) != 4:
+        return ctx.reject("Convolution2DTransposeBias needs a constant 4-D weight and a 4-D input")
+    strides, padding = [stride_h, stride_w], _PADDINGS[pad_code]
+    out = [n * s if padding == "SAME" else (n - 1) * s + int(k)
+           for n, s, k in zip(ctx.shape(x)[1:3], strides, w.shape[1:3])]
+    return _tflite_deconv(ctx, fn, x, w_name, bias, out, strides, padding)
+
+
+def _tflite_deconv(ctx, fn, x, w_name, bias, out, strides, padding):
+    from gxnpuc.ops.activation import FUSED
+
+    w = ctx.const(w_name)
+    if w is None or (bias and ctx.const(bias) is None):
+        return ctx.reject(f"{fn.op_type} weights and bias must be constant")
+    if w.ndim != 4 or len(ctx.shape(x)) != 4 or w.shape[3] != ctx.shape(x)[3]:
+        return ctx.reject(f"weights {list(w.shape)} for input {list(ctx.shape(x))} (4-D, [O, H, W, I])")
+    if padding not in ("SAME", "VALID"):
+        return ctx.reject(f"padding {padding!r} (SAME, VALID)")
+    act = str(fn.attrs.get("fused_activation_function", "NONE"))
+    if act not in FUSED:
+        return ctx.reject(f"fused activation {act} ({', '.join(FUSED)})")
+    kernel = [int(k) for k in w.shape[1:3]]
+    begin = auto_pads(padding, out, kernel, strides, [1, 1])[:2]  # the forward conv's pads
+    # [O, H, W, I] -> the stride-1 conv's HWIO [H, W, I, O], flipped
+    w_conv = _derived(ctx, w_name, np.flip(np.transpose(w, (1, 2, 3, 0)), (0, 1)))
+    attrs = {"data_format": "NHWC", "w_format": "HWIO", "dilations": [1, 1], "group": 1}
+    y = emit_conv_transpose(ctx, x, w_conv, bias or None, attrs, strides, begin, out,
+                            fn.outputs[:1] if FUSED[act] is None else None)
+    if y and FUSED[act] is not None:
+        ctx.emit("act", y, fn.outputs[:1], FUSED[act])
+    return None

@@ -50,6 +50,7 @@ class Cell:
     input_forget: bool = False
     peep: tuple[str, str, str] | None = None
     name: str = "rnn"  # prefix of the node names
+    proj: tuple[str, str | None] | None = None  # LSTM projection of h: weight [P, H], bias
 
 
 class _Emit:
@@ -151,7 +152,8 @@ def _lstm_step(e: _Emit, cell: Cell, gx: dict, gh: dict, h: str | None, c: str |
     if peep[1]:
         pre["o"] = e.bin("add", pre["o"], e.bin("mul", peep[1], new_c, "po"), "o_peep")
     o = _activate(e, cell, pre["o"], 0, "o")
-    return e.bin("mul", o, e.act(new_c, cell.acts[2], "h_c"), "h"), new_c
+    h_new = e.bin("mul", o, e.act(new_c, cell.acts[2], "h_c"), "h")
+    return (e.fc(h_new, cell.proj[0], cell.proj[1], "h_proj") if cell.proj else h_new), new_c
 
 
 def _gru_step(e: _Emit, cell: Cell, gx: dict, gh: dict, h: str | None, rh_w: str | None,
@@ -277,7 +279,7 @@ def _piece(ctx, name: str, d: int, tag: str, value=None) -> str:
     return ctx.add_const(ctx.fresh(f"{ctx.resolve(name)}/{tag}"), np.ascontiguousarray(v))
 
 
-def _check_static_length(ctx, fn, x: str, time_axis: int) -> None:
+def check_static_length(ctx, fn, x: str, time_axis: int) -> None:
     """A sequence length that the model leaves unknown (taken as batch 1 by the front end)
     would silently run one step: refuse it, naming the INPUT_OPS dimension that fixes it."""
     src, axis = ctx.resolve(x), time_axis
@@ -316,7 +318,7 @@ def _onnx_recurrent(ctx, fn):
     acts = _onnx_acts(ctx, fn, dirs)
     if acts is None:
         return None
-    _check_static_length(ctx, fn, x, layout)
+    check_static_length(ctx, fn, x, layout)
     if ctx.shape(x)[layout] < 1:
         return ctx.reject("an empty sequence (0 steps)")
     results = [_onnx_direction(ctx, fn, d, dirs, direction, hidden, gates, acts[d],

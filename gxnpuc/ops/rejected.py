@@ -35,8 +35,7 @@ def reject_tf_loops(fnodes) -> None:
     if loops:
         raise UnsupportedOpError("tensorflow model", loops)
 tflite_lowering("ARG_MAX", "ARG_MIN", "TOPK_V2", emits=unsupported(_INDEX))(_reject_with(_INDEX))
-tflite_lowering("WHILE", "IF", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
-_TFLITE_RECURRENT = ("TFLite recurrent ops are not lowered yet (ONNX and Keras LSTM/GRU/RNN are, "
-                     "ops/recurrent.py); give gxnpuc the Keras model or its ONNX export")
-tflite_lowering("UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_LSTM",
-                "LSTM", "RNN", emits=unsupported(_TFLITE_RECURRENT))(_reject_with(_TFLITE_RECURRENT))
+tflite_lowering("IF", emits=unsupported(_CONTROL))(_reject_with(_CONTROL))
+_TFLITE_RECURRENT = ("the TFLite LSTM and RNN cell ops (one step, no sequence) are not lowered; "
+                     "UNIDIRECTIONAL_SEQUENCE_LSTM / _RNN, BIDIRECTIONAL_SEQUENCE_LSTM and WHILE loops are")
+tflite_lowering("LSTM", "RNN", emits=unsupported(_TFLITE_RECURRENT))(_reject_with(_TFLITE_RECURRENT))

@@ -238,6 +238,7 @@ def _tf_reverse(ctx, fn):
 
 # -- TensorFlow Lite: the same ops under their TFLite names and options -------------------------
 tflite_lowering("SQUEEZE", emits=("reshape",))(_tf_squeeze)  # squeeze_dims
+tflite_lowering("REVERSE_V2", emits=("slice",))(_tf_reverse)  # REVERSE_V2(x, axes), as TF
 tflite_lowering("EXPAND_DIMS", emits=("reshape",))(_tf_expand_dims)
 tflite_lowering("TRANSPOSE", emits=("transpose",))(_tf_transpose)
 tflite_lowering("PACK", emits=("concat", "reshape"))(_tf_pack)  # axis

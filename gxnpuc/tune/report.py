@@ -68,10 +68,13 @@ def text(result) -> str:
 
 def _hints(result) -> list[str]:
     info = [s for s in result.steps if not s.selectable and s.label.startswith("per channel")]
-    if info and info[0].snr > result.chosen.snr + 1.0:
-        s = info[0]
-        return [f"per-channel ranges alone give {_db(s.snr)} dB at {s.nbytes:,} B; if your runtime "
-                "reads them, set TUNE_PER_CHANNEL: true and tune again"]
+    if not info:
+        return []
+    s, ch, target = info[0], result.chosen, result.target.snr_db
+    near = target is not None and s.snr >= target - 1.0 and s.nbytes < ch.nbytes  # nearly there, cheaper
+    if s.snr > ch.snr + 1.0 or near:
+        return [f"per-channel ranges alone give {_db(s.snr)} dB at {s.nbytes:,} B (chosen: {_db(ch.snr)} dB "
+                f"at {ch.nbytes:,} B); if your runtime reads them, set TUNE_PER_CHANNEL: true and tune again"]
     return []
 
 
@@ -155,7 +158,9 @@ def _vendor_note(result, per_channel: bool) -> tuple[list[str], set[str]]:
     cfg = result.cfg
     needs = [k for k, on in (("COMPRESS_PER_CHANNEL: true", per_channel),
                              (f"WEIGHT_CLIP: {cfg.weight_clip}", cfg.weight_clip != "minmax"),
-                             ("KERAS_ALLOW_LAMBDA: true", cfg.keras_allow_lambda)) if on]
+                             ("KERAS_ALLOW_LAMBDA: true", cfg.keras_allow_lambda),
+                             ("INPUT_VALUES", bool(cfg.input_values)),  # both change the model itself
+                             ("STATE_OPS", cfg.state_ops is not None)) if on]
     if needs:
         return [f"# not vendor-clean: this plan needs gxnpuc-only {', '.join(needs)}"], set()
     return (["# vendor-clean: every active key is one the vendor's gxnpuc reads (the plan needs no",
