@@ -119,6 +119,8 @@ def run_one(m: Model, folder: str, samples: int, save=lambda row: None) -> dict:
     row.update(ops=int(ops.group(1)) if ops else None, weights=f"{w.group(1)} / {w.group(2)}" if w else "",
                compile="ok" + (", over the memory limit" if "WARNING: the model needs" in out else ""),
                state="state " in out)
+    scales = {k: float(v) for k, v in re.findall(r"output '([^']+)' is u?int8 in the model \(scale ([0-9.eE+-]+)",
+                                                 out + err)}
     save(row)
     npz = os.path.join(folder, "data.npz")
     make_data(m, cfg_path, npz, samples)
@@ -130,6 +132,9 @@ def run_one(m: Model, folder: str, samples: int, save=lambda row: None) -> dict:
     def snr(mode: str) -> float:
         return min(float(r["snr_db"]) for r in rep["outputs"] if r["mode"] == mode)
     row.update(float_db=snr("float"), npu_db=snr("npu"), eval="ok")
+    if scales:  # an int8 interpreter's outputs: the float IR's distance in their quantisation steps
+        row["int8_steps"] = max(float(r["max_abs_err"]) / scales[r["output"]] for r in rep["outputs"]
+                                if r["mode"] == "float" and r["output"] in scales)
     if m.key == "ONNX_FILE" and row["float_db"] < zoo_floor.BAR_DB:  # who is off: IR or runtime?
         row["floor"] = zoo_floor.first_disagreement(cfg_path, npz)
     save(row)
@@ -169,6 +174,8 @@ def _db(x) -> str:
 
 def _floor(f: dict | None) -> str:
     """The float64 verdict on the first tensor where the float IR and the runtime disagree."""
+    if f and "int8_steps" in f:
+        return f" (int8 outputs: the IR is within {f['int8_steps']:.2f} quantisation steps of the interpreter)"
     if not f or "runtime_vs_f64_db" not in f:
         return ""
     return (f" (first at {f['op']} `{f['tensor']}`: against float64 the runtime gives "
@@ -187,7 +194,8 @@ def table(rows: list[dict]) -> str:
             comp += f"; tune: {r['tune']}"
         comp = comp.replace(CACHE, "$GXNPUC_ZOO_CACHE").replace("|", "\\|")
         body.append([r["model"], r["format"], r["package"], r["kind"], str(r.get("ops") or ""),
-                     r.get("weights", ""), comp, _db(r.get("float_db")) + _floor(r.get("floor")), _db(r.get("npu_db")),
+                     r.get("weights", ""), comp, _db(r.get("float_db")) + _floor(r.get("floor") or r),
+                     _db(r.get("npu_db")),
                      _db(r.get("tuned_db")), f"{r['tuned_bytes']:,}" if r.get("tuned_bytes") else ""])
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
                      + ["| " + " | ".join(b) + " |" for b in body])

@@ -839,7 +839,8 @@ static int window_ok(uint32_t in, uint32_t out, uint32_t k, uint32_t s, uint32_t
 
 static int check_conv(const gx_task *t, const node_t *nd, const shape_t *x, const shape_t *y)
 {
-    shape_t w; geo_t g; uint32_t r = x->rank - 2u, wf = (word(nd, 0) >> 4) & 15u, group = word(nd, 1), cg;
+    shape_t w; geo_t g; uint32_t r = x->rank - 2u, cg;
+    uint32_t wf = nd->nw >= 2u ? (word(nd, 0) >> 4) & 15u : 0u, group = nd->nw >= 2u ? word(nd, 1) : 0u;
     if ((x->rank != 3u && x->rank != 4u) || y->rank != x->rank || nd->nw != 2u + 3u * r || wf > 2u ||
         nd->nin < 2u || nd->nin > 3u || nd->nout != 1u || ref(nd, 1) == 0xFFFFu)
         return 0;
@@ -928,7 +929,7 @@ static int check_pool(const node_t *nd, const shape_t *x, const shape_t *y)
 
 static int check_reduce(const node_t *nd, const shape_t *x, const shape_t *y)
 {
-    uint32_t k, kept = 1, mask = word(nd, 0);
+    uint32_t k, kept = 1, mask = nd->nw ? word(nd, 0) : 0u;
     if (nd->nw != 1u || nd->sub > 3u || (x->rank < 32u && (mask >> x->rank))) return 0;
     for (k = 0; k < x->rank; k++) if (!((mask >> k) & 1u)) kept *= x->d[k];
     return y->n == kept;
@@ -936,9 +937,10 @@ static int check_reduce(const node_t *nd, const shape_t *x, const shape_t *y)
 
 static int check_join(const gx_task *t, const node_t *nd, int join)
 {
-    shape_t whole, part; uint32_t axis = word(nd, 0), n = join ? nd->nin : nd->nout, i, k, sum = 0;
+    shape_t whole, part; uint32_t axis = nd->nw ? word(nd, 0) : 0u, n = join ? nd->nin : nd->nout, i, k, sum = 0;
+    if (nd->nw != 1u || n < 1u || (join ? nd->nout : nd->nin) != 1u) return 0;
     shape_of(t, join ? ref(nd, nd->nin) : ref(nd, 0), &whole);
-    if (nd->nw != 1u || n < 1u || (join ? nd->nout : nd->nin) != 1u || axis >= whole.rank) return 0;
+    if (axis >= whole.rank) return 0;
     for (i = 0; i < n; i++) {
         uint32_t ti = join ? ref(nd, i) : ref(nd, 1u + i);
         if (ti == 0xFFFFu) return 0;
@@ -1241,7 +1243,7 @@ static int raw_table(const uint8_t *p, size_t n, uint32_t off[6], uint32_t size[
         const uint8_t *e = p + 32u + 16u * k;
         if (memcmp(e, tags[k], 4) != 0) return GX_E_MAGIC;
         off[k] = rd32(e + 4); size[k] = rd32(e + 8);
-        if ((rd32(e + 12) & 1u) && (uint64_t)off[k] + size[k] > n) return GX_E_BOUNDS;
+        if ((k < 3u || (rd32(e + 12) & 1u)) && (uint64_t)off[k] + size[k] > n) return GX_E_BOUNDS;
     }
     return GX_OK;
 }

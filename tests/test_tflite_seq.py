@@ -11,6 +11,7 @@ numpy transposed convolution (itself checked against the interpreter's TRANSPOSE
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -128,6 +129,19 @@ def test_unidirectional_sequence_lstm(tmp_path, steps, time_major):
     db = float_ir_db(str(path), tmp_path)
     print(f"UNIDIRECTIONAL_SEQUENCE_LSTM T={steps} time_major={time_major}: {db:.1f} dB")
     assert db >= 80
+
+
+def test_eval_starts_every_sample_from_the_initial_lstm_state(tmp_path):
+    """The interpreter keeps a fused LSTM's state tensors from one invoke to the next; the
+    --eval oracle resets them per sample, as the compiled model starts from zeros."""
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(sm.sequence_lstm(5, False))
+    (tmp_path / "c.yaml").write_text(f"TFLITE_FILE: {path}\nOUTPUT_FILE: {tmp_path / 'model.h'}\n")
+    run = subprocess.run([sys.executable, "-m", "gxnpuc", "-e", "random", "c.yaml"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "model.eval.json").read_text())["outputs"]
+    assert min(r["snr_db"] for r in rows if r["mode"] == "float") >= 80
 
 
 @pytest.mark.parametrize("time_major", [False, True])

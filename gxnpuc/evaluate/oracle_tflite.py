@@ -81,6 +81,7 @@ def runner(path: str, graph, carry_state: bool = False):
         if initial and not kept:
             reset()
         it = box[0]
+        it.reset_all_variables()  # a fused LSTM's state tensors (zero constants in the IR), not resource variables
         for name, value in feeds.items():
             if name in initial:
                 if name not in kept:

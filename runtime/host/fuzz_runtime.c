@@ -1,0 +1,221 @@
+/* fuzz_runtime: a libFuzzer harness for the runtime's model reader (gxnpu.c).
+ *
+ *   clang -std=c99 -g -O1 -ffp-contract=off -fsanitize=fuzzer,address,undefined \
+ *         -fno-sanitize-recover=all runtime/host/fuzz_runtime.c runtime/gxnpu.c -o fuzz_runtime
+ *   ./fuzz_runtime CORPUS_DIR -max_total_time=600
+ *
+ * Input: u32 little-endian `io` word, then a raw container (OUTPUT_TYPE: raw). Bits 0..13 of
+ * the word, times 2, are the in_out size (the runtime gets exactly that many bytes); bit 30
+ * puts special values (inf, NaN, -0, subnormals) among the inputs; bit 31
+ * keeps the container's CRC-32 as given, otherwise the harness rewrites it so that mutations
+ * reach the checks behind it. Every buffer is its own exact-size allocation, so ASan sees any
+ * access one byte outside it. For each input:
+ *   1. gx_raw_sizes, then gx_init_raw with one byte less data than asked (must be refused);
+ *   2. gx_init_raw on patterned data/tmp/in_out, and gx_run when accepted; a hook checks that
+ *      every op output gx_node_output reports lies inside data or in_out;
+ *   3. the same model as split arrays (cmd, weight, ops each copied to its own allocation,
+ *      as from model.h) through gx_init: the same status, and the same in_out bytes after run.
+ * A refused model must leave data, tmp and in_out untouched and the task unusable; every
+ * status must be one of enum gx_status. Any violation aborts (libFuzzer reports a crash).
+ * With FUZZ_RUNTIME_VERBOSE set, prints "status S ran R" per input (R: 1 when gx_run ran).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../gxnpu.h"
+
+#define MAX_RAM (64u * 1024u) /* data / tmp sizes beyond this are skipped (not run) */
+
+#define CHECK(c) do { if (!(c)) { fprintf(stderr, "fuzz_runtime: invariant failed: %s (line %d)\n", #c, __LINE__); abort(); } } while (0)
+
+typedef struct { uint8_t *data, *tmp, *io; uint32_t ds, ts, is; int special; } ram_t;
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint32_t crc32_zlib(const uint8_t *p, size_t n)
+{
+    uint32_t crc = 0xFFFFFFFFu;
+    size_t i;
+    int b;
+    for (i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (b = 0; b < 8; b++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return crc ^ 0xFFFFFFFFu;
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n)
+{
+    uint8_t *q = malloc(n ? n : 1u);
+    CHECK(q != NULL);
+    if (n) memcpy(q, p, n);
+    return q;
+}
+
+/* exact-size buffers (NULL for size 0, as a firmware may pass) with a fixed pattern: in_out
+ * holds finite fp16 values |x| < 2 (special: every 4th value inf, NaN, -0, a subnormal or
+ * +-65504), data and tmp a byte pattern */
+static const uint16_t SPECIAL[8] = {0x7C00u, 0xFC00u, 0x7E00u, 0x8000u, 0x0001u, 0x7BFFu, 0xFBFFu, 0x83FFu};
+static void ram_alloc(ram_t *r, uint32_t ds, uint32_t ts, uint32_t is, int special)
+{
+    uint32_t i, s = 12345u;
+    r->ds = ds; r->ts = ts; r->is = is; r->special = special;
+    r->data = ds ? malloc(ds) : NULL; r->tmp = ts ? malloc(ts) : NULL; r->io = is ? malloc(is) : NULL;
+    CHECK((!ds || r->data) && (!ts || r->tmp) && (!is || r->io));
+    if (ds) memset(r->data, 0x5A, ds);
+    if (ts) memset(r->tmp, 0x3C, ts);
+    for (i = 0; i < is; i++) {
+        s = s * 1103515245u + 12345u;
+        r->io[i] = (uint8_t)(i & 1u ? ((s >> 16) & 0xBBu) : (s >> 16));  /* high byte: exponent <= 14 */
+        if (special && (i & 7u) >= 6u) r->io[i] = (uint8_t)(SPECIAL[(i >> 3) & 7u] >> (8u * (i & 1u)));
+    }
+}
+
+static void ram_free(ram_t *r) { free(r->data); free(r->tmp); free(r->io); }
+
+static int same(const uint8_t *a, const uint8_t *b, uint32_t n) { return n == 0 || memcmp(a, b, n) == 0; }
+
+static int is_status(int e) { return e <= GX_OK && e >= GX_E_MEMORY; }
+
+/* every op output lies inside data or in_out, and there are no more outputs than it says */
+static void hook(void *user, const gx_task *task, unsigned node)
+{
+    const ram_t *r = (const ram_t *)user;
+    unsigned k;
+    for (k = 0;; k++) {
+        const uint8_t *b; uint32_t count; int f32, e = gx_node_output(task, node, k, &b, &count, &f32);
+        size_t len;
+        CHECK(e == GX_OK || e == GX_E_ARG);
+        if (e != GX_OK) break;
+        CHECK(k < 65536u);
+        len = (size_t)count * (f32 ? 4u : 2u);
+        CHECK((r->data && b >= r->data && len <= r->ds && (size_t)(b - r->data) <= r->ds - len) ||
+              (r->io && b >= r->io && len <= r->is && (size_t)(b - r->io) <= r->is - len));
+    }
+}
+
+/* gx_run's work is what the model asks for; a pool's window comes from attribute words alone
+ * (up to 2^30 taps a dim), so an accepted model whose pool windows exceed MAX_TAPS is only
+ * initialised, not run (the fuzzer would spend its time in one op) */
+#define MAX_TAPS (1u << 12)
+static int cheap_enough(const gx_task *t)
+{
+    uint32_t k, at = t->nodes_at;
+    for (k = 0; k < t->n_nodes; k++) {
+        const uint8_t *p = t->cmd + at;
+        uint32_t nw = p[2], nref = (uint32_t)(p[4] | p[5] << 8) + (uint32_t)(p[6] | p[7] << 8);
+        const uint8_t *w = p + 8u + 2u * nref + 2u * (nref & 1u);
+        if (p[0] == 9u) {  /* pool: flags, then per spatial dim kernel, stride, pads, dilation */
+            uint64_t taps = 1;
+            uint32_t i;
+            for (i = 1; i < nw; i += 5u) taps *= rd32(w + 4u * i);
+            if (taps > MAX_TAPS) return 0;
+        }
+        at += 8u + 2u * nref + 2u * (nref & 1u) + 4u * nw;
+    }
+    return 1;
+}
+
+/* a refused task: RAM untouched, gx_run refuses, no node outputs */
+static void check_refused(gx_task *task, const ram_t *r, const ram_t *ref)
+{
+    const uint8_t *b; uint32_t count; int f32;
+    CHECK(same(r->io, ref->io, r->is) && same(r->data, ref->data, r->ds) && same(r->tmp, ref->tmp, r->ts));
+    CHECK(gx_run(task) == GX_E_ARG);
+    CHECK(gx_node_output(task, 0, 0, &b, &count, &f32) == GX_E_ARG);
+}
+
+/* step 3: cmd / weight / ops as their own arrays, through gx_init */
+static void run_split(const uint8_t *raw, size_t n, const ram_t *first, int status_raw, const ram_t *ref)
+{
+    const uint8_t *e = raw + 32;
+    uint32_t off[3], size[3], k;
+    uint8_t *sec[3];
+    ram_t r;
+    gx_task task;
+    int st;
+    for (k = 0; k < 3u; k++) {
+        off[k] = rd32(e + 16u * k + 4u); size[k] = rd32(e + 16u * k + 8u);
+        if ((uint64_t)off[k] + size[k] > n) return;  /* gx_init_raw refused it (checked there) */
+    }
+    for (k = 0; k < 3u; k++) sec[k] = dup_bytes(raw + off[k], size[k]);
+    ram_alloc(&r, first->ds, first->ts, first->is, first->special);
+    CHECK(gx_init(NULL, sec[0], size[0], sec[1], size[1], sec[2], size[2], r.data, r.ds, r.tmp, r.ts,
+                  r.io, r.is) == GX_E_ARG);
+    CHECK(gx_init(&task, sec[0], size[0], sec[1], size[1], NULL, size[2], r.data, r.ds, r.tmp, r.ts,
+                  r.io, r.is) == GX_E_ARG);
+    if (r.ds) CHECK(gx_init(&task, sec[0], size[0], sec[1], size[1], sec[2], size[2], NULL, r.ds, r.tmp,
+                            r.ts, r.io, r.is) == GX_E_ARG);
+    task.hook = NULL;
+    st = gx_init(&task, sec[0], size[0], size[1] ? sec[1] : NULL, size[1], sec[2], size[2],
+                 r.data, r.ds, r.tmp, r.ts, r.io, r.is);
+    CHECK(st == status_raw);
+    if (st == GX_OK) {
+        task.hook = hook; task.hook_user = &r;
+        if (cheap_enough(&task)) CHECK(gx_run(&task) == GX_OK);
+        CHECK(same(r.io, first->io, r.is));  /* the same outputs as from the container */
+    } else {
+        check_refused(&task, &r, ref);
+    }
+    ram_free(&r);
+    for (k = 0; k < 3u; k++) free(sec[k]);
+}
+
+static int verbose = -1;
+
+int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
+{
+    uint32_t word, ds = 0, ts = 0;
+    uint8_t *raw;
+    size_t n;
+    ram_t r, ref;
+    gx_task task;
+    int e;
+    if (verbose < 0) verbose = getenv("FUZZ_RUNTIME_VERBOSE") != NULL;
+    if (size < 4u) return 0;
+    word = rd32(in); n = size - 4u;
+    raw = dup_bytes(in + 4, n);
+    if (!(word >> 31) && n >= 20u) {
+        uint32_t c, k;
+        memset(raw + 16, 0, 4);
+        c = crc32_zlib(raw, n);
+        for (k = 0; k < 4u; k++) raw[16 + k] = (uint8_t)(c >> (8u * k));
+    }
+    e = gx_raw_sizes(raw, n, &ds, &ts);
+    CHECK(is_status(e) && e != GX_E_MEMORY);
+    if (e != GX_OK || ds > MAX_RAM || ts > MAX_RAM) {
+        ram_alloc(&r, 64u, 64u, 64u, 0);
+        ram_alloc(&ref, 64u, 64u, 64u, 0);
+        /* refused as it stands, or (too large to run here) refused for lack of RAM */
+        CHECK(gx_init_raw(&task, raw, n, r.data, r.ds, r.tmp, r.ts, r.io, r.is) == (e ? e : GX_E_MEMORY));
+        check_refused(&task, &r, &ref);
+        if (verbose) fprintf(stderr, e != GX_OK ? "status %d ran 0\n" : "too large\n", e);
+        ram_free(&r); ram_free(&ref); free(raw);
+        return 0;
+    }
+    ram_alloc(&r, ds, ts, (word & 0x3FFFu) * 2u, (word >> 30) & 1u);
+    ram_alloc(&ref, ds, ts, (word & 0x3FFFu) * 2u, (word >> 30) & 1u);
+    if (ds) {  /* one byte less data than the file asks for */
+        CHECK(gx_init_raw(&task, raw, n, r.data, ds - 1u, r.tmp, ts, r.io, r.is) == GX_E_MEMORY);
+        check_refused(&task, &r, &ref);
+    }
+    task.hook = NULL;
+    e = gx_init_raw(&task, raw, n, r.data, ds, r.tmp, ts, r.io, r.is);
+    CHECK(is_status(e) && e != GX_E_MEMORY);
+    if (e == GX_OK) {
+        int ran = cheap_enough(&task);
+        task.hook = hook; task.hook_user = &r;
+        if (ran) CHECK(gx_run(&task) == GX_OK);
+        if (verbose) fprintf(stderr, "status %d ran %d\n", e, ran);
+    } else {
+        if (verbose) fprintf(stderr, "status %d ran 0\n", e);
+        check_refused(&task, &r, &ref);
+    }
+    run_split(raw, n, &r, e, &ref);
+    ram_free(&r); ram_free(&ref); free(raw);
+    return 0;
+}
