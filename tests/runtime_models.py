@@ -107,7 +107,7 @@ def conv_models():
         _conv("conv_fast_many_taps", (1, 64, 7), (3, 64, 9), _cf(1, pads=[4, 4], _bias_n=3)),
         _conv("conv_dw_stride_dil", (1, 4, 9, 9), (4, 1, 3, 3),
               _cf(2, group=4, strides=[2, 2], dilations=[2, 1], pads=[1, 1, 1, 1], _bias_n=4)),
-        _conv("conv_dw_big_plane", (1, 2, 70, 70), (2, 1, 3, 3), _cf(2, group=2, pads=[1, 1, 1, 1], _bias_n=2)),
+        _conv("conv_dw_big_plane", (1, 1, 66, 64), (1, 1, 3, 3), _cf(2, pads=[1, 1, 1, 1], _bias_n=1)),
     ]
 
 
