@@ -10,6 +10,13 @@
 
 #include "gx_math.h"
 
+/* host-speed kernels (same bits) in runtime/gx_fast.h, left out of size-optimised builds */
+#if !defined(__OPTIMIZE_SIZE__) && !defined(GXNPU_NO_FAST)
+#define GX_FAST 1
+#else
+#define GX_FAST 0
+#endif
+
 #define MAXR 8u                 /* highest tensor rank */
 #define REC 32u                 /* bytes of one ops record */
 #define F_INPUT 2u
@@ -202,7 +209,10 @@ static void wcur_init(const gx_task *t, uint32_t ti, wcur_t *c)
     if (c->v.kind != V_CODES) return;
     c->lo = c->v.p; c->codes = c->v.p + 4u * c->C; c->bits = 0;
     if (c->packing == P_BITMAP) { c->bits = c->codes; c->codes = c->bits + (c->v.n + 7u) / 8u; }
-    if ((uint64_t)c->v.n * 2u <= t->tmp_size) { decode_to_tmp(t, r, c); return; }
+    if ((uint64_t)c->v.n * 2u <= t->tmp_size && !(GX_FAST && c->packing == P_DENSE && c->C == 1u)) {
+        decode_to_tmp(t, r, c);  /* the fast kernels read dense codes through tables */
+        return;
+    }
     if (c->packing != P_BITMAP) return;
     (void)nb;
     for (c->spacing = 256u; c->spacing < 0x80000000u; c->spacing *= 2u)
@@ -356,6 +366,10 @@ static void acc_block(float *acc, uint32_t nb, float xv, wcur_t *w, uint32_t wi,
         for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * w->table[w->codes[wi + j * ws]];
 }
 
+#if GX_FAST
+#include "gx_fast.h"
+#endif
+
 static void conv_blocked(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
                          const geo_t *g, uint32_t wf)
 {
@@ -407,6 +421,9 @@ static void k_conv(const gx_task *t, const node_t *nd)
     /* strides of ci, kh, kw in the weight and in x */
     wci = wf ? g.O : g.KH * g.KW; wkh = wf ? g.KW * cg * g.O : g.KW; wkw = wf ? cg * g.O : 1u;
     xci = g.cl ? 1u : g.H * g.W; xh = g.cl ? g.W * g.C : g.W; xw = g.cl ? g.C : 1u;
+#if GX_FAST
+    if (conv_fast(&x, &y, &b, has_b, &w, &g, wf, group)) return;
+#endif
     if (wf != 2u && group == 1u && shared_table(&w)) { conv_blocked(&x, &y, &b, has_b, &w, &g, wf); return; }
     for (o = 0; o < g.O; o++) {
         uint32_t c0 = o / og * cg, wbase = wf ? o : o * cg * g.KH * g.KW;
@@ -446,6 +463,13 @@ static void k_fc(const gx_task *t, const node_t *nd)
     if (has_b) view_of(t, ref(nd, 2), &b);
     K = x.s.d[x.s.rank - 1u]; N = y.s.d[y.s.rank - 1u]; rows = x.s.n / K;
     wk = tw ? 1u : N;
+#if GX_FAST
+    if (shared_table(&w)) {
+        if (tw) fct_fast(&x, &y, &b, has_b, &w, K, N, rows);
+        else fc_fast(&x, &y, &b, has_b, &w, K, N, rows);
+        return;
+    }
+#endif
     if (!tw && shared_table(&w)) {  /* [K, N]: BLK outputs per pass over x */
         float acc[BLK];
         wcur_chan(&w, 0);
@@ -596,6 +620,9 @@ static void k_act(const gx_task *t, const node_t *nd)
 {
     ten_t x, y; uint32_t i;
     ten(t, ref(nd, 0), &x); ten(t, ref(nd, 1), &y);
+#if GX_FAST
+    if (relu_fast(&x.v, &y.v, nd->sub, y.s.n)) return;
+#endif
     for (i = 0; i < y.s.n; i++) st(&y.v, i, act(nd->sub, nd, ld(&x.v, i)));
 }
 

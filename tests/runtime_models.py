@@ -98,6 +98,16 @@ def conv_models():
         _conv("conv_streamed_bitmap_nwc", (1, 9, 24), (5, 24, 24),
               {"data_format": "NWC", "w_format": "WIO", "strides": [1], "dilations": [1], "pads": [2, 2],
                "group": 1, "_bias_n": 24}, sparse=0.85, compress_per_channel=True),
+        # host fast kernels (runtime/gx_fast.h): 32 + 5 outputs per weight panel, a panel
+        # limited by its stack buffer, taps beyond it (plain kernel), depthwise planes with
+        # stride / dilation and one too big for its buffer
+        _conv("conv_fast_blocks", (1, 8, 6, 5), (37, 8, 3, 3), _cf(2, pads=[1, 1, 1, 1], _bias_n=37)),
+        _conv("conv_fast_panel_split", (1, 40, 4, 3), (37, 40, 3, 3), _cf(2, pads=[1, 0, 1, 0], _bias_n=37),
+              compress_per_channel=True),
+        _conv("conv_fast_many_taps", (1, 64, 7), (3, 64, 9), _cf(1, pads=[4, 4], _bias_n=3)),
+        _conv("conv_dw_stride_dil", (1, 4, 9, 9), (4, 1, 3, 3),
+              _cf(2, group=4, strides=[2, 2], dilations=[2, 1], pads=[1, 1, 1, 1], _bias_n=4)),
+        _conv("conv_dw_big_plane", (1, 1, 66, 64), (1, 1, 3, 3), _cf(2, pads=[1, 1, 1, 1], _bias_n=1)),
     ]
 
 
@@ -125,6 +135,7 @@ def op_models():
         _one("fc_kn_streamed_dense", "fc", {"transpose_w": False}, {"x": (3, 64)},
              {"w": rand((64, 48), 10, 0.3), "b": rand((48,), 11)}),
         _one("fc_kn_dense", "fc", {"transpose_w": False}, {"x": (1, 3, 16)}, {"w": rand((16, 7), 5, 0.3)}),
+        _one("fc_kn_wide", "fc", {"transpose_w": False}, {"x": (2, 40)}, {"w": rand((40, 37), 7, 0.3)}),
         _one("fc_kn_perchannel", "fc", {"transpose_w": False}, {"x": (1, 16)},
              {"w": rand((16, 9), 6, 0.3), "b": rand((9,), 1)}, compress_per_channel=True),
         _one("matmul_batched_bcast", "matmul", {}, {"a": (2, 1, 3, 5), "b": (3, 5, 4)}),

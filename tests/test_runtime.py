@@ -305,3 +305,38 @@ def test_two_models_in_one_program(tmp_path):
             off, nbytes = m.plan["tensors"][name]
             assert io[off:off + nbytes] == np.ascontiguousarray(value[0]).astype(
                 np.float16 if name in m.fp16_outputs else "<f4").tobytes(), (k, name)
+
+
+def test_plain_kernels_give_the_same_bits(tmp_path, driver):
+    """The host fast kernels (runtime/gx_fast.h) against the plain ones (-DGXNPU_NO_FAST, what
+    a -Os firmware build runs): every tensor of every conv, fc and relu case (the ops that have
+    fast kernels), bit for bit."""
+    plain = rh.build_driver(flags=("-DGXNPU_NO_FAST",), out_dir=str(tmp_path))
+    fast = [c for c in CASES if c[0].startswith(("conv", "fc", "act_relu"))]
+    assert len(fast) >= 20
+    for name, graph, kw in fast + [("chain", RM.chain_model(), {})]:
+        model = RM.build(graph, **kw)
+        feeds = RM.feeds(model, 4)
+        a, b = rh.run(model, feeds, dump=True, driver=plain), rh.run(model, feeds, dump=True, driver=driver)
+        assert a.status == 0 and b.status == 0 and a.tensors.keys() == b.tensors.keys(), name
+        for k in a.tensors:
+            assert np.array_equal(rh.f16_bits(a.tensors[k]), rh.f16_bits(b.tensors[k])), (name, k)
+
+
+def test_special_values_through_relu_and_conv(driver):
+    """NaN, +-inf, +-0, subnormals and the fp16 extremes in x; a weight that is inf in fp16 (the fast
+    conv kernel reads padding as +0, which is exact only for finite weights: it must fall back)."""
+    special = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 6e-8, -6e-8, 3e-5, -3e-5, 65504, -65504,
+                        1.0, -1.0, 0.5, -2.5], np.float32)
+    relu = RM.build(RM.graph_of([("act", {"fn": "relu"}, ["x"], 1)], {"x": (1, 16)}))
+    c, res = check_bits(relu, {"x": special.reshape(1, 1, 16)}, driver)
+    bits = rh.f16_bits(res.outputs["t0_0"]).ravel()
+    assert bits[0] == bits[1] == 0x7E00 and bits[2] == 0x7C00 and (bits[3:6] == 0).all()
+    w = RM.rand((4, 2, 3, 3), 5, 0.5)
+    for group, wt in ((1, w), (2, w[:, :1])):
+        conv = RM.build(RM.graph_of([("conv", RM._cf(2, pads=[1, 1, 1, 1], group=group), ["x", "w"], 1)],
+                                    {"x": (1, 2, 5, 6)}, {"w": wt}), compress=False, conv2d_compress=False)
+        stored = conv.weights["w"].data_f16  # the compiler refuses inf weights: a hand-made model
+        stored[1, 0, 0, 0], stored[3, 0, 2, 2] = np.inf, -np.inf  # both sit in padding at the edges
+        _, res = check_bits(conv, RM.feeds(conv, 6), driver)
+        assert np.isinf(res.outputs["t0_0"]).any() and not np.isnan(res.outputs["t0_0"]).any()

@@ -1,7 +1,8 @@
 """The C runtime on an Arm Cortex-M4F: built with arm-none-eabi-gcc (-mcpu=cortex-m4
 -mfpu=fpv4-sp-d16 -mfloat-abi=hard -Os) with a model.h and inputs compiled in, run under
 qemu-system-arm -M mps2-an386 with semihosting; its outputs must equal the host runtime's bit
-for bit. Skips, saying so, when the tools are missing (.ci/run installs them).
+for bit. Two cases are also built at -O2, which compiles the fast kernels (runtime/gx_fast.h).
+Skips, saying so, when the tools are missing (.ci/run installs them).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def act_chain():
     return RM.graph_of(steps, {"x": (2, 40)})
 
 
-def firmware(model, feeds, tmp_path, tag):
+def firmware(model, feeds, tmp_path, tag, opt="-Os"):
     src = rh.runtime_dir()
     backend.write(model, str(tmp_path / f"{tag}.h"), "c_code")
     g = model.graph
@@ -43,7 +44,7 @@ def firmware(model, feeds, tmp_path, tag):
     (tmp_path / f"{tag}_in.h").write_text(f"#define GX_SAMPLES {n}\nstatic const unsigned char "
                                           f"gx_inputs[{n}][{blob.shape[1] * 2}] = {{\n{rows}\n}};\n")
     elf = tmp_path / f"{tag}.elf"
-    subprocess.run(["arm-none-eabi-gcc", "-std=c99", *M4, "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+    subprocess.run(["arm-none-eabi-gcc", "-std=c99", *M4[:-1], opt, "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
                     "-I", str(src), "-I", str(tmp_path), f'-DGX_MODEL_H="{tag}.h"', f'-DGX_INPUTS_H="{tag}_in.h"',
                     "--specs=rdimon.specs", "-nostartfiles", "-T", str(src / "m4" / "mps2_an386.ld"),
                     str(src / "m4" / "startup.c"), str(src / "m4" / "main.c"), str(src / "gxnpu.c"), "-o", str(elf)],
@@ -60,11 +61,17 @@ CASES += [(name, (lambda g=g: g), kw) for name, g, kw in RM.op_models()
           if name in ("conv2d_bitmap_perchannel", "conv2d_nhwc_hwim", "conv_streamed_dense", "binary_pow")]
 
 
-@pytest.mark.parametrize("tag,make,kw", CASES, ids=[c[0] for c in CASES])
-def test_cortex_m4_under_qemu_bit_identical_to_host(tag, make, kw, tmp_path):
+# -O2 compiles the fast kernels of runtime/gx_fast.h (vector code scalarised for the M4)
+FAST = [(name, (lambda g=g: g), kw, "-O2") for name, g, kw in RM.op_models()
+        if name in ("conv_fast_blocks", "fc_kn_wide")]
+
+
+@pytest.mark.parametrize("tag,make,kw,opt", [(*c, "-Os") for c in CASES] + FAST,
+                         ids=[c[0] for c in CASES] + [f"{c[0]}_O2" for c in FAST])
+def test_cortex_m4_under_qemu_bit_identical_to_host(tag, make, kw, opt, tmp_path):
     model = RM.build(make(), **kw)
     feeds = RM.feeds(model, 4, samples=2)
-    got = firmware(model, feeds, tmp_path, tag)
+    got = firmware(model, feeds, tmp_path, tag, opt)
     host = rh.run(model, feeds)
     assert len(got) == 2
     in_bytes = sum(model.graph.tensors[k].size * 2 for k in model.graph.inputs)
