@@ -647,10 +647,14 @@ static void k_softmax(const gx_task *t, const node_t *nd)
 
 static int sub_is_max(const node_t *nd) { return nd->sub == 0u; }
 
+/* the window's taps inside x come from tap_range, so the work is the taps that read x (a
+ * window wider than x costs no more than x); avg divides by the taps inside x, or also those
+ * in the padding when count_include_pad (bit 1 of word 0): the count is arithmetic */
 static void k_pool(const gx_task *t, const node_t *nd)
 {
     ten_t x, y; geo_t g;
-    uint32_t r, cip = word(nd, 0) & 2u, n, c, oh, ow, kh, kw, kH, kW, sh, sw, dh, dw, cnt_h, cnt_w;
+    uint32_t r, cip = word(nd, 0) & 2u, n, c, oh, ow, kh, kw, kH, kW, sh, sw, dh, dw;
+    uint32_t kh0, kh1, kw0, kw1, ch0, ch1, cw0, cw1;
     int32_t ph, pw, peh, pew;
     ten(t, ref(nd, 0), &x); ten(t, ref(nd, 1), &y);
     r = x.s.rank - 2u; g.cl = word(nd, 0) & 1u; conv_geo(&x.s, &y.s, &g);
@@ -658,33 +662,28 @@ static void k_pool(const gx_task *t, const node_t *nd)
     if (r == 2u) { kH = word(nd, 1); sh = word(nd, 2); ph = iword(nd, 3); peh = iword(nd, 4); dh = word(nd, 5); }
     kW = word(nd, 5u * r - 4u); sw = word(nd, 5u * r - 3u); pw = iword(nd, 5u * r - 2u);
     pew = iword(nd, 5u * r - 1u); dw = word(nd, 5u * r);
-    for (n = 0; n < g.N; n++)
-        for (c = 0; c < g.C; c++)
-            for (oh = 0; oh < g.OH; oh++)
-                for (ow = 0; ow < g.OW; ow++) {
+    for (oh = 0; oh < g.OH; oh++) {
+        int32_t ih0 = (int32_t)(oh * sh) - ph;
+        tap_range(ih0, dh, (int32_t)g.H, kH, &kh0, &kh1);
+        tap_range(cip ? ih0 + ph : ih0, dh, cip ? (int32_t)g.H + ph + peh : (int32_t)g.H, kH, &ch0, &ch1);
+        for (ow = 0; ow < g.OW; ow++) {
+            int32_t iw0 = (int32_t)(ow * sw) - pw;
+            tap_range(iw0, dw, (int32_t)g.W, kW, &kw0, &kw1);
+            tap_range(cip ? iw0 + pw : iw0, dw, cip ? (int32_t)g.W + pw + pew : (int32_t)g.W, kW, &cw0, &cw1);
+            for (n = 0; n < g.N; n++)
+                for (c = 0; c < g.C; c++) {
                     float acc = sub_is_max(nd) ? f32_of(0xFF800000u) : 0.0f;
-                    cnt_h = 0; cnt_w = 0;
-                    for (kh = 0; kh < kH; kh++) {
-                        int32_t ih = (int32_t)(oh * sh + kh * dh) - ph;
-                        int lo = cip ? ih >= -ph : ih >= 0, hi = cip ? ih < (int32_t)g.H + peh : ih < (int32_t)g.H;
-                        cnt_h += (uint32_t)(lo && hi);
-                        if (ih < 0 || ih >= (int32_t)g.H) continue;
-                        for (kw = 0; kw < kW; kw++) {
-                            int32_t iw = (int32_t)(ow * sw + kw * dw) - pw;
-                            float v;
-                            if (iw < 0 || iw >= (int32_t)g.W) continue;
-                            v = ld(&x.v, at4(&g, n, c, (uint32_t)ih, (uint32_t)iw, g.C, g.H, g.W));
+                    for (kh = kh0; kh < kh1; kh++)
+                        for (kw = kw0; kw < kw1; kw++) {
+                            uint32_t ih = (uint32_t)(ih0 + (int32_t)(kh * dh)), iw = (uint32_t)(iw0 + (int32_t)(kw * dw));
+                            float v = ld(&x.v, at4(&g, n, c, ih, iw, g.C, g.H, g.W));
                             acc = sub_is_max(nd) ? fmaxn(acc, v) : acc + v;
                         }
-                    }
-                    for (kw = 0; kw < kW; kw++) {
-                        int32_t iw = (int32_t)(ow * sw + kw * dw) - pw;
-                        int lo = cip ? iw >= -pw : iw >= 0, hi = cip ? iw < (int32_t)g.W + pew : iw < (int32_t)g.W;
-                        cnt_w += (uint32_t)(lo && hi);
-                    }
-                    if (!sub_is_max(nd)) acc = acc / (float)(cnt_h * cnt_w);
+                    if (!sub_is_max(nd)) acc = acc / (float)((ch1 - ch0) * (cw1 - cw0));
                     st(&y.v, at4(&g, n, c, oh, ow, g.C, g.OH, g.OW), acc);
                 }
+        }
+    }
 }
 
 static void k_reduce(const gx_task *t, const node_t *nd)

@@ -15,6 +15,8 @@ import struct
 import subprocess
 import sys
 import zlib
+
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -181,6 +183,30 @@ def test_fuzz_regressions_status_codes():
     """gcc driver (no clang needed): every found case is refused with its status code."""
     for name, (model, raw, status) in regressions().items():
         assert rh.run(model, RM.feeds(model, 1, samples=1), raw=raw).status == status, name
+
+
+def test_a_pool_window_wider_than_its_input_costs_only_the_input():
+    """Fuzz hang: one flipped bit made a 1-D pool's kernel 134,217,730 taps wide, and k_pool
+    visited every tap (minutes). It visits the taps inside x now: the run ends at once and gives
+    the average of the row from each window's start on, as a float64 computation of the same window does."""
+    model = _model("avgpool1d_nopad_count")
+    raw = bytearray(rh.raw_bytes(model))
+    at = _first_node(raw)
+    assert raw[at] == 9 and raw[at + 2] == 6  # pool, 1 + 5 words: flags, kernel, stride, pads, dilation
+    nref = sum(struct.unpack_from("<HH", raw, at + 4))
+    kernel_at = at + 8 + 2 * nref + 2 * (nref & 1) + 4
+    assert struct.unpack_from("<I", raw, kernel_at)[0] == 3
+    struct.pack_into("<I", raw, kernel_at, 134_217_730)
+    feeds = RM.feeds(model, 1, samples=1)
+    got = rh.run(model, feeds, raw=bytes(fix_crc(raw)))
+    assert got.status == 0
+    (name,), (out,) = model.graph.inputs, model.graph.outputs
+    x = np.asarray(feeds[name], np.float64).reshape(model.graph.tensors[name].shape)
+    stride, pad = struct.unpack_from("<Ii", raw, kernel_at + 4)
+    assert model.graph.nodes[0].attrs["count_include_pad"] == 0  # the divisor counts taps inside x
+    starts = [max(0, stride * k - pad) for k in range(model.graph.tensors[out].shape[-1])]
+    want = np.stack([x[..., s:].mean(axis=-1) for s in starts], axis=-1)  # each window runs to the row's end
+    assert np.allclose(np.asarray(got.outputs[out], np.float64).reshape(want.shape), want, rtol=2e-3, atol=1e-3)
 
 
 def test_fuzz_regressions_under_the_harness(harness, tmp_path):
