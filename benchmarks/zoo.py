@@ -231,7 +231,24 @@ def markdown(rows: list[dict], seconds: float, samples: int) -> str:
         "against the float Keras model it came from).", "",
         f"**{ok} of {len(rows)} models compile, {ev} evaluate** ({per}; {took}).",
         *(["", "This gxnpuc has no TFLite front end yet: its TFLite rows stop at the `TFLITE_FILE` key."]
-          if waiting else []), "", table(rows), ""])
+          if waiting else []), "", table(rows), "", *READING, ""])
+
+
+READING = [
+    "Reading the rows (each measured with `gxnpuc -e <data.npz> <config>` on the run's files):", "",
+    "- basic-pitch, all three forms: npu -inf dB. Its front end computes `log(|CQT|^2 + 1e-10)`; fp16",
+    "  turns 1e-10 and the small squares into 0, so the Log gives -inf. The compile notes name the",
+    "  constant (`... (1e-10) is below the smallest fp16 (5.96e-08) and is 0 on the NPU`) and `-e`",
+    "  names the Log as the first op where the npu gives inf/NaN; no compression setting changes that.",
+    "- micro-wakeword: the interpreter computes in int8 and its wake-word probability stays near 0 on",
+    "  this data, so SNRs against it say little; the cell gives the IR's distance in the outputs'",
+    "  quantisation steps, and `--tune`'s 20 dB target against an int8 reference is out of reach.",
+    "- PP-OCRv4 det: on these natural-image-like inputs its text probabilities are 1e-22..1e-6 (first",
+    "  sample), where onnxruntime's Sigmoid is an approximation (the cell's float64 verdict); npu and tuned",
+    "  figures on outputs that small mostly measure fp16's subnormal range.",
+    "- silero VAD, PP-OCRv4 rec: 8-bit per-tensor codes on convs with a few wide output channels; the",
+    "  `-e` verdict names the weight and measures per-channel ranges (docs/debugging.md).",
+]
 
 
 def main(argv=None) -> int:
