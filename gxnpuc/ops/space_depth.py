@@ -31,15 +31,22 @@ def _block(ctx, fn, size_key: str = "blocksize") -> int | None:
     return b
 
 
-def depth_to_space(ctx, fn, b: int, layout: str, mode: str = "DCR") -> None:
-    """layout "NCHW" or "NHWC"; mode DCR or CRD (NCHW only: the NHWC op is always DCR)."""
+def _nhwc(ctx, fn, layout: str) -> tuple[int, int, int, int] | None:
+    """(n, h, w, c) of the 4-D input in either layout; None after a rejection."""
     shape = list(ctx.shape(fn.inputs[0]))
     if len(shape) != 4:
-        return ctx.reject(f"a 4-D input (got {shape})")
-    if layout == "NHWC":
-        n, h, w, c = shape
-    else:
-        n, c, h, w = shape
+        ctx.reject(f"a 4-D input (got {shape})")
+        return None
+    n, h, w, c = shape if layout == "NHWC" else (shape[0], shape[2], shape[3], shape[1])
+    return n, h, w, c
+
+
+def depth_to_space(ctx, fn, b: int, layout: str, mode: str = "DCR") -> None:
+    """layout "NCHW" or "NHWC"; mode DCR or CRD (NCHW only: the NHWC op is always DCR)."""
+    dims = _nhwc(ctx, fn, layout)
+    if dims is None:
+        return None
+    n, h, w, c = dims
     if c % (b * b):
         return ctx.reject(f"{c} channels are not divisible by block_size^2 = {b * b}")
     c2 = c // (b * b)
@@ -51,13 +58,10 @@ def depth_to_space(ctx, fn, b: int, layout: str, mode: str = "DCR") -> None:
 
 
 def space_to_depth(ctx, fn, b: int, layout: str, mode: str = "DCR") -> None:
-    shape = list(ctx.shape(fn.inputs[0]))
-    if len(shape) != 4:
-        return ctx.reject(f"a 4-D input (got {shape})")
-    if layout == "NHWC":
-        n, h, w, c = shape
-    else:
-        n, c, h, w = shape
+    dims = _nhwc(ctx, fn, layout)
+    if dims is None:
+        return None
+    n, h, w, c = dims
     if h % b or w % b:
         return ctx.reject(f"height {h} and width {w} are not divisible by block_size {b}")
     if layout == "NHWC":
