@@ -109,13 +109,19 @@ def _scatter(ctx, fn, positions: np.ndarray) -> None:
     return None
 
 
+def _scatter_indices(ctx, fn) -> np.ndarray | None:
+    """A scatter's constant indices, when it writes plainly (reduction none); None after a rejection."""
+    if str(fn.attrs.get("reduction", "none") or "none") != "none":
+        ctx.reject(f"reduction {fn.attrs['reduction']!r} (none only)")
+        return None
+    return _indices(ctx, fn)
+
+
 @onnx_lowering("ScatterND", emits=_EMITS)
 def _onnx_scatter_nd(ctx, fn):
-    idx = _indices(ctx, fn)
+    idx = _scatter_indices(ctx, fn)
     if idx is None:
         return None
-    if str(fn.attrs.get("reduction", "none") or "none") != "none":
-        return ctx.reject(f"reduction {fn.attrs['reduction']!r} (none only)")
     shape = list(ctx.shape(fn.inputs[0]))
     r = idx.shape[-1] if idx.ndim else 0
     if not 1 <= r <= len(shape) or np.any(idx >= np.array(shape[:r])) or np.any(idx < -np.array(shape[:r])):
@@ -128,11 +134,9 @@ def _onnx_scatter_nd(ctx, fn):
 
 @onnx_lowering("ScatterElements", emits=_EMITS)
 def _onnx_scatter_elements(ctx, fn):
-    idx = _indices(ctx, fn)
+    idx = _scatter_indices(ctx, fn)
     if idx is None:
         return None
-    if str(fn.attrs.get("reduction", "none") or "none") != "none":
-        return ctx.reject(f"reduction {fn.attrs['reduction']!r} (none only)")
     shape = list(ctx.shape(fn.inputs[0]))
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
     if idx.ndim != len(shape) or np.any(idx >= shape[axis]) or np.any(idx < -shape[axis]):
