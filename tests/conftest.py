@@ -46,3 +46,18 @@ def vendor_tdnn(tmp_path_factory):
     built = vendor_models.kaldi_tdnn(str(folder))
     np.savez(folder / "inputs.npz", **built["feeds"])
     return {"folder": folder, **built}
+
+
+@pytest.fixture
+def emitted(monkeypatch):
+    """(framework op type, IR op) of every emit while lowering, folded ones included."""
+    from gxnpuc.frontend.common import LowerCtx
+
+    seen: list[tuple[str, str]] = []
+    real = LowerCtx.emit
+
+    def watch(self, op, *args, **kw):
+        seen.append((self.fnode.op_type if self.fnode else "", op))
+        return real(self, op, *args, **kw)
+    monkeypatch.setattr(LowerCtx, "emit", watch)
+    return seen

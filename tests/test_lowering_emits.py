@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from gxnpuc.frontend.common import LowerCtx
 from gxnpuc.ops import ONNX_LOWERINGS, REGISTRY, TF_LOWERINGS, TFLITE_LOWERINGS
 from gxnpuc.ops.base import LOWERING_EMITS, UNDECLARED, NoNpuOp, onnx_lowering
 from onnx_util import make_model, rand, to_ir
@@ -48,19 +47,6 @@ def test_a_missing_emits_imports_but_is_reported(monkeypatch):
 
 
 # -- the declarations are true ------------------------------------------------------------------
-@pytest.fixture
-def emitted(monkeypatch):
-    """(framework op type, IR op) of every emit while lowering, folded ones included."""
-    seen: list[tuple[str, str]] = []
-    real = LowerCtx.emit
-
-    def watch(self, op, *args, **kw):
-        seen.append((self.fnode.op_type if self.fnode else "", op))
-        return real(self, op, *args, **kw)
-    monkeypatch.setattr(LowerCtx, "emit", watch)
-    return seen
-
-
 def _node(op, ins, outs, **attrs):
     return helper.make_node(op, ins, outs, name=f"{op}/node", **attrs)
 
