@@ -64,19 +64,19 @@ def simulate(cfg: Config, model: CompiledModel, feeds: dict, bar, keep_all: bool
     overflow: set[str] = set()
     nonfinite: dict[str, set[str]] = {"float": set(), "npu": set()}
 
-    def envs(consts, mode, keep):
+    def envs(consts, mode, keep, track=False):
         out = []
         cast = sim.model_cast(mode)
         for env in sim.run_samples(g, samples, consts, cast=cast, keep=True, progress=bar.update):
             env = sim.finish_outputs(model, env, mode)
             if mode == "float":
                 overflow.update(k for k, v in env.items() if numerics.overflows(v))
-            if keep is report_keep:  # the float and the as-compiled npu runs
+            if track:  # the float and the as-compiled npu runs
                 nonfinite[mode].update(k for k, v in env.items() if not numerics.finite(v))
             out.append(env if keep is None else {k: v for k, v in env.items() if k in keep})
         return out
-    runs = Runs(model, samples, ref, envs(sim.model_consts(model, "float"), "float", report_keep),
-                envs(sim.model_consts(model, "npu"), "npu", report_keep), base_c,
+    runs = Runs(model, samples, ref, envs(sim.model_consts(model, "float"), "float", report_keep, True),
+                envs(sim.model_consts(model, "npu"), "npu", report_keep, True), base_c,
                 envs(base_c, "npu", None if keep_all else resume_keep))
     runs.overflow = [o for n in g.nodes for o in n.outputs if o in overflow]
     runs.first_nonfinite = next((n.name for n in g.nodes for o in n.outputs
