@@ -383,8 +383,8 @@ def compress_graph(graph, cfg) -> dict[str, "StoredWeight"]:
         value = graph.tensors[name].data
         floating = np.issubdtype(np.asarray(value).dtype, np.floating)
         if not (floating and value.size and _wants_compression(family, name, cfg)):
-            out[name], _ = _store_plain(name, value, family)
-            for text in numerics.range_notes(graph, name, value):
+            out[name], peak = _store_plain(name, value, family)
+            for text in numerics.range_notes(graph, name, peak):
                 _note(graph, text)
             continue
         clip = cfg.weight_min_max.get(name)

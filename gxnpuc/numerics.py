@@ -143,21 +143,17 @@ def finite(x) -> bool:
 F16_TINY = 2.0 ** -25  # magnitudes up to this round to 0 in fp16 (the smallest subnormal is 2**-24)
 
 
-def range_notes(graph, name: str, value) -> list[str]:
-    """What fp16 storage does to a float constant stored uncompressed: magnitudes beyond 65504
-    saturate; a constant whose nonzero values all round to 0 (an epsilon such as 1e-10 in
-    log(x + eps) or x / (y + eps)) is 0 on the NPU, so the guard it was there for is gone."""
-    arr = np.asarray(value)
-    if not is_float(arr) or arr.size == 0:
-        return []
-    mag = np.abs(arr.astype(np.float64))
-    peak, nonzero = float(mag.max()), mag[mag > 0]
+def range_notes(graph, name: str, peak: float) -> list[str]:
+    """What fp16 storage does to a float constant stored uncompressed, from its largest
+    magnitude `peak`: beyond 65504 it saturates; when even the largest rounds to 0 (an epsilon
+    such as 1e-10 in log(x + eps) or x / (y + eps)) the constant is 0 on the NPU, so the guard
+    it was there for is gone."""
     if peak > F16_MAX:
         return [f"weight {name!r}: values up to {peak:.4g} exceed the fp16 range and saturate "
                 f"to +-{F16_MAX:g} on the NPU"]
-    if nonzero.size and float(nonzero.max()) <= F16_TINY:
+    if 0 < peak <= F16_TINY:
         readers = [f"{n.op} {n.name!r}" for n in graph.nodes if name in n.inputs][:2]
-        return [f"constant {name!r} ({float(nonzero.max()):.3g}) is below the smallest fp16 "
+        return [f"constant {name!r} ({peak:.3g}) is below the smallest fp16 "
                 f"({2.0 ** -24:.3g}) and is 0 on the NPU" + (f" (read by {', '.join(readers)})" if readers else "")
                 + ": an epsilon that guards a log, division or sqrt no longer does; where the values "
                 "it guards underflow too, the npu gives inf/NaN"]
