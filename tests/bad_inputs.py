@@ -449,7 +449,7 @@ def tf_bytes(name: str) -> bytes:
         keras.utils.set_random_seed(0)
         x = keras.Input((8,), name="x")
         y = keras.layers.Dense(3, name="logits")(keras.layers.Dense(6, activation="relu", name="dense")(x))
-        model = keras.Model(x, y)
+        model = keras.Model(x, y, name="mlp")  # named: a default name counts Keras models built before
         fn = tf.function(lambda t: model(t, training=False))
         frozen = convert_variables_to_constants_v2(fn.get_concrete_function(tf.TensorSpec([1, 8], tf.float32, "x")))
         gd = frozen.graph.as_graph_def()

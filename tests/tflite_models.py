@@ -123,7 +123,7 @@ def unsupported_tflite() -> bytes:
     a = L.Resizing(8, 6, interpolation="bilinear", name="bilinear")(x)  # width 4 -> 6
     b = L.Lambda(lambda t: tf.math.sin(t), name="sin")(x)
     y = L.Lambda(lambda t: tf.cast(tf.argmax(t, axis=-1), tf.float32), name="argmax")(a)
-    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(x, [y, b])).convert()
+    return tf.lite.TFLiteConverter.from_keras_model(keras.Model(x, [y, b], name="unsupported")).convert()
 
 
 def streaming_tflite() -> bytes:
