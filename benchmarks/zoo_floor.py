@@ -84,14 +84,17 @@ def _node_f64(proto, node, output: str, values: dict) -> np.ndarray | None:
 
 
 def _ir_op_db(g, name: str, got: dict, env: dict, ref: np.ndarray) -> float:
-    """The float IR node that makes `name`, run on onnxruntime's inputs where it has them."""
-    from gxnpuc import sim
+    """The float IR node that makes `name` alone, run on onnxruntime's inputs where it has them."""
     from gxnpuc.evaluate.metrics import snr_db
+    from gxnpuc.ops import REGISTRY
 
-    k = next(i for i, n in enumerate(g.nodes) if name in n.outputs)
-    start_env = {**env, **{t: np.asarray(got[t], np.float32).reshape(np.shape(env[t]))
-                           for t in g.nodes[k].inputs if t in got and np.size(got[t]) == np.size(env[t])}}
-    out = sim.run(g, {}, None, keep=True, start=k, env=start_env)[name]
+    node = next(n for n in g.nodes if name in n.outputs)
+
+    def value(t: str):
+        if t in got and t in env and np.size(got[t]) == np.size(env[t]):
+            return np.asarray(got[t], np.float32).reshape(np.shape(env[t]))
+        return env[t] if t in env else g.tensors[t].data if t else None
+    out = REGISTRY[node.op].run(node, [value(t) for t in node.inputs])[node.outputs.index(name)]
     return snr_db(ref.ravel(), np.asarray(out, np.float64).ravel())
 
 
