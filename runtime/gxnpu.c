@@ -1033,7 +1033,8 @@ static int check_refs(const gx_task *t, const node_t *nd)
         if (ti >= t->n_tensors) return GX_E_BOUNDS;
         r = rec(t, ti);
         if (r[4] == R_NONE) return GX_E_TENSOR;
-        if (k >= nd->nin && (r[4] == R_WEIGHT || (r[7] & F_INPUT))) return GX_E_TENSOR;
+        if (k >= nd->nin && (r[4] == R_WEIGHT || (r[7] & F_INPUT) || (r[4] == R_IO && !(r[7] & F_OUTPUT))))
+            return GX_E_TENSOR;  /* in io only graph outputs are written: gx_run_step never writes in_out */
         if ((r[6] == P_DENSE || r[6] == P_BITMAP) &&
             (k != 1u || (nd->op != OP_CONV && nd->op != OP_FC)))
             return GX_E_WEIGHT;
