@@ -68,9 +68,11 @@ int gx_run(gx_task *task);
 /* One step of a streaming model (STATE_OPS, the vendor layout of docs/model-format.md): read
  * struct input from in_out (io_size bytes; it becomes the task's in_out) and write struct
  * output at `output`, which is the next buffer + output_offset, so each state output lands on
- * its state input there and the other outputs on their places in that buffer. in_out and
- * the io_size - output_offset bytes at output must not overlap. For any model,
- * gx_run_step(t, io, (char *)io + sizeof(struct input)) is gx_run(t) on io. */
+ * its state input there and the other outputs on their places in that buffer. Of in_out and
+ * output, only the io_size - output_offset bytes at output are written; they must not overlap
+ * struct input. For a model without state pairs (struct output then starts at
+ * sizeof(struct input)), gx_run_step(t, io, (char *)io + sizeof(struct input)) is gx_run(t)
+ * on io; with state pairs that address is too far (the bytes written would end past io). */
 int gx_run_step(gx_task *task, void *in_out, void *output);
 
 /* Output k of node `node` (for hooks): where its bytes are, how many values, and whether

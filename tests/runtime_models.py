@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gxnpuc import backend
+from gxnpuc import backend, state
 from gxnpuc.compress import compress_graph
 from gxnpuc.config import Config
 from gxnpuc.ir import Graph, Node, Tensor
@@ -196,6 +196,21 @@ def chain_model():
                                      "fb": rand((6,), 4)})
     g.outputs = ["t5_0", "t1_0"]
     return g
+
+
+def streaming_model():
+    """Two state pairs (STATE_OPS, vendor layout): s' = 0.5 s + x and c' = tanh(c + y) with
+    y = fc(s') an fp32 output read again; z = fc(s) reads the state input after s' is written
+    (in place, gx_run would have overwritten it). struct in_out: x, s, c | y, z; output_offset 12."""
+    g = graph_of([("binary", {"fn": "mul"}, ["s", "half"], 1), ("binary", {"fn": "add"}, ["t0_0", "x"], 1),
+                  ("fc", {"transpose_w": False}, ["t1_0", "w", "b"], 1), ("binary", {"fn": "add"}, ["c", "t2_0"], 1),
+                  ("act", {"fn": "tanh"}, ["t3_0"], 1), ("fc", {"transpose_w": False}, ["s", "w2"], 1)],
+                 {"x": (1, 6), "s": (1, 6), "c": (1, 4)},
+                 {"half": np.array([0.5], np.float32), "w": rand((6, 4), 21, 0.4), "b": rand((4,), 22),
+                  "w2": rand((6, 3), 23, 0.4)})
+    g.outputs = ["t2_0", "t1_0", "t5_0", "t4_0"]
+    cfg = state.apply(Config(compress=True, state_ops={"t1_0": "s", "t4_0": "c"}), g)
+    return backend.build(g, compress_graph(g, cfg), cfg)
 
 
 def npu_ops() -> set:

@@ -1,5 +1,6 @@
-"""Coverage-guided fuzzing of the C runtime's model reader (runtime/host/fuzz_runtime.c, a
-libFuzzer harness) under ASan/UBSan, from a seed corpus of every runtime test model; and the
+"""Coverage-guided fuzzing of the C runtime's model reader and of gx_run / gx_run_step
+(runtime/host/fuzz_runtime.c, a libFuzzer harness) under ASan/UBSan, from a seed corpus of every
+runtime test model and a streaming model (state pairs: the two-buffer vendor layout); and the
 regression cases the fuzzer found, replayed through the same harness.
 
 The harness needs clang with libFuzzer (Debian: clang libclang-rt-dev); without it these tests
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import runtime_models as RM
-from gxnpuc import runtime_host as rh
+from gxnpuc import runtime_host as rh, state
 
 FUZZ_FLAGS = ("-std=c99", "-g", "-O1", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
               "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all")
@@ -48,11 +49,12 @@ def seed(raw: bytes, io_size: int, flags: int = 0) -> bytes:
 
 
 def write_corpus(folder: str) -> int:
-    """The seeds: every runtime test model (one per NPU op variant) and the fp16/fp32 chain,
-    each with plain and with special input values."""
+    """The seeds: every runtime test model (one per NPU op variant), the fp16/fp32 chain and
+    the streaming model, each with plain and with special input values."""
     os.makedirs(folder, exist_ok=True)
     models = [(name, RM.build(g, **kw)) for name, g, kw in RM.op_models()]
     models.append(("chain", RM.build(RM.chain_model(), fp16_out_ops=("t1_0",))))
+    models.append(("streaming", RM.streaming_model()))
     for name, model in models:
         raw, io_size = rh.raw_bytes(model), int(model.plan["io_size"])
         Path(folder, f"{name}.bin").write_bytes(seed(raw, io_size))
@@ -120,6 +122,32 @@ def test_every_seed_runs_and_passes_the_harness_checks(harness, tmp_path):
     assert _clean(proc), proc.stderr[-3000:]
     assert proc.stderr.count("Executed ") == n, proc.stderr[-3000:]
     assert re.findall(r"^status (-?\d+) ran (\d)$", proc.stderr, re.M) == [("0", "1")] * n, proc.stderr[-3000:]
+    assert re.findall(r"^steps (\d+)$", proc.stderr, re.M) == ["2"] * n, proc.stderr[-3000:]  # gx_run_step ran
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc on PATH (the runtime driver)")
+def test_the_streaming_seed_runs_as_a_firmware_does():
+    """The streaming seed has the vendor layout (struct output starts at the first state input,
+    before the end of struct input), and the gcc driver's two-buffer loop (gx_run_step) gives
+    the unrolled npu simulation's bits at every step: it is a model the harness's loop must run."""
+    from gxnpuc import sim
+    from gxnpuc.evaluate import sequence
+
+    model = RM.streaming_model()
+    g, tensors = model.graph, model.plan["tensors"]
+    assert state.pairs_of(g) == {"t1_0": "s", "t4_0": "c"}
+    in_bytes = sum(g.tensors[k].size * 2 for k in g.inputs)
+    assert (tensors["t1_0"][0], tensors["t4_0"][0], in_bytes) == (tensors["s"][0], tensors["c"][0], 32)
+    assert min(tensors[o][0] for o in g.outputs) == tensors["s"][0] == 12  # output_offset
+    steps, rng = 5, np.random.default_rng(6)
+    state0 = {"s": rng.standard_normal((2, 1, 6)), "c": rng.standard_normal((2, 1, 4))}
+    xs = rng.standard_normal((2, steps, 1, 6))
+    res = rh.run_sequence(model, state0, {"x": xs})
+    assert res.status == 0
+    want = sim.run_model_batch(sequence.unroll(model, steps),
+                               {**state0, **{f"x@{t}": xs[:, t] for t in range(steps)}}, "npu")
+    for o in g.outputs:  # every step of every output, the state outputs included
+        assert rh.ulp_distance(res.outputs[o].reshape(want[o].shape), want[o]).max() == 0, o
 
 
 # -- what the fuzzer found: each case built in code from a test model, replayed through the harness
@@ -162,6 +190,20 @@ def _cmd_outside(raw: bytes) -> bytes:
     return bytes(fix_crc(b))
 
 
+def _io_not_output(model, name: str) -> bytes:
+    """The ops record of graph output `name` (io, fp16) without its output flag: an op then
+    wrote an io tensor that is no graph output, which gx_run_step put in its input buffer
+    (streaming: the state output over its own state input) instead of struct output."""
+    raw = bytearray(rh.raw_bytes(model))
+    ops_at, ops_size = struct.unpack_from("<II", raw, 32 + 16 * 2 + 4)
+    (at,) = [ops_at + r for r in range(0, ops_size, 32)
+             if raw[ops_at + r + 4] == 1 and raw[ops_at + r + 7] & 6 == 4
+             and struct.unpack_from("<I", raw, ops_at + r + 8)[0] == model.plan["tensors"][name][0]]
+    assert raw[at + 7] & 8  # fp16: 2 bytes a value, as a tensor that is no output
+    raw[at + 7] &= ~4
+    return bytes(fix_crc(raw))
+
+
 def fix_crc(b: bytearray) -> bytearray:
     b[16:20] = bytes(4)
     struct.pack_into("<I", b, 16, zlib.crc32(b))
@@ -176,6 +218,9 @@ def regressions() -> dict:
             for op in ("concat", "split")}
     chain = RM.build(RM.chain_model())
     out["cmd_outside_file"] = (chain, _cmd_outside(rh.raw_bytes(chain)), -4)
+    chain16, streaming = RM.build(RM.chain_model(), fp16_out_ops=("t1_0",)), RM.streaming_model()
+    out["chain_io_not_output"] = (chain16, _io_not_output(chain16, "t1_0"), -5)
+    out["streaming_state_not_output"] = (streaming, _io_not_output(streaming, "t1_0"), -5)
     return out
 
 
