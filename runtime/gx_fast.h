@@ -21,6 +21,16 @@
 #define FPANEL 8192u  /* conv: decoded fp32 weights kept on the stack (32 KB) */
 #define FBIAS 256u    /* conv: outputs per weight panel at most */
 #define FTAPS (FPANEL / FW)  /* conv: most taps per output (cg * KH * KW) of the fast path */
+#define FNB 4096u     /* fc: accumulators (16 KB) */
+#define FPLANE 4096u  /* depthwise: one channel's padded plane as fp32 (16 KB) */
+
+/* conv: a panel of decoded weights [block][tap][FW] */
+typedef struct { uint32_t T, o0, nblk, cg, og, wf, group; } cpanel_t;
+
+#if GX_AVX2
+static void fast_table(wcur_t *w, uint32_t ch);
+#include "gx_avx2.h"
+#endif
 
 /* fp32 of fp16(lo + q*step), the exact decode of SPEC 5: lo + q*step in fp32 (q*step is
  * exact: 19 significant bits) is the exact sum when TwoSum's error term is 0, and then one
@@ -32,14 +42,18 @@ static float dec_fast(uint32_t lo_h, uint32_t step_h, float lo, float step, uint
     return gx_f16_to_f32(gx_f32_to_f16(s));
 }
 
-static void fast_table(const uint8_t *lo_p, uint32_t C, uint32_t ch, float *table, uint32_t *zero)
+/* w's decode table for channel ch (0 for one range) */
+static void fast_table(wcur_t *w, uint32_t ch)
 {
-    uint32_t lo = rd16(lo_p + 2u * ch), step = rd16(lo_p + 2u * (C + ch)), q;
+    uint32_t lo = rd16(w->lo + 2u * ch), step = rd16(w->lo + 2u * (w->C + ch)), q;
     float lf = gx_f16_to_f32((uint16_t)lo), sf = gx_f16_to_f32((uint16_t)step);
-    *zero = 256u;
+#if GX_AVX2
+    if (w->avx) { (void)table8(lo, step, w->table, &w->zero); return; }
+#endif
+    w->zero = 256u;
     for (q = 0; q < 256u; q++) {
-        table[q] = dec_fast(lo, step, lf, sf, q);
-        if (*zero == 256u && (bits_of(table[q]) & 0x7FFFFFFFu) == 0) *zero = q;
+        w->table[q] = dec_fast(lo, step, lf, sf, q);
+        if (w->zero == 256u && (bits_of(w->table[q]) & 0x7FFFFFFFu) == 0) w->zero = q;
     }
 }
 
@@ -52,14 +66,14 @@ static void v4_st(float *p, v4f v) { memcpy(p, &v, sizeof v); }
 /* ---- fc, [K, N] weights, one decode table (or fp16) ---------------------------------------
  * FNB accumulators (a fixed stack array, 16 KB) walk x one row k at a time, so the codes are
  * read in memory order (whole rows when N <= FNB), each 64-byte line prefetched `ahead`
- * bytes early (measured: twice as fast as the hardware prefetcher alone on the 25M MLP);
+ * bytes early (measured: twice as fast as the hardware prefetcher alone on the 25M MLP), never
+ * past the weight's last code;
  * 16 lanes per step */
-#define FNB 4096u
-static void fc_row16(const float *P, const uint8_t *c, uint32_t nb, uint32_t ahead, float *acc)
+static void fc_row16(const float *P, const uint8_t *c, uint32_t nb, uint32_t ahead, uint32_t left, float *acc)
 {
     uint32_t s;
     for (s = 0; s < nb; s += FW, c += FW, acc += FW) {
-        if (!(s & 63u)) __builtin_prefetch((const void *)((uintptr_t)c + ahead));
+        if (!(s & 63u) && s + ahead < left) __builtin_prefetch((const void *)((uintptr_t)c + ahead));
         {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
             uint64_t u, v;  /* 8 codes a load, c[0] in the low byte (measured ~15 % faster) */
@@ -84,7 +98,10 @@ static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, 
 {
     float acc[FNB], prod[256];
     uint32_t r, n, k, j;
-    if (w->v.kind == V_CODES) fast_table(w->lo, 1u, 0u, w->table, &w->zero);
+#if GX_AVX2
+    if (w->avx && fc_avx2(x, y, b, has_b, w, K, N, rows)) return;
+#endif
+    if (w->v.kind == V_CODES) fast_table(w, 0u);
     for (r = 0; r < rows; r++)
         for (n = 0; n < N; n += FNB) {
             uint32_t nb = N - n < FNB ? N - n : FNB, nv = w->v.kind == V_CODES ? nb / FW * FW : 0u;
@@ -93,7 +110,7 @@ static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, 
                 float xv = xat(&x->v, r * K + k);
                 if (nv) {  /* x*w is exact in fp32 (two fp16 factors): one product per code */
                     for (j = 0; j < 256u; j += 4u) v4_st(prod + j, v4_ld(w->table + j) * xv);
-                    fc_row16(prod, w->codes + k * N + n, nv, N <= FNB ? 4096u : N, acc);
+                    fc_row16(prod, w->codes + k * N + n, nv, N <= FNB ? 4096u : N, K * N - (k * N + n), acc);
                 }
                 if (nv < nb) acc_block(acc + nv, nb - nv, xv, w, k * N + n + nv, 1u);
             }
@@ -110,7 +127,7 @@ static void fct_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
 {
     float xf[FKC], acc[FT];
     uint32_t r, n, k0, k, j, kc;
-    if (w->v.kind == V_CODES) fast_table(w->lo, 1u, 0u, w->table, &w->zero);
+    if (w->v.kind == V_CODES) fast_table(w, 0u);
     for (r = 0; r < rows; r++)
         for (n = 0; n < N; n += FT) {
             uint32_t nb = N - n < FT ? N - n : FT;
@@ -130,8 +147,7 @@ static void fct_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
         }
 }
 
-/* ---- conv: a panel of decoded weights [block][tap][FW], one x patch per output pixel ------ */
-typedef struct { uint32_t T, o0, nblk, cg, og, wf, group; } cpanel_t;
+/* ---- conv: a panel of decoded weights, one x patch per output pixel ------------------------ */
 
 /* decode outputs [o0, o0 + 16*nblk) of one group (columns past the group's end: +0);
  * 0 when a weight is not finite */
@@ -144,7 +160,7 @@ static int panel_fill(const geo_t *g, const cpanel_t *P, wcur_t *w, float *pan)
             uint32_t o = P->o0 + bl * FW + j;
             float *col = pan + bl * P->T * FW + j;
             if (o >= oend) { for (t = 0; t < P->T; t++) col[t * FW] = 0.0f; continue; }
-            if (w->v.kind == V_CODES && w->C > 1u) fast_table(w->lo, w->C, o, w->table, &w->zero);
+            if (w->v.kind == V_CODES && w->C > 1u) fast_table(w, o);
             for (ci = 0, t = 0; ci < P->cg; ci++)
                 for (kh = 0; kh < g->KH; kh++)
                     for (kw = 0; kw < g->KW; kw++, t++) {
@@ -217,7 +233,6 @@ static float dot1(const float *p, const float *pan, uint32_t T)
 
 /* ---- depthwise conv (one input channel per group): the channel's plane converted once to
  * fp32 with its padding as +0, then 4 output columns per step (stride 1) ------------------- */
-#define FPLANE 4096u
 static int conv_dw(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w, const geo_t *g,
                    uint32_t wf, uint32_t og)
 {
@@ -225,7 +240,7 @@ static int conv_dw(const ten_t *x, const ten_t *y, const view_t *b, int has_b, w
     uint32_t Hp = (g->OH - 1u) * g->sh + (g->KH - 1u) * g->dh + 1u, Wp = (g->OW - 1u) * g->sw + (g->KW - 1u) * g->dw + 1u;
     uint32_t T = g->KH * g->KW, n, c, m, r, q, oh, ow, kh, kw;
     if ((uint64_t)Hp * Wp > FPLANE || T > 64u) return 0;
-    if (w->v.kind == V_CODES && w->C == 1u) fast_table(w->lo, 1u, 0u, w->table, &w->zero);
+    if (w->v.kind == V_CODES && w->C == 1u) fast_table(w, 0u);
     for (n = 0; n < g->N; n++)
         for (c = 0; c < g->C; c++) {
             for (r = 0; r < Hp; r++)
@@ -237,7 +252,7 @@ static int conv_dw(const ten_t *x, const ten_t *y, const view_t *b, int has_b, w
             for (m = 0; m < og; m++) {
                 uint32_t o = c * og + m, t;
                 float bo = has_b ? ld(b, o) : 0.0f;
-                if (w->v.kind == V_CODES && w->C > 1u) fast_table(w->lo, w->C, o, w->table, &w->zero);
+                if (w->v.kind == V_CODES && w->C > 1u) fast_table(w, o);
                 for (t = 0; t < T; t++) {
                     wt[t] = wat(w, wf ? t * g->O + o : o * T + t);
                     if ((bits_of(wt[t]) & 0x7F800000u) == 0x7F800000u) return 0;
@@ -279,7 +294,7 @@ static int conv_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
     if (x->v.kind != V_F16) return 0;
     if (P.cg == 1u && P.og <= 4u && conv_dw(x, y, b, has_b, w, g, wf, P.og)) return 1;
     if (P.T > FTAPS) return 0;
-    if (w->v.kind == V_CODES && w->C == 1u) fast_table(w->lo, 1u, 0u, w->table, &w->zero);
+    if (w->v.kind == V_CODES && w->C == 1u) fast_table(w, 0u);
     for (gi = 0; gi < group; gi++)
         for (P.o0 = gi * P.og; P.o0 < (gi + 1u) * P.og; P.o0 += P.nblk * FW) {
             uint32_t left = (gi + 1u) * P.og - P.o0;
@@ -287,7 +302,10 @@ static int conv_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
             if (P.nblk * P.T * FW > FPANEL) P.nblk = FPANEL / (P.T * FW);
             if (P.nblk * FW > FBIAS) P.nblk = FBIAS / FW;
             if (!panel_fill(g, &P, w, pan)) return 0;
-            for (j = 0; j < P.nblk * FW && j < left; j++) bias[j] = has_b ? ld(b, P.o0 + j) : 0.0f;
+            for (j = 0; j < P.nblk * FW; j++) bias[j] = has_b && j < left ? ld(b, P.o0 + j) : 0.0f;
+#if GX_AVX2
+            if (w->avx) { conv_px_avx2(&x->v, &y->v, g, &P, pan, bias, has_b, gi, left); continue; }
+#endif
             for (n = 0; n < g->N; n++)
                 for (oh = 0; oh < g->OH; oh++)
                     for (ow = 0; ow < g->OW; ow++) {
@@ -310,10 +328,14 @@ static int conv_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b,
 
 /* ---- relu on fp16 bits: fmaxn(x, +0) of docs/numerics.md is x for x >= +0 (and +inf), +0 for
  * x < 0 and -0, and NaN (stored as 0x7E00) for NaN: no float round trip needed ------------- */
-static int relu_fast(const view_t *x, const view_t *y, uint32_t fn, uint32_t n)
+static int relu_fast(const view_t *x, const view_t *y, uint32_t fn, uint32_t n, uint32_t avx)
 {
     uint32_t i;
     if (fn != A_RELU || x->kind != V_F16 || y->kind != V_F16) return 0;
+#if GX_AVX2
+    if (avx) { relu_avx2(x, y, n); return 1; }
+#endif
+    (void)avx;
     for (i = 0; i < n; i++) {
         uint32_t h = rd16(x->p + 2u * i);
         wr16(y->w + 2u * i, (h & 0x7FFFu) > 0x7C00u ? 0x7E00u : (h & 0x8000u) ? 0u : h);

@@ -16,6 +16,12 @@
 #else
 #define GX_FAST 0
 #endif
+/* x86-64 kernels for CPUs with AVX2/FMA/F16C (runtime/gx_avx2.h), chosen at gx_init */
+#if GX_FAST && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(GXNPU_NO_AVX2)
+#define GX_AVX2 1
+#else
+#define GX_AVX2 0
+#endif
 
 #define MAXR 8u                 /* highest tensor rank */
 #define REC 32u                 /* bytes of one ops record */
@@ -151,7 +157,7 @@ static uint16_t decode_code(uint32_t lo, uint32_t step, uint32_t q)
 typedef struct {
     view_t v;
     const uint8_t *lo, *codes, *bits;
-    uint32_t C, packing, chan, spacing, cur_i, cur_r, zero;
+    uint32_t C, packing, chan, spacing, cur_i, cur_r, zero, avx, exact;
     uint8_t *anchors;
     float table[256];
 } wcur_t;
@@ -205,7 +211,7 @@ static void wcur_init(const gx_task *t, uint32_t ti, wcur_t *c)
     uint32_t k, nb;
     view_of(t, ti, &c->v);
     c->packing = r[6]; c->C = rd32(r + 20); c->chan = 0xFFFFFFFFu; c->anchors = 0;
-    c->cur_i = 0; c->cur_r = 0; c->spacing = 0; c->zero = 0;
+    c->cur_i = 0; c->cur_r = 0; c->spacing = 0; c->zero = 0; c->avx = t->cpu; c->exact = 0;
     if (c->v.kind != V_CODES) return;
     c->lo = c->v.p; c->codes = c->v.p + 4u * c->C; c->bits = 0;
     if (c->packing == P_BITMAP) { c->bits = c->codes; c->codes = c->bits + (c->v.n + 7u) / 8u; }
@@ -366,6 +372,20 @@ static void acc_block(float *acc, uint32_t nb, float xv, wcur_t *w, uint32_t wi,
         for (j = 0; j < nb; j++) acc[j] = acc[j] + xv * w->table[w->codes[wi + j * ws]];
 }
 
+/* pooling geometry (words of the record); the window's taps inside x come from tap_range, so
+ * the work is the taps that read x (a window wider than x costs no more than x); avg divides
+ * by the taps inside x, or also those in the padding when count_include_pad (bit 1 of word 0):
+ * the count is arithmetic */
+typedef struct { uint32_t kH, kW, sh, sw, dh, dw, cip, max; int32_t ph, pw, peh, pew; } pool_t;
+
+/* along one axis: the taps [k0, k1) inside x, and [c0, c1) the taps avg counts */
+static void pool_taps(const pool_t *pp, int32_t base, uint32_t d, int32_t hi, uint32_t K, int32_t p, int32_t pe,
+                      uint32_t *k0, uint32_t *k1, uint32_t *c0, uint32_t *c1)
+{
+    tap_range(base, d, hi, K, k0, k1);
+    tap_range(pp->cip ? base + p : base, d, pp->cip ? hi + p + pe : hi, K, c0, c1);
+}
+
 #if GX_FAST
 #include "gx_fast.h"
 #endif
@@ -421,6 +441,9 @@ static void k_conv(const gx_task *t, const node_t *nd)
     /* strides of ci, kh, kw in the weight and in x */
     wci = wf ? g.O : g.KH * g.KW; wkh = wf ? g.KW * cg * g.O : g.KW; wkw = wf ? cg * g.O : 1u;
     xci = g.cl ? 1u : g.H * g.W; xh = g.cl ? g.W * g.C : g.W; xw = g.cl ? g.C : 1u;
+#if GX_AVX2
+    if (w.avx && conv_flat(&x, &y, &b, has_b, &w, &g, wf, group)) return;  /* not nested in conv_fast: stack */
+#endif
 #if GX_FAST
     if (conv_fast(&x, &y, &b, has_b, &w, &g, wf, group)) return;
 #endif
@@ -621,7 +644,7 @@ static void k_act(const gx_task *t, const node_t *nd)
     ten_t x, y; uint32_t i;
     ten(t, ref(nd, 0), &x); ten(t, ref(nd, 1), &y);
 #if GX_FAST
-    if (relu_fast(&x.v, &y.v, nd->sub, y.s.n)) return;
+    if (relu_fast(&x.v, &y.v, nd->sub, y.s.n, t->cpu)) return;
 #endif
     for (i = 0; i < y.s.n; i++) st(&y.v, i, act(nd->sub, nd, ld(&x.v, i)));
 }
@@ -647,39 +670,40 @@ static void k_softmax(const gx_task *t, const node_t *nd)
 
 static int sub_is_max(const node_t *nd) { return nd->sub == 0u; }
 
-/* the window's taps inside x come from tap_range, so the work is the taps that read x (a
- * window wider than x costs no more than x); avg divides by the taps inside x, or also those
- * in the padding when count_include_pad (bit 1 of word 0): the count is arithmetic */
+static void pool_of(const node_t *nd, uint32_t r, pool_t *pp)
+{
+    pp->kH = 1; pp->sh = 1; pp->ph = 0; pp->peh = 0; pp->dh = 1;
+    if (r == 2u) { pp->kH = word(nd, 1); pp->sh = word(nd, 2); pp->ph = iword(nd, 3); pp->peh = iword(nd, 4); pp->dh = word(nd, 5); }
+    pp->kW = word(nd, 5u * r - 4u); pp->sw = word(nd, 5u * r - 3u); pp->pw = iword(nd, 5u * r - 2u);
+    pp->pew = iword(nd, 5u * r - 1u); pp->dw = word(nd, 5u * r);
+    pp->cip = word(nd, 0) & 2u; pp->max = (uint32_t)sub_is_max(nd);
+}
+
 static void k_pool(const gx_task *t, const node_t *nd)
 {
-    ten_t x, y; geo_t g;
-    uint32_t r, cip = word(nd, 0) & 2u, n, c, oh, ow, kh, kw, kH, kW, sh, sw, dh, dw;
-    uint32_t kh0, kh1, kw0, kw1, ch0, ch1, cw0, cw1;
-    int32_t ph, pw, peh, pew;
+    ten_t x, y; geo_t g; pool_t pp;
+    uint32_t n, c, oh, ow, kh, kw, kh0, kh1, kw0, kw1, ch0, ch1, cw0, cw1;
     ten(t, ref(nd, 0), &x); ten(t, ref(nd, 1), &y);
-    r = x.s.rank - 2u; g.cl = word(nd, 0) & 1u; conv_geo(&x.s, &y.s, &g);
-    kH = 1; sh = 1; ph = 0; peh = 0; dh = 1;
-    if (r == 2u) { kH = word(nd, 1); sh = word(nd, 2); ph = iword(nd, 3); peh = iword(nd, 4); dh = word(nd, 5); }
-    kW = word(nd, 5u * r - 4u); sw = word(nd, 5u * r - 3u); pw = iword(nd, 5u * r - 2u);
-    pew = iword(nd, 5u * r - 1u); dw = word(nd, 5u * r);
+    g.cl = word(nd, 0) & 1u; conv_geo(&x.s, &y.s, &g); pool_of(nd, x.s.rank - 2u, &pp);
+#if GX_AVX2
+    if (t->cpu && x.v.kind == V_F16) { pool_avx2(&x, &y, &g, &pp); return; }
+#endif
     for (oh = 0; oh < g.OH; oh++) {
-        int32_t ih0 = (int32_t)(oh * sh) - ph;
-        tap_range(ih0, dh, (int32_t)g.H, kH, &kh0, &kh1);
-        tap_range(cip ? ih0 + ph : ih0, dh, cip ? (int32_t)g.H + ph + peh : (int32_t)g.H, kH, &ch0, &ch1);
+        int32_t ih0 = (int32_t)(oh * pp.sh) - pp.ph;
+        pool_taps(&pp, ih0, pp.dh, (int32_t)g.H, pp.kH, pp.ph, pp.peh, &kh0, &kh1, &ch0, &ch1);
         for (ow = 0; ow < g.OW; ow++) {
-            int32_t iw0 = (int32_t)(ow * sw) - pw;
-            tap_range(iw0, dw, (int32_t)g.W, kW, &kw0, &kw1);
-            tap_range(cip ? iw0 + pw : iw0, dw, cip ? (int32_t)g.W + pw + pew : (int32_t)g.W, kW, &cw0, &cw1);
+            int32_t iw0 = (int32_t)(ow * pp.sw) - pp.pw;
+            pool_taps(&pp, iw0, pp.dw, (int32_t)g.W, pp.kW, pp.pw, pp.pew, &kw0, &kw1, &cw0, &cw1);
             for (n = 0; n < g.N; n++)
                 for (c = 0; c < g.C; c++) {
-                    float acc = sub_is_max(nd) ? f32_of(0xFF800000u) : 0.0f;
+                    float acc = pp.max ? f32_of(0xFF800000u) : 0.0f;
                     for (kh = kh0; kh < kh1; kh++)
                         for (kw = kw0; kw < kw1; kw++) {
-                            uint32_t ih = (uint32_t)(ih0 + (int32_t)(kh * dh)), iw = (uint32_t)(iw0 + (int32_t)(kw * dw));
+                            uint32_t ih = (uint32_t)(ih0 + (int32_t)(kh * pp.dh)), iw = (uint32_t)(iw0 + (int32_t)(kw * pp.dw));
                             float v = ld(&x.v, at4(&g, n, c, ih, iw, g.C, g.H, g.W));
-                            acc = sub_is_max(nd) ? fmaxn(acc, v) : acc + v;
+                            acc = pp.max ? fmaxn(acc, v) : acc + v;
                         }
-                    if (!sub_is_max(nd)) acc = acc / (float)((ch1 - ch0) * (cw1 - cw0));
+                    if (!pp.max) acc = acc / (float)((ch1 - ch0) * (cw1 - cw0));
                     st(&y.v, at4(&g, n, c, oh, ow, g.C, g.OH, g.OW), acc);
                 }
         }
@@ -1152,6 +1176,9 @@ int gx_init(gx_task *task, const void *cmd, uint32_t cmd_size, const void *weigh
     task->data = (uint8_t *)data; task->data_size = data_size;
     task->tmp = (uint8_t *)tmp; task->tmp_size = tmp_size;
     task->in_out = (uint8_t *)in_out; task->io_size = io_size;
+#if GX_AVX2
+    task->cpu = gx_cpu_avx2();
+#endif
     if ((e = check_tensors(task)) != GX_OK || (e = check_nodes(task)) != GX_OK) {
         memset(task, 0, sizeof *task);
         return e;

@@ -40,6 +40,7 @@ typedef struct gx_task {
     /* filled by gx_init */
     uint32_t n_tensors, n_nodes, dims_at, nodes_at;
     int valid;
+    uint32_t cpu;  /* 1: the host CPU runs the AVX2 kernels (x86-64 builds at -O1 and up) */
     /* set by gx_run_step: where struct output goes (NULL: in in_out), and its offset there */
     uint8_t *out;
     uint32_t out_at;

@@ -108,6 +108,14 @@ def conv_models():
         _conv("conv_dw_stride_dil", (1, 4, 9, 9), (4, 1, 3, 3),
               _cf(2, group=4, strides=[2, 2], dilations=[2, 1], pads=[1, 1, 1, 1], _bias_n=4)),
         _conv("conv_dw_big_plane", (1, 1, 66, 64), (1, 1, 3, 3), _cf(2, pads=[1, 1, 1, 1], _bias_n=1)),
+        # AVX2 kernels (runtime/gx_avx2.h): NCHW stride-1 convs on the flat padded planes, four
+        # outputs (or four depthwise channels) a pass with a tail; pointwise without padding
+        _conv("conv_flat_pointwise", (1, 12, 5, 7), (10, 12, 1, 1), _cf(2, _bias_n=10)),
+        _conv("conv_flat_pointwise_fp16", (1, 9, 3, 11), (6, 9, 1, 1), _cf(2), bias=False, compress=False),
+        _conv("conv_flat_depthwise", (1, 6, 7, 5), (6, 1, 3, 3), _cf(2, group=6, pads=[1, 1, 1, 1], _bias_n=6),
+              compress_per_channel=True),
+        _conv("conv_flat_groups_dil", (1, 4, 6, 9), (6, 2, 3, 2),
+              _cf(2, group=2, dilations=[2, 3], pads=[2, 1, 0, 2], _bias_n=6)),
     ]
 
 

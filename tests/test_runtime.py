@@ -308,19 +308,24 @@ def test_two_models_in_one_program(tmp_path):
 
 
 def test_plain_kernels_give_the_same_bits(tmp_path, driver):
-    """The host fast kernels (runtime/gx_fast.h) against the plain ones (-DGXNPU_NO_FAST, what
-    a -Os firmware build runs): every tensor of every conv, fc and relu case (the ops that have
-    fast kernels), bit for bit."""
+    """The host fast kernels against the plain ones (-DGXNPU_NO_FAST, what a -Os firmware build
+    runs): the SSE2 kernels of runtime/gx_fast.h (-DGXNPU_NO_AVX2) and the default build, which
+    runs runtime/gx_avx2.h on a CPU with AVX2/FMA/F16C. Every tensor of every conv, fc, relu and
+    pool case (the ops that have fast kernels), bit for bit."""
     plain = rh.build_driver(flags=("-DGXNPU_NO_FAST",), out_dir=str(tmp_path))
-    fast = [c for c in CASES if c[0].startswith(("conv", "fc", "act_relu"))]
-    assert len(fast) >= 20
+    sse = rh.build_driver(flags=("-DGXNPU_NO_AVX2",), out_dir=str(tmp_path))
+    fast = [c for c in CASES if c[0].startswith(("conv", "fc", "act_relu")) or "pool" in c[0]]
+    assert len(fast) >= 28
     for name, graph, kw in fast + [("chain", RM.chain_model(), {})]:
         model = RM.build(graph, **kw)
         feeds = RM.feeds(model, 4)
-        a, b = rh.run(model, feeds, dump=True, driver=plain), rh.run(model, feeds, dump=True, driver=driver)
-        assert a.status == 0 and b.status == 0 and a.tensors.keys() == b.tensors.keys(), name
-        for k in a.tensors:
-            assert np.array_equal(rh.f16_bits(a.tensors[k]), rh.f16_bits(b.tensors[k])), (name, k)
+        a = rh.run(model, feeds, dump=True, driver=plain)
+        assert a.status == 0, name
+        for other in (sse, driver):
+            b = rh.run(model, feeds, dump=True, driver=other)
+            assert b.status == 0 and a.tensors.keys() == b.tensors.keys(), name
+            for k in a.tensors:
+                assert np.array_equal(rh.f16_bits(a.tensors[k]), rh.f16_bits(b.tensors[k])), (name, k, other)
 
 
 def test_special_values_through_relu_and_conv(driver):
@@ -340,3 +345,18 @@ def test_special_values_through_relu_and_conv(driver):
         stored[1, 0, 0, 0], stored[3, 0, 2, 2] = np.inf, -np.inf  # both sit in padding at the edges
         _, res = check_bits(conv, RM.feeds(conv, 6), driver)
         assert np.isinf(res.outputs["t0_0"]).any() and not np.isnan(res.outputs["t0_0"]).any()
+
+
+def test_f16c_conversions_are_the_device_rounding(tmp_path):
+    """The AVX2 kernels convert with F16C (runtime/gx_avx2.h); runtime/host/check_f16c.c
+    compares them with gx_math.h's software conversions on every 251st fp32 pattern, every
+    pattern at or next to an fp16 rounding tie, and every fp16 value (all 2^32 patterns were
+    checked once: `check_f16c 1`, 19 s). Skips on a CPU without AVX2/FMA/F16C."""
+    exe = tmp_path / "check_f16c"
+    src = rh.runtime_dir() / "host" / "check_f16c.c"
+    subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", str(src),
+                    "-o", str(exe)], check=True, capture_output=True)
+    proc = subprocess.run([str(exe), "251"], capture_output=True, text=True)
+    if proc.returncode == 77:
+        pytest.skip("this CPU (or compiler) has no AVX2/FMA/F16C: the AVX2 kernels are not used here")
+    assert proc.returncode == 0 and proc.stdout.strip() == "0 mismatches", proc.stdout
