@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #define GXA static __attribute__((target("avx2,fma,f16c")))
+#define GXAI static inline __attribute__((target("avx2,fma,f16c"), always_inline))  /* small helpers: vectors in registers */
 
 /* 1 when the CPU and the OS support AVX2, FMA and F16C (YMM state enabled) */
 static uint32_t gx_cpu_avx2(void)
@@ -35,15 +36,15 @@ static uint32_t gx_cpu_avx2(void)
     return (b >> 5) & 1u;
 }
 
-GXA float h2f(uint32_t h) { return _cvtsh_ss((unsigned short)h); }
-GXA uint32_t f2h(float x)  /* docs/numerics.md: NaN -> 0x7E00 */
+GXAI float h2f(uint32_t h) { return _cvtsh_ss((unsigned short)h); }
+GXAI uint32_t f2h(float x)  /* docs/numerics.md: NaN -> 0x7E00 */
 {
     uint32_t h = (uint16_t)_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     return (h & 0x7FFFu) > 0x7C00u ? 0x7E00u : h;
 }
 
 /* eight fp32 -> eight fp16 of docs/numerics.md (NaN -> 0x7E00) */
-GXA __m128i h8_of(__m256 v)
+GXAI __m128i h8_of(__m256 v)
 {
     __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m128i nan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7FFF)), _mm_set1_epi16(0x7C00));
@@ -51,7 +52,7 @@ GXA __m128i h8_of(__m256 v)
 }
 
 /* n <= 8 fp16 values at x[i], x[i + s], ... (lanes past n: +0) */
-GXA __m256 ld8(const view_t *x, uint32_t i, uint32_t s, uint32_t n)
+GXAI __m256 ld8(const view_t *x, uint32_t i, uint32_t s, uint32_t n)
 {
     const uint8_t *p = x->p + 2u * i;
     __m128i h = _mm_setzero_si128();
@@ -89,10 +90,10 @@ GXA void st8(const view_t *y, uint32_t i, uint32_t s, uint32_t n, __m256 v)
 #define gx_sse(call) (_mm256_zeroupper(), (call))
 
 /* value i of an fp16 view (bias, activations) or, rarely, of another kind */
-GXA float ldv(const view_t *v, uint32_t i) { return v->kind == V_F16 ? h2f(rd16(v->p + 2u * i)) : gx_sse(ld(v, i)); }
+GXAI float ldv(const view_t *v, uint32_t i) { return v->kind == V_F16 ? h2f(rd16(v->p + 2u * i)) : gx_sse(ld(v, i)); }
 
 /* weight i in kernel order: dense codes through the current table, fp16, or wat (bitmaps) */
-GXA float wval(wcur_t *w, uint32_t i)
+GXAI float wval(wcur_t *w, uint32_t i)
 {
     if (w->v.kind == V_CODES && w->packing == P_DENSE) return w->table[w->codes[i]];
     if (w->v.kind == V_F16) return h2f(rd16(w->v.p + 2u * i));
@@ -136,6 +137,65 @@ GXA int table8(uint32_t lo, uint32_t step, float *table, uint32_t *zero)
     for (*zero = 256u, q = 0; q < 256u && *zero == 256u; q++)
         if ((bits_of(table[q]) & 0x7FFFFFFFu) == 0) *zero = q;
     return exact;
+}
+
+/* one weight: fp16(lo + q*step) as fp32 (decode_code's value) */
+GXA float dec1(uint32_t lo, uint32_t step, uint32_t q)
+{
+    if ((lo & 0x7C00u) != 0x7C00u && (step & 0x7C00u) != 0x7C00u) return dec_odd(h2f(lo), h2f(step), q);
+    return gx_sse(gx_f16_to_f32(decode_code(lo, step, q)));
+}
+
+/* eight weights at once, lane j with its own range (lf, sf; its fp16 bits at lo_p + j*ls and
+ * st_p + j*ls, for the rare lane whose fp32 sum is inexact, found by TwoSum, or whose range is
+ * not finite: dec1 of code c[j*cs]) */
+GXA __m256 dec8(__m256 q, __m256 lf, __m256 sf, const uint8_t *lo_p, const uint8_t *st_p, uint32_t ls,
+                const uint8_t *c, uint32_t cs)
+{
+    __m256 p = _mm256_mul_ps(q, sf), s = _mm256_add_ps(lf, p), bb = _mm256_sub_ps(s, lf);
+    __m256 e = _mm256_add_ps(_mm256_sub_ps(lf, _mm256_sub_ps(s, bb)), _mm256_sub_ps(p, bb));
+    int bad = _mm256_movemask_ps(_mm256_cmp_ps(e, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    __m256 v = _mm256_cvtph_ps(h8_of(s));
+    if (bad) {
+        float t[8];
+        uint32_t j;
+        _mm256_storeu_ps(t, v);
+        for (j = 0; j < 8u; j++)
+            if ((bad >> j) & 1) t[j] = dec1(rd16(lo_p + j * ls), rd16(st_p + j * ls), c[j * cs]);
+        v = _mm256_loadu_ps(t);
+    }
+    return v;
+}
+
+/* eight codes c[0..8) of one range (fp16 bits at lo_p, st_p) */
+GXA __m256 dec8c(const uint8_t *c, const uint8_t *lo_p, const uint8_t *st_p)
+{
+    __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)c)));
+    return dec8(q, _mm256_set1_ps(h2f(rd16(lo_p))), _mm256_set1_ps(h2f(rd16(st_p))), lo_p, st_p, 0u, c, 1u);
+}
+
+
+/* ranges at lo_p, st_p (fp16 bits): one for all (ls 0) or one per lane (ls 2, lanes j..j+8) */
+GXAI __m256 lanes8(const uint8_t *p, uint32_t ls)
+{
+    return ls ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p)) : _mm256_set1_ps(h2f(rd16(p)));
+}
+
+GXAI __m256 codes8(const uint8_t *c)
+{
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)c)));
+}
+
+/* n codes decoded to fp16 bits at out (decode_to_tmp of gxnpu.c, dense weights): code j has
+ * the range at lo_p + j*ls, st_p + j*ls (ls 0: one range; 2: one per value, a channel axis last) */
+GXA void codes_to_h(const uint8_t *lo_p, const uint8_t *st_p, uint32_t ls, const uint8_t *c, uint32_t n, uint8_t *out)
+{
+    uint32_t j = 0;
+    for (; j + 8u <= n; j += 8u)
+        _mm_storeu_si128((__m128i *)(void *)(out + 2u * j),
+                         h8_of(dec8(codes8(c + j), lanes8(lo_p + j * ls, ls), lanes8(st_p + j * ls, ls),
+                                    lo_p + j * ls, st_p + j * ls, ls, c + j, 1u)));
+    for (; j < n; j++) wr16(out + 2u * j, f2h(dec1(rd16(lo_p + j * ls), rd16(st_p + j * ls), c[j])));
 }
 
 /* w's decode table for channel ch (fast_table of gx_fast.h, from AVX code) */
@@ -369,24 +429,35 @@ GXA int weights_row(wcur_t *w, const geo_t *g, uint32_t wf, uint32_t cg, uint32_
 {
     uint32_t t = 0, ci, kh, kw, bad = 0;
     const __m256 inf = _mm256_set1_ps(f32_of(0x7F800000u)), mag = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-    if (w->v.kind == V_CODES && w->C > 1u) wtable(w, o);
-    if (!wf && ((w->v.kind == V_CODES && w->packing == P_DENSE && w->exact) || w->v.kind == V_F16)) {
-        /* eight a step: fp16(fma(q, step, lo)) is the table entry (table8), fp16 weights widen */
-        int codes = w->v.kind == V_CODES;
-        uint32_t ch = w->C > 1u ? o : 0u;
+    int codes = w->v.kind == V_CODES && w->packing == P_DENSE;
+    if (!wf && (codes || w->v.kind == V_F16)) {
+        /* eight a step, in registers: fp16 weights widen; codes decode (dec8c; one exact range:
+         * fp16(fma(q, step, lo)) is the table entry, see table8) */
+        uint32_t ch = w->C > 1u ? o : 0u, lo_h = codes ? rd16(w->lo + 2u * ch) : 0u;
+        uint32_t step_h = codes ? rd16(w->lo + 2u * (w->C + ch)) : 0u;
         const uint8_t *c = codes ? w->codes + o * T : 0, *h = codes ? 0 : w->v.p + 2u * o * T;
-        __m256 lo = _mm256_setzero_ps(), step = lo;
-        if (codes) { lo = _mm256_set1_ps(h2f(rd16(w->lo + 2u * ch))); step = _mm256_set1_ps(h2f(rd16(w->lo + 2u * (w->C + ch)))); }
-        for (; t + 8u <= T; t += 8u) {
-            __m256 v = codes ? _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
-                                   _mm_loadl_epi64((const __m128i *)(const void *)(c + t)))), step, lo), 0))
-                             : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + 2u * t)));
+        __m256 lo = _mm256_set1_ps(h2f(lo_h)), step = _mm256_set1_ps(h2f(step_h)), v;
+        int fast = codes && w->C == 1u && w->exact;
+        for (; t < T; t += 8u) {
+            uint32_t m = T - t < 8u ? T - t : 8u, k;
+            if (m < 8u) {  /* the last few: one at a time */
+                for (k = 0; k < m; k++) {
+                    wq[t + k] = codes ? dec1(lo_h, step_h, c[t + k]) : h2f(rd16(h + 2u * (t + k)));
+                    bad |= (bits_of(wq[t + k]) & 0x7F800000u) == 0x7F800000u;
+                }
+                break;
+            }
+            if (fast)
+                v = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                        _mm_loadl_epi64((const __m128i *)(const void *)(c + t)))), step, lo), 0));
+            else if (codes) v = dec8c(c + t, w->lo + 2u * ch, w->lo + 2u * (w->C + ch));
+            else v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + 2u * t)));
             bad |= (uint32_t)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, mag), inf, _CMP_NLT_UQ));
             _mm256_storeu_ps(wq + t, v);
         }
-        for (; t < T; t++) { wq[t] = wval(w, o * T + t); bad |= (bits_of(wq[t]) & 0x7F800000u) == 0x7F800000u; }
         return !bad;
     }
+    if (w->v.kind == V_CODES && w->C > 1u) wtable(w, o);
     for (ci = 0; ci < cg; ci++)
         for (kh = 0; kh < g->KH; kh++)
             for (kw = 0; kw < g->KW; kw++, t++) {
@@ -472,60 +543,157 @@ GXA void pool_avx2(const ten_t *x, const ten_t *y, const geo_t *g, const pool_t 
     }
 }
 
-/* ---- fc, [K, N] weights of one range whose table is exact (table8), or fp16: each weight
- * decoded in registers as fp16(fma(q, step, lo)), which is its table entry ------------------ */
-GXA void fc_row8(const uint8_t *c, uint32_t nv, __m256 lo, __m256 step, __m256 xv, float *acc, uint32_t ahead,
-                 uint32_t left)
+/* ---- fc: dense codes (one range, or one per output: the channel of output n is n) or fp16
+ * weights. A code is decoded in registers: fp16(fma(q, step, lo)) when its range's table is
+ * exact (table8), else dec8 (TwoSum picks the lanes dec1 must redo) ----------------------- */
+typedef struct { const uint8_t *lo, *st; uint32_t ls, exact, fp16; } franges_t;
+
+/* weights of outputs n..n+8 at row k of [K, N] (c: their 8 codes), or 8 values of any layout
+ * gathered in v16 (fp16 bits, 16-bit lanes) / c (codes, 32-bit lanes as float) */
+GXAI __m256 fdec(const franges_t *R, uint32_t n, __m256 q, const uint8_t *c, uint32_t cs)
 {
-    uint32_t j;
-    for (j = 0; j < nv; j += 8u) {
-        __m256 q, wv;
-        if (!(j & 63u) && j + ahead < left) __builtin_prefetch((const void *)((uintptr_t)(c + j) + ahead));
-        q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(c + j))));
-        wv = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_fmadd_ps(q, step, lo), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-        _mm256_storeu_ps(acc + j, _mm256_fmadd_ps(wv, xv, _mm256_loadu_ps(acc + j)));
+    __m256 lf = lanes8(R->lo + n * R->ls, R->ls), sf = lanes8(R->st + n * R->ls, R->ls);
+    if (R->exact) return _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_fmadd_ps(q, sf, lf), 0));
+    return dec8(q, lf, sf, R->lo + n * R->ls, R->st + n * R->ls, R->ls, c, cs);
+}
+
+GXA float fdec1(const franges_t *R, uint32_t n, uint32_t q)
+{
+    return dec1(rd16(R->lo + n * R->ls), rd16(R->st + n * R->ls), q);
+}
+
+/* 0 when fc_avx2 / fct_avx2 do not apply (bitmap weights, a channel per something else) */
+GXA int franges(wcur_t *w, uint32_t N, franges_t *R)
+{
+    R->fp16 = w->v.kind == V_F16; R->ls = 0; R->exact = 0; R->lo = R->st = w->v.p;
+    if (R->fp16) return 1;
+    if (w->v.kind != V_CODES || w->packing != P_DENSE || (w->C != 1u && w->C != N)) return 0;
+    R->lo = w->lo; R->st = w->lo + 2u * w->C; R->ls = w->C > 1u ? 2u : 0u;
+    if (w->C == 1u) R->exact = (uint32_t)table8(rd16(R->lo), rd16(R->st), w->table, &w->zero);
+    return 1;
+}
+
+/* one weight row (outputs n0..n0+nv of [K, N]) into acc, 8 a step; the three kinds in their
+ * own loops (a test per vector, or the ranges reloaded, cost 4x on the 25M MLP) */
+#define FC_ROW(wv) do { uint32_t j_; for (j_ = 0; j_ < nv; j_ += 8u) { \
+        if (!(j_ & 63u) && j_ + ahead < left) __builtin_prefetch((const void *)((uintptr_t)(wrow + es * j_) + es * ahead)); \
+        _mm256_storeu_ps(acc + j_, _mm256_fmadd_ps((wv), xv, _mm256_loadu_ps(acc + j_))); } } while (0)
+GXA void fc_row8(const franges_t *R, const uint8_t *wrow, uint32_t n0, uint32_t nv, __m256 xv, float *acc,
+                 uint32_t ahead, uint32_t left)
+{
+    uint32_t es = R->fp16 ? 2u : 1u;
+    if (R->fp16) FC_ROW(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(wrow + 2u * j_))));
+    else if (R->exact) {
+        __m256 lf = _mm256_set1_ps(h2f(rd16(R->lo))), sf = _mm256_set1_ps(h2f(rd16(R->st)));
+        FC_ROW(_mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_fmadd_ps(codes8(wrow + j_), sf, lf), 0)));
+    } else FC_ROW(fdec(R, n0 + j_, codes8(wrow + j_), wrow + j_, 1u));
+}
+#undef FC_ROW
+
+/* the outputs of acc[0..nb) (bias added) to y[at..] */
+GXA void fc_out(const view_t *y, uint32_t at, const view_t *b, int has_b, uint32_t n, const float *acc, uint32_t nb)
+{
+    uint32_t j, q;
+    for (j = 0; j < nb; j += 8u) {
+        uint32_t m = nb - j < 8u ? nb - j : 8u;
+        float bv[8] = {0, 0, 0, 0, 0, 0, 0, 0}, av[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (q = 0; q < m; q++) { av[q] = acc[j + q]; bv[q] = has_b ? ldv(b, n + j + q) : 0.0f; }
+        st8(y, at + j, 1u, m, has_b ? _mm256_add_ps(_mm256_loadu_ps(av), _mm256_loadu_ps(bv)) : _mm256_loadu_ps(av));
     }
 }
 
-GXA void fch_row8(const uint8_t *wp, uint32_t nv, __m256 xv, float *acc)  /* fp16 weights */
-{
-    uint32_t j;
-    for (j = 0; j < nv; j += 8u)
-        _mm256_storeu_ps(acc + j, _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(wp + 2u * j))),
-                                                  xv, _mm256_loadu_ps(acc + j)));
-}
-
-/* 0 when the plain fc must run (a table that is not exact in fp32) */
+/* [K, N]: FNB accumulators walk the weight rows in memory order */
 GXA int fc_avx2(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w, uint32_t K, uint32_t N,
                 uint32_t rows)
 {
-    float acc[FNB + 8u];
-    __m256 lo = _mm256_setzero_ps(), step = lo;
-    uint32_t r, n, k, j;
-    if (w->v.kind == V_CODES) {
-        uint32_t lo_h = rd16(w->lo), step_h = rd16(w->lo + 2);
-        if (!table8(lo_h, step_h, w->table, &w->zero)) return 0;
-        lo = _mm256_set1_ps(h2f(lo_h)); step = _mm256_set1_ps(h2f(step_h));
-    }
+    float acc[FNB];
+    franges_t R;
+    uint32_t r, n, k, j, es;
+    if (!franges(w, N, &R)) return 0;
+    es = R.fp16 ? 2u : 1u;
     for (r = 0; r < rows; r++)
         for (n = 0; n < N; n += FNB) {
             uint32_t nb = N - n < FNB ? N - n : FNB, nv = nb / 8u * 8u;
-            for (j = 0; j < (nb + 7u) / 8u * 8u; j++) acc[j] = 0.0f;
+            for (j = 0; j < nb; j++) acc[j] = 0.0f;
             for (k = 0; k < K; k++) {
                 float xf = ldv(&x->v, r * K + k);
-                __m256 xv = _mm256_set1_ps(xf);
-                if (w->v.kind == V_CODES) fc_row8(w->codes + k * N + n, nv, lo, step, xv, acc, N <= FNB ? 4096u : N,
-                                                            K * N - (k * N + n));
-                else fch_row8(w->v.p + 2u * (k * N + n), nv, xv, acc);
-                for (j = nv; j < nb; j++) acc[j] = acc[j] + xf * wval(w, k * N + n + j);
+                const uint8_t *wrow = (R.fp16 ? w->v.p : w->codes) + es * (k * N + n);
+                fc_row8(&R, wrow, n, nv, _mm256_set1_ps(xf), acc, N <= FNB ? 4096u : N, K * N - (k * N + n));
+                for (j = nv; j < nb; j++)
+                    acc[j] = acc[j] + xf * (R.fp16 ? h2f(rd16(wrow + 2u * j)) : fdec1(&R, n + j, wrow[j]));
             }
-            for (j = 0; j < nb; j += 8u) {
-                uint32_t m = nb - j < 8u ? nb - j : 8u, q;
-                float bv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                __m256 v = _mm256_loadu_ps(acc + j);  /* lanes past nb: +0, not stored */
-                for (q = 0; has_b && q < m; q++) bv[q] = ldv(b, n + j + q);
-                st8(&y->v, r * N + n + j, 1u, m, has_b ? _mm256_add_ps(v, _mm256_loadu_ps(bv)) : v);
+            fc_out(&y->v, r * N + n, b, has_b, n, acc, nb);
+        }
+    return 1;
+}
+
+/* [N, K]: 8 outputs (lanes) walk their rows side by side, 8 values of each row a step,
+ * transposed in registers (16-bit lanes: fp16 bits, or codes widened) */
+GXA void tr8(__m128i *r)
+{
+    __m128i t0 = _mm_unpacklo_epi16(r[0], r[1]), t1 = _mm_unpackhi_epi16(r[0], r[1]);
+    __m128i t2 = _mm_unpacklo_epi16(r[2], r[3]), t3 = _mm_unpackhi_epi16(r[2], r[3]);
+    __m128i t4 = _mm_unpacklo_epi16(r[4], r[5]), t5 = _mm_unpackhi_epi16(r[4], r[5]);
+    __m128i t6 = _mm_unpacklo_epi16(r[6], r[7]), t7 = _mm_unpackhi_epi16(r[6], r[7]);
+    __m128i u0 = _mm_unpacklo_epi32(t0, t2), u1 = _mm_unpackhi_epi32(t0, t2);
+    __m128i u2 = _mm_unpacklo_epi32(t1, t3), u3 = _mm_unpackhi_epi32(t1, t3);
+    __m128i u4 = _mm_unpacklo_epi32(t4, t6), u5 = _mm_unpackhi_epi32(t4, t6);
+    __m128i u6 = _mm_unpacklo_epi32(t5, t7), u7 = _mm_unpackhi_epi32(t5, t7);
+    r[0] = _mm_unpacklo_epi64(u0, u4); r[1] = _mm_unpackhi_epi64(u0, u4);
+    r[2] = _mm_unpacklo_epi64(u1, u5); r[3] = _mm_unpackhi_epi64(u1, u5);
+    r[4] = _mm_unpacklo_epi64(u2, u6); r[5] = _mm_unpackhi_epi64(u2, u6);
+    r[6] = _mm_unpacklo_epi64(u3, u7); r[7] = _mm_unpackhi_epi64(u3, u7);
+}
+
+GXA int fct_avx2(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w, uint32_t K, uint32_t N,
+                 uint32_t rows)
+{
+    float xf[FKC], acc[8];
+    franges_t R;
+    uint32_t r, n, k0, k, j, kc, es;
+    if (!franges(w, N, &R)) return 0;
+    es = R.fp16 ? 2u : 1u;
+    for (r = 0; r < rows; r++)
+        for (n = 0; n < N; n += 8u) {
+            uint32_t nb = N - n < 8u ? N - n : 8u;
+            const uint8_t *wp = (R.fp16 ? w->v.p : w->codes) + es * n * K;
+            __m256 a = _mm256_setzero_ps();
+            for (k0 = 0; k0 < K; k0 += kc) {
+                kc = K - k0 < FKC ? K - k0 : FKC;
+                for (k = 0; k < kc; k++) xf[k] = ldv(&x->v, r * K + k0 + k);
+                for (k = 0; nb == 8u && k + 8u <= kc; k += 8u) {
+                    __m128i v[8];
+                    uint8_t cc[64];
+                    for (j = 0; j < 8u; j++) {
+                        const uint8_t *src = wp + es * (j * K + k0 + k);
+                        v[j] = R.fp16 ? _mm_loadu_si128((const __m128i *)(const void *)src)
+                                      : _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)src));
+                    }
+                    tr8(v);
+                    for (j = 0; j < 8u; j++) {
+                        __m256 wv;
+                        if (R.fp16) wv = _mm256_cvtph_ps(v[j]);
+                        else {
+                            _mm_storel_epi64((__m128i *)(void *)(cc + 8u * j), _mm_packus_epi16(v[j], v[j]));
+                            wv = fdec(&R, n, _mm256_cvtepi32_ps(_mm256_cvtepu16_epi32(v[j])), cc + 8u * j, 1u);
+                        }
+                        a = _mm256_fmadd_ps(wv, _mm256_set1_ps(xf[k + j]), a);
+                    }
+                }
+                if (k < kc) {  /* the rest of the chunk (or a block of fewer than 8 outputs): lane by lane */
+                    _mm256_storeu_ps(acc, a);
+                    for (j = 0; j < nb; j++) {
+                        uint32_t kk;
+                        for (kk = k; kk < kc; kk++) {
+                            const uint8_t *src = wp + es * (j * K + k0 + kk);
+                            acc[j] = acc[j] + xf[kk] * (R.fp16 ? h2f(rd16(src)) : fdec1(&R, n + j, src[0]));
+                        }
+                    }
+                    a = _mm256_loadu_ps(acc);
+                }
             }
+            _mm256_storeu_ps(acc, a);
+            fc_out(&y->v, r * N + n, b, has_b, n, acc, nb);
         }
     return 1;
 }

@@ -183,6 +183,11 @@ static uint32_t prod(const shape_t *s, uint32_t from, uint32_t to)
     return p;
 }
 
+#if GX_AVX2
+static __attribute__((target("avx2,fma,f16c"))) void codes_to_h(const uint8_t *lo_p, const uint8_t *st_p, uint32_t ls,
+                                                                 const uint8_t *c, uint32_t n, uint8_t *out);
+#endif
+
 /* the whole weight decoded to fp16 in tmp, in C order (what the NPU's decompressor stages);
  * a value whose bitmap bit is 0 takes its channel's zero code: +0, or code 0 when lo is +-0 */
 static void decode_to_tmp(const gx_task *t, const uint8_t *r, wcur_t *c)
@@ -193,8 +198,22 @@ static void decode_to_tmp(const gx_task *t, const uint8_t *r, wcur_t *c)
     post = n / pre / C;
     for (p = 0; p < pre; p++)
         for (ch = 0; ch < C; ch++) {
+#if GX_AVX2
+            if (c->avx && c->packing == P_DENSE && post == 1u) {  /* the channels side by side */
+                codes_to_h(c->lo, c->lo + 2u * C, 2u, c->codes + i, C, t->tmp + 2u * i);
+                i += C;
+                break;
+            }
+#endif
             uint32_t lo = rd16(c->lo + 2u * ch), step = rd16(c->lo + 2u * (C + ch));
             uint16_t zero = (lo & 0x7FFFu) == 0 ? decode_code(lo, step, 0) : 0;
+#if GX_AVX2
+            if (c->avx && c->packing == P_DENSE) {  /* gx_avx2.h */
+                codes_to_h(c->lo + 2u * ch, c->lo + 2u * (C + ch), 0u, c->codes + i, post, t->tmp + 2u * i);
+                i += post;
+                continue;
+            }
+#endif
             for (j = 0; j < post; j++, i++) {
                 uint16_t h = zero;
                 if (c->packing == P_DENSE) h = decode_code(lo, step, c->codes[i]);
@@ -486,6 +505,9 @@ static void k_fc(const gx_task *t, const node_t *nd)
     if (has_b) view_of(t, ref(nd, 2), &b);
     K = x.s.d[x.s.rank - 1u]; N = y.s.d[y.s.rank - 1u]; rows = x.s.n / K;
     wk = tw ? 1u : N;
+#if GX_AVX2
+    if (w.avx && (tw ? fct_avx2(&x, &y, &b, has_b, &w, K, N, rows) : fc_avx2(&x, &y, &b, has_b, &w, K, N, rows))) return;
+#endif
 #if GX_FAST
     if (shared_table(&w)) {
         if (tw) fct_fast(&x, &y, &b, has_b, &w, K, N, rows);

@@ -29,7 +29,7 @@ GXA void check8(const uint32_t *b)
         }
 }
 
-static void run(uint64_t stride)
+GXA void run(uint64_t stride)
 {
     uint32_t b[8], n = 0, k, h;
     uint64_t u;
