@@ -101,7 +101,7 @@ GXAI float wval(wcur_t *w, uint32_t i)
 }
 
 /* fp16(lo + q*step) rounded once, for finite lo and step: the sum is exact in double (at most
- * 41 significant bits), rounded to float by rounding to odd (truncate, then set the last bit
+ * 49 significant bits: multiples of 2^-24 below 2^25), rounded to float by rounding to odd (truncate, then set the last bit
  * when inexact), which a round to nearest fp16 then rounds as the exact sum (24 >= 11 + 2) */
 GXA float dec_odd(float lo, float step, uint32_t q)
 {

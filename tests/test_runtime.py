@@ -347,11 +347,13 @@ def test_special_values_through_relu_and_conv(driver):
         assert np.isinf(res.outputs["t0_0"]).any() and not np.isnan(res.outputs["t0_0"]).any()
 
 
-def test_f16c_conversions_are_the_device_rounding(tmp_path):
-    """The AVX2 kernels convert with F16C (runtime/gx_avx2.h); runtime/host/check_f16c.c
-    compares them with gx_math.h's software conversions on every 251st fp32 pattern, every
-    pattern at or next to an fp16 rounding tie, and every fp16 value (all 2^32 patterns were
-    checked once: `check_f16c 1`, 19 s). Skips on a CPU without AVX2/FMA/F16C."""
+def test_f16c_conversions_and_decoding_are_the_device_ones(tmp_path):
+    """The AVX2 kernels convert with F16C and decode weights in registers (runtime/gx_avx2.h);
+    runtime/host/check_f16c.c compares them with gx_math.h's conversions on every 251st fp32
+    pattern, every pattern at or next to an fp16 rounding tie and every fp16 value (all 2^32
+    patterns were checked once: `check_f16c 1`, 19 s), and with decode_code on every code of
+    20,000 seeded ranges, half of them with inexact fp32 sums (1,000,000 checked once: 4 s).
+    Skips on a CPU without AVX2/FMA/F16C."""
     exe = tmp_path / "check_f16c"
     src = rh.runtime_dir() / "host" / "check_f16c.c"
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", str(src),
