@@ -39,7 +39,7 @@ def build_driver(cc: str = "gcc", flags: tuple = (), out_dir: str | None = None)
     """Compile the host driver (cached by a hash of the sources, compiler and flags)."""
     src = runtime_dir()
     h = hashlib.sha256(" ".join((cc, *CFLAGS, *flags)).encode())
-    for name in (*SOURCES, "gxnpu.h", "gx_math.h", "gx_fast.h", "gx_avx2.h"):
+    for name in (*SOURCES, *sorted(p.name for p in src.glob("*.h"))):  # every header gxnpu.c may include
         h.update((src / name).read_bytes())
     folder = Path(out_dir or os.path.join(tempfile.gettempdir(), f"gxnpuc-runtime-{os.getuid()}"))
     exe = folder / f"gxrun-{h.hexdigest()[:16]}"
