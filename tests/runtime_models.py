@@ -148,7 +148,8 @@ def op_models():
              {"w": rand((16, 9), 6, 0.3), "b": rand((9,), 1)}, compress_per_channel=True),
         # AVX2 fc kernels (runtime/gx_avx2.h): [N, K] in 8 x 8 blocks with output and k tails, one
         # range or one per output beyond the decompress tile, fp16; [K, N] one range per output
-        _one("fc_nk_dense", "fc", {"transpose_w": True}, {"x": (2, 21)}, {"w": rand((19, 21), 12, 0.3), "b": rand((19,), 2)}),
+        _one("fc_nk_dense", "fc", {"transpose_w": True}, {"x": (2, 21)},
+             {"w": rand((19, 21), 12, 0.3), "b": rand((19,), 2)}),
         _one("fc_nk_perchannel_streamed", "fc", {"transpose_w": True}, {"x": (1, 72)},
              {"w": rand((40, 72), 13, 0.3), "b": rand((40,), 3)}, compress_per_channel=True),
         _one("fc_nk_fp16", "fc", {"transpose_w": True}, {"x": (1, 17)}, {"w": rand((11, 17), 14, 0.3)}, compress=False),
