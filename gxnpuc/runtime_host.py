@@ -39,7 +39,7 @@ def build_driver(cc: str = "gcc", flags: tuple = (), out_dir: str | None = None)
     """Compile the host driver (cached by a hash of the sources, compiler and flags)."""
     src = runtime_dir()
     h = hashlib.sha256(" ".join((cc, *CFLAGS, *flags)).encode())
-    for name in (*SOURCES, "gxnpu.h", "gx_math.h", "gx_fast.h", "gx_avx2.h"):
+    for name in (*SOURCES, *sorted(p.name for p in src.glob("*.h"))):  # every header gxnpu.c may include
         h.update((src / name).read_bytes())
     folder = Path(out_dir or os.path.join(tempfile.gettempdir(), f"gxnpuc-runtime-{os.getuid()}"))
     exe = folder / f"gxrun-{h.hexdigest()[:16]}"
@@ -236,14 +236,15 @@ def compare(model, feeds: dict, dump: bool = True, driver: str | None = None) ->
 # -- stack depth ----------------------------------------------------------------------------
 def worst_stack(ci_text: str) -> tuple[int, list[str]]:
     """The deepest stack path of a gcc -fcallgraph-info=su call graph (.ci file): bytes and the
-    functions on it. External callees (string.h) count 0. Raises ValueError on recursion or on
-    a frame whose size is not static (both would make the depth grow with the model)."""
+    functions on it. External callees (string.h) count 0. A frame gcc calls "dynamic,bounded"
+    (realigned for 32-byte vectors) counts its bound. Raises ValueError on recursion or on a
+    frame that is dynamic and unbounded (both would make the depth grow with the model)."""
     import re
 
     size: dict[str, int] = {}
     calls: dict[str, set[str]] = {}
-    for m in re.finditer(r'node: \{ title: "([^"]+)" label: "[^"]*?(?:\\n(\d+) bytes \((\w+)\))?" ', ci_text):
-        if m.group(3) and m.group(3) != "static":
+    for m in re.finditer(r'node: \{ title: "([^"]+)" label: "[^"]*?(?:\\n(\d+) bytes \(([\w,]+)\))?" ', ci_text):
+        if m.group(3) and m.group(3) not in ("static", "dynamic,bounded"):
             raise ValueError(f"{m.group(1)}: stack frame is {m.group(3)}")
         size[m.group(1)] = int(m.group(2) or 0)
     for m in re.finditer(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', ci_text):

@@ -22,6 +22,7 @@
 #define FBIAS 256u    /* conv: outputs per weight panel at most */
 #define FTAPS (FPANEL / FW)  /* conv: most taps per output (cg * KH * KW) of the fast path */
 #define FNB 4096u     /* fc: accumulators (16 KB) */
+#define FKC 256u      /* fc [N, K]: x values converted at once */
 #define FPLANE 4096u  /* depthwise: one channel's padded plane as fp32 (16 KB) */
 
 /* conv: a panel of decoded weights [block][tap][FW] */
@@ -98,9 +99,6 @@ static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, 
 {
     float acc[FNB], prod[256];
     uint32_t r, n, k, j;
-#if GX_AVX2
-    if (w->avx && fc_avx2(x, y, b, has_b, w, K, N, rows)) return;
-#endif
     if (w->v.kind == V_CODES) fast_table(w, 0u);
     for (r = 0; r < rows; r++)
         for (n = 0; n < N; n += FNB) {
@@ -121,7 +119,6 @@ static void fc_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, 
 /* ---- fc, [N, K] weights (transposed), one decode table (or fp16): 8 outputs walk their own
  * rows of codes side by side over a chunk of x converted once -------------------------------- */
 #define FT 8u
-#define FKC 256u  /* x values converted at once */
 static void fct_fast(const ten_t *x, const ten_t *y, const view_t *b, int has_b, wcur_t *w,
                      uint32_t K, uint32_t N, uint32_t rows)
 {

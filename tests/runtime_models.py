@@ -146,6 +146,15 @@ def op_models():
         _one("fc_kn_wide", "fc", {"transpose_w": False}, {"x": (2, 40)}, {"w": rand((40, 37), 7, 0.3)}),
         _one("fc_kn_perchannel", "fc", {"transpose_w": False}, {"x": (1, 16)},
              {"w": rand((16, 9), 6, 0.3), "b": rand((9,), 1)}, compress_per_channel=True),
+        # AVX2 fc kernels (runtime/gx_avx2.h): [N, K] in 8 x 8 blocks with output and k tails, one
+        # range or one per output beyond the decompress tile, fp16; [K, N] one range per output
+        _one("fc_nk_dense", "fc", {"transpose_w": True}, {"x": (2, 21)},
+             {"w": rand((19, 21), 12, 0.3), "b": rand((19,), 2)}),
+        _one("fc_nk_perchannel_streamed", "fc", {"transpose_w": True}, {"x": (1, 72)},
+             {"w": rand((40, 72), 13, 0.3), "b": rand((40,), 3)}, compress_per_channel=True),
+        _one("fc_nk_fp16", "fc", {"transpose_w": True}, {"x": (1, 17)}, {"w": rand((11, 17), 14, 0.3)}, compress=False),
+        _one("fc_kn_perchannel_streamed", "fc", {"transpose_w": False}, {"x": (2, 64)},
+             {"w": rand((64, 41), 15, 0.3), "b": rand((41,), 4)}, compress_per_channel=True),
         _one("matmul_batched_bcast", "matmul", {}, {"a": (2, 1, 3, 5), "b": (3, 5, 4)}),
         _one("matmul_1d_left", "matmul", {}, {"a": (5,), "b": (2, 5, 3)}),
         _one("matmul_const_right_1d", "matmul", {}, {"a": (4, 6)}, {"w": rand((6,), 9)}),

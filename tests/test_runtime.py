@@ -347,11 +347,13 @@ def test_special_values_through_relu_and_conv(driver):
         assert np.isinf(res.outputs["t0_0"]).any() and not np.isnan(res.outputs["t0_0"]).any()
 
 
-def test_f16c_conversions_are_the_device_rounding(tmp_path):
-    """The AVX2 kernels convert with F16C (runtime/gx_avx2.h); runtime/host/check_f16c.c
-    compares them with gx_math.h's software conversions on every 251st fp32 pattern, every
-    pattern at or next to an fp16 rounding tie, and every fp16 value (all 2^32 patterns were
-    checked once: `check_f16c 1`, 19 s). Skips on a CPU without AVX2/FMA/F16C."""
+def test_f16c_conversions_and_decoding_are_the_device_ones(tmp_path):
+    """The AVX2 kernels convert with F16C and decode weights in registers (runtime/gx_avx2.h);
+    runtime/host/check_f16c.c compares them with gx_math.h's conversions on every 251st fp32
+    pattern, every pattern at or next to an fp16 rounding tie and every fp16 value (all 2^32
+    patterns were checked once: `check_f16c 1`, 19 s), and with decode_code on every code of
+    20,000 seeded ranges, half of them with inexact fp32 sums (1,000,000 checked once: 4 s).
+    Skips on a CPU without AVX2/FMA/F16C."""
     exe = tmp_path / "check_f16c"
     src = rh.runtime_dir() / "host" / "check_f16c.c"
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-ffp-contract=off", str(src),
@@ -360,3 +362,23 @@ def test_f16c_conversions_are_the_device_rounding(tmp_path):
     if proc.returncode == 77:
         pytest.skip("this CPU (or compiler) has no AVX2/FMA/F16C: the AVX2 kernels are not used here")
     assert proc.returncode == 0 and proc.stdout.strip() == "0 mismatches", proc.stdout
+
+
+def test_worst_stack_counts_bounded_frames_and_refuses_unbounded_ones():
+    """gcc labels a frame realigned for 32-byte vectors "dynamic,bounded" (the AVX2 kernels): its
+    bound counts; a truly dynamic frame or recursion would grow with the model and is refused."""
+    def node(name, label):
+        return f'node: {{ title: "gxnpu.c:{name}" label: "{name}\\nfile.c:1:1\\n{label}" }}\n'
+
+    def edge(a, b):
+        return f'edge: {{ sourcename: "gxnpu.c:{a}" targetname: "gxnpu.c:{b}" }}\n'
+
+    text = node("run", "48 bytes (static)") + node("conv", "87072 bytes (dynamic,bounded)") + \
+        node("fc", "1000 bytes (static)") + edge("run", "conv") + edge("run", "fc")
+    assert rh.worst_stack(text) == (87120, ["run", "conv"])
+    with pytest.raises(ValueError, match="dynamic"):
+        rh.worst_stack(node("alloca", "64 bytes (dynamic)"))
+    with pytest.raises(ValueError, match="recursion"):
+        rh.worst_stack(node("a", "8 bytes (static)") + node("b", "8 bytes (static)") + edge("a", "b") + edge("b", "a"))
+    depth, path = rh.measure_stack()  # the host build (fast kernels, AVX2 on x86-64): fixed buffers
+    assert 0 < depth < 128 * 1024, path
