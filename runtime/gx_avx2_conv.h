@@ -7,24 +7,7 @@
 #define GX_AVX2_CONV_H
 
 /* ---- conv: one output pixel's taps (F16C) against a weight panel, 64 outputs a pass ------- */
-GXA void patch8(const view_t *x, const geo_t *g, uint32_t cg, uint32_t n, uint32_t c0, uint32_t oh,
-                uint32_t ow, float *p)
-{
-    uint32_t xci = g->cl ? 1u : g->H * g->W, xh = g->cl ? g->W * g->C : g->W, xw = g->cl ? g->C : 1u;
-    uint32_t xb = at4(g, n, c0, 0, 0, g->C, g->H, g->W), ci, kh, kw, kh0, kh1, kw0, kw1;
-    int32_t ih0 = (int32_t)(oh * g->sh) - g->ph, iw0 = (int32_t)(ow * g->sw) - g->pw;
-    tap_range(ih0, g->dh, (int32_t)g->H, g->KH, &kh0, &kh1);
-    tap_range(iw0, g->dw, (int32_t)g->W, g->KW, &kw0, &kw1);
-    for (ci = 0; ci < cg; ci++)
-        for (kh = 0; kh < g->KH; kh++, p += g->KW) {
-            const uint8_t *row;
-            if (kh < kh0 || kh >= kh1) { for (kw = 0; kw < g->KW; kw++) p[kw] = 0.0f; continue; }
-            row = x->p + 2u * (xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g->dh)) * xh);
-            for (kw = 0; kw < kw0; kw++) p[kw] = 0.0f;
-            for (; kw < kw1; kw++) p[kw] = h2f(rd16(row + 2u * ((uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw)));
-            for (; kw < g->KW; kw++) p[kw] = 0.0f;
-        }
-}
+PATCH_FN(patch8, GXA, h2f)  /* gx_fast.h */
 
 /* acc[0..2*nbl) = the T taps of p against nbl (1, 2 or 4) panel blocks of 16 outputs (writes acc[0..8)) */
 GXA void dot8(const float *p, const float *pan, uint32_t T, uint32_t nbl, __m256 *acc)

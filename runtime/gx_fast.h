@@ -28,6 +28,30 @@
 /* conv: a panel of decoded weights [block][tap][FW] */
 typedef struct { uint32_t T, o0, nblk, cg, og, wf, group; } cpanel_t;
 
+/* conv: the T taps of output pixel (n, oh, ow) for the group starting at channel c0 (x is
+ * fp16), +0 in padding. One body for the SSE2 kernel (patch, below) and the AVX2 one (patch8 in
+ * gx_avx2_conv.h, F16C conversions): PATCH_FN(name, qualifiers, fp16 bits -> float) */
+#define PATCH_FN(name, quals, cvt)                                                                      \
+    quals void name(const view_t *x, const geo_t *g, uint32_t cg, uint32_t n, uint32_t c0, uint32_t oh, \
+                    uint32_t ow, float *p)                                                              \
+    {                                                                                                   \
+        uint32_t xci = g->cl ? 1u : g->H * g->W, xh = g->cl ? g->W * g->C : g->W, xw = g->cl ? g->C : 1u; \
+        uint32_t xb = at4(g, n, c0, 0, 0, g->C, g->H, g->W), ci, kh, kw, kh0, kh1, kw0, kw1;            \
+        int32_t ih0 = (int32_t)(oh * g->sh) - g->ph, iw0 = (int32_t)(ow * g->sw) - g->pw;              \
+        tap_range(ih0, g->dh, (int32_t)g->H, g->KH, &kh0, &kh1);                                        \
+        tap_range(iw0, g->dw, (int32_t)g->W, g->KW, &kw0, &kw1);                                        \
+        for (ci = 0; ci < cg; ci++)                                                                     \
+            for (kh = 0; kh < g->KH; kh++, p += g->KW) {                                                \
+                const uint8_t *row;                                                                     \
+                if (kh < kh0 || kh >= kh1) { for (kw = 0; kw < g->KW; kw++) p[kw] = 0.0f; continue; }   \
+                row = x->p + 2u * (xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g->dh)) * xh);       \
+                for (kw = 0; kw < kw0; kw++) p[kw] = 0.0f;                                              \
+                for (; kw < kw1; kw++)                                                                  \
+                    p[kw] = cvt((uint16_t)rd16(row + 2u * ((uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw))); \
+                for (; kw < g->KW; kw++) p[kw] = 0.0f;                                                  \
+            }                                                                                           \
+    }
+
 #if GX_AVX2
 static void fast_table(wcur_t *w, uint32_t ch);
 #include "gx_avx2.h"
@@ -169,27 +193,7 @@ static int panel_fill(const geo_t *g, const cpanel_t *P, wcur_t *w, float *pan)
     return !bad;
 }
 
-/* the T taps of output pixel (n, oh, ow) for the group starting at channel c0 (x is fp16),
- * +0 in padding */
-static void patch(const view_t *x, const geo_t *g, uint32_t cg, uint32_t n, uint32_t c0, uint32_t oh,
-                  uint32_t ow, float *p)
-{
-    uint32_t xci = g->cl ? 1u : g->H * g->W, xh = g->cl ? g->W * g->C : g->W, xw = g->cl ? g->C : 1u;
-    uint32_t xb = at4(g, n, c0, 0, 0, g->C, g->H, g->W), ci, kh, kw, kh0, kh1, kw0, kw1;
-    int32_t ih0 = (int32_t)(oh * g->sh) - g->ph, iw0 = (int32_t)(ow * g->sw) - g->pw;
-    tap_range(ih0, g->dh, (int32_t)g->H, g->KH, &kh0, &kh1);
-    tap_range(iw0, g->dw, (int32_t)g->W, g->KW, &kw0, &kw1);
-    for (ci = 0; ci < cg; ci++)
-        for (kh = 0; kh < g->KH; kh++, p += g->KW) {
-            const uint8_t *row;
-            if (kh < kh0 || kh >= kh1) { for (kw = 0; kw < g->KW; kw++) p[kw] = 0.0f; continue; }
-            row = x->p + 2u * (xb + ci * xci + (uint32_t)(ih0 + (int32_t)(kh * g->dh)) * xh);
-            for (kw = 0; kw < kw0; kw++) p[kw] = 0.0f;
-            for (; kw < kw1; kw++)
-                p[kw] = gx_f16_to_f32((uint16_t)rd16(row + 2u * ((uint32_t)(iw0 + (int32_t)(kw * g->dw)) * xw)));
-            for (; kw < g->KW; kw++) p[kw] = 0.0f;
-        }
-}
+PATCH_FN(patch, static, gx_f16_to_f32)
 
 static void dot_block(const float *p, const float *pan, uint32_t T, float *acc)
 {
