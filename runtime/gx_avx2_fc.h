@@ -66,7 +66,7 @@ GXA int franges(wcur_t *w, uint32_t N, franges_t *R)
     if (R->fp16) return 1;
     if (w->v.kind != V_CODES || w->packing != P_DENSE || (w->C != 1u && w->C != N)) return 0;
     R->lo = w->lo; R->st = w->lo + 2u * w->C; R->ls = w->C > 1u ? 2u : 0u;
-    if (w->C == 1u) R->exact = (uint32_t)table8(rd16(R->lo), rd16(R->st), w->table, &w->zero);
+    if (w->C == 1u) { wtable(w, 0u); R->exact = w->exact; }
     return 1;
 }
 

@@ -53,7 +53,6 @@ typedef struct { uint32_t T, o0, nblk, cg, og, wf, group; } cpanel_t;
     }
 
 #if GX_AVX2
-static void fast_table(wcur_t *w, uint32_t ch);
 #include "gx_avx2.h"
 #endif
 
@@ -71,10 +70,11 @@ static float dec_fast(uint32_t lo_h, uint32_t step_h, float lo, float step, uint
 static void fast_table(wcur_t *w, uint32_t ch)
 {
     uint32_t lo = rd16(w->lo + 2u * ch), step = rd16(w->lo + 2u * (w->C + ch)), q;
-    float lf = gx_f16_to_f32((uint16_t)lo), sf = gx_f16_to_f32((uint16_t)step);
+    float lf, sf;
 #if GX_AVX2
-    if (w->avx) { (void)table8(lo, step, w->table, &w->zero); return; }
+    if (w->avx) { wtable(w, ch); return; }  /* the same table, eight codes at a time */
 #endif
+    lf = gx_f16_to_f32((uint16_t)lo); sf = gx_f16_to_f32((uint16_t)step);
     w->zero = 256u;
     for (q = 0; q < 256u; q++) {
         w->table[q] = dec_fast(lo, step, lf, sf, q);
