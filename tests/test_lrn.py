@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from framework_checks import assert_tflite_matches_interpreter, write_tflite
+from framework_checks import compile_file as _compile
 from gxnpuc import sim
-from gxnpuc.compiler import compile as compile_model
-from gxnpuc.config import load
 from onnx_util import make_model, run_ort, run_ours
 from test_recurrent_onnx import snr_db
 
@@ -50,18 +50,10 @@ def _tf_fn():
     return fn
 
 
-def _compile(folder, key: str, path: str):
-    cfg = folder / "cfg.yaml"
-    cfg.write_text(f"{key}: {path}\nOUTPUT_FILE: {folder}/model.h\n")
-    return compile_model(load(str(cfg)))
-
-
 def test_tf_and_tflite_lrn(tmp_path):
     tf = pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from gxnpuc.evaluate.oracle_tflite import runner
 
     fn = _tf_fn()
     x = np.random.default_rng(1).standard_normal((1, 4, 5, 7)).astype(np.float32)
@@ -72,12 +64,6 @@ def test_tf_and_tflite_lrn(tmp_path):
     print(f"TF LRN: {snr_db(got, fn(x).numpy()):.1f} dB")
     assert snr_db(got, fn(x).numpy()) >= 80
     path = str(tmp_path / "lrn.tflite")
-    with open(path, "wb") as fh:
-        fh.write(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
-    model = _compile(tmp_path, "TFLITE_FILE", path)
-    g = model.graph
-    assert "LOCAL_RESPONSE_NORMALIZATION" in {n.source for n in g.nodes}
-    want, got = runner(path, g)({g.inputs[0]: x}), sim.run(g, {g.inputs[0]: x})
-    for o in g.outputs:
-        print(f"TFLite LOCAL_RESPONSE_NORMALIZATION: {snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
-        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80
+    write_tflite(fn, path)
+    model = assert_tflite_matches_interpreter(tmp_path, path, "TFLite LOCAL_RESPONSE_NORMALIZATION", 1)
+    assert "LOCAL_RESPONSE_NORMALIZATION" in {n.source for n in model.graph.nodes}

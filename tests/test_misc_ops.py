@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from framework_checks import assert_onnx_matches_ort, assert_tflite_matches_interpreter, write_tflite
+from framework_checks import compile_file as _compile
 from gxnpuc import sim
-from gxnpuc.compiler import compile as compile_model
-from gxnpuc.config import load
 from gxnpuc.errors import UnsupportedOpError
 from onnx_util import make_model, run_ort, run_ours, to_ir
 from test_recurrent_onnx import snr_db
@@ -22,12 +22,6 @@ from test_recurrent_onnx import snr_db
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 X = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
 X[0, 0, :2] = 0  # Sign of exact zeros
-
-
-def _compile(folder, key: str, path: str):
-    cfg = folder / "cfg.yaml"
-    cfg.write_text(f"{key}: {path}\nOUTPUT_FILE: {folder}/model.h\n")
-    return compile_model(load(str(cfg)))
 
 
 def _onnx_case(nodes, inits, opset=13) -> float:
@@ -97,13 +91,8 @@ def test_torch_einsum_attention(tmp_path):
     torch.onnx.export(Attn(), (torch.randn(1, 2, 5, 4),), path, input_names=["q"], opset_version=13, dynamo=False)
     import onnx
     assert "Einsum" in {n.op_type for n in onnx.load(path).graph.node}
-    model = _compile(tmp_path, "ONNX_FILE", path)
     q = np.random.default_rng(3).standard_normal((1, 2, 5, 4)).astype(np.float32)
-    want = run_ort(path, {"q": q})
-    got = sim.run(model.graph, {"q": q})
-    for name, ref in want.items():
-        print(f"torch einsum attention: {snr_db(got[name], ref):.1f} dB")
-        assert snr_db(got[name], ref) >= 80
+    assert_onnx_matches_ort(tmp_path, path, {"q": q}, "torch einsum attention")
 
 
 # -- TensorFlow, TFLite ---------------------------------------------------------------------------
@@ -160,24 +149,12 @@ def test_keras_einsum_dense_and_attention(tmp_path):
 
 
 def test_tflite_ops_against_interpreter(tmp_path):
-    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    from gxnpuc.evaluate.oracle_tflite import runner
-    from gxnpuc.frontend.tflite_read import read
-
-    fn = _tf_fn()
     path = str(tmp_path / "f.tflite")
-    with open(path, "wb") as fh:
-        fh.write(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
-    ops = {op.op_type for op in read(path, path).subgraphs[0].ops}
+    ops = write_tflite(_tf_fn(), path)
     assert {"SIGN", "CUMSUM", "GATHER_ND"} <= ops, ops
-    model = _compile(tmp_path, "TFLITE_FILE", path)
-    g = model.graph
-    x = np.random.default_rng(5).standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32)
-    want, got = runner(path, g)({g.inputs[0]: x}), sim.run(g, {g.inputs[0]: x})
-    for o in g.outputs:
-        print(f"TFLite ops {o}: {snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
-        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80
+    assert_tflite_matches_interpreter(tmp_path, path, "TFLite ops", 5)
 
 
 def test_run_time_floor_refused(tmp_path):
@@ -218,9 +195,6 @@ def test_tflite_l2_normalization_broadcast_reverse(tmp_path):
     (L2_NORMALIZATION, BROADCAST_TO, REVERSE_V2) against the interpreter."""
     tf = pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    from gxnpuc.evaluate.oracle_tflite import runner
-    from gxnpuc.frontend.tflite_read import read
-
     w = tf.constant(np.random.default_rng(7).standard_normal((8, 6)).astype(np.float32))
 
     @tf.function(input_signature=[tf.TensorSpec([1, 3, 8], tf.float32, name="x")])
@@ -228,18 +202,9 @@ def test_tflite_l2_normalization_broadcast_reverse(tmp_path):
         e = tf.math.l2_normalize(tf.matmul(x, w), axis=-1)
         return tf.reverse(e, axis=[1]), tf.broadcast_to(x[:, :1, :], [2, 3, 8])
     path = str(tmp_path / "l2.tflite")
-    with open(path, "wb") as fh:
-        fh.write(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
-    ops = {op.op_type for op in read(path, path).subgraphs[0].ops}
+    ops = write_tflite(fn, path)
     assert {"L2_NORMALIZATION", "BROADCAST_TO", "REVERSE_V2"} <= ops, ops
-    model = _compile(tmp_path, "TFLITE_FILE", path)
-    g = model.graph
-    x = np.random.default_rng(8).standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32)
-    want, got = runner(path, g)({g.inputs[0]: x}), sim.run(g, {g.inputs[0]: x})
-    for o in g.outputs:
-        print(f"TFLite L2_NORMALIZATION/BROADCAST_TO/REVERSE_V2 {o}: "
-              f"{snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
-        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80
+    assert_tflite_matches_interpreter(tmp_path, path, "TFLite L2_NORMALIZATION/BROADCAST_TO/REVERSE_V2", 8)
 
 
 @pytest.mark.parametrize("p", [1, 2])
@@ -268,12 +233,8 @@ def test_torch_in_place_assignment_scatters(tmp_path, dynamo):
     torch.onnx.export(Assign(), (torch.randn(1, 3, 4),), path, input_names=["x"], dynamo=dynamo,
                       opset_version=18 if dynamo else 16)
     assert {"ScatterND", "ScatterElements"} & {n.op_type for n in onnx.load(path).graph.node}
-    model = _compile(tmp_path, "ONNX_FILE", path)
     x = np.random.default_rng(9).standard_normal((1, 3, 4)).astype(np.float32)
-    want, got = run_ort(path, {"x": x}), sim.run(model.graph, {"x": x})
-    for name, ref in want.items():
-        print(f"torch in-place assignment (dynamo={dynamo}): {snr_db(got[name], ref):.1f} dB")
-        assert snr_db(got[name], ref) >= 80
+    assert_onnx_matches_ort(tmp_path, path, {"x": x}, f"torch in-place assignment (dynamo={dynamo})")
 
 
 @pytest.mark.parametrize("op,idx,attrs", [

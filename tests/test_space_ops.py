@@ -12,19 +12,13 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from framework_checks import assert_onnx_matches_ort, assert_tflite_matches_interpreter, write_tflite
+from framework_checks import compile_file as _compile
 from gxnpuc import sim
-from gxnpuc.compiler import compile as compile_model
-from gxnpuc.config import load
 from onnx_util import make_model, run_ort, run_ours
 from test_recurrent_onnx import snr_db
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _compile(folder, key: str, path: str):
-    cfg = folder / "cfg.yaml"
-    cfg.write_text(f"{key}: {path}\nOUTPUT_FILE: {folder}/model.h\n")
-    return compile_model(load(str(cfg)))
 
 
 # -- ONNX ---------------------------------------------------------------------------------------
@@ -54,13 +48,8 @@ def test_torch_pixel_shuffle(tmp_path):
     import onnx
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert "DepthToSpace" in ops
-    model = _compile(tmp_path, "ONNX_FILE", path)
     x = np.random.default_rng(1).standard_normal((1, 3, 6, 5)).astype(np.float32)
-    want = run_ort(path, {"x": x})
-    got = sim.run(model.graph, {"x": x})
-    for name, ref in want.items():
-        print(f"torch PixelShuffle {name}: {snr_db(got[name], ref):.1f} dB")
-        assert snr_db(got[name], ref) >= 80, (name, snr_db(got[name], ref))
+    assert_onnx_matches_ort(tmp_path, path, {"x": x}, "torch PixelShuffle")
 
 
 # -- TensorFlow and TFLite ------------------------------------------------------------------------
@@ -91,15 +80,6 @@ def _frozen(fn, path: str) -> None:
     tf.io.write_graph(frozen.graph, os.path.dirname(path), os.path.basename(path), as_text=False)
 
 
-def _tflite(fn, path: str) -> bytes:
-    import tensorflow as tf
-
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
-    with open(path, "wb") as fh:
-        fh.write(conv.convert())
-    return path
-
-
 def test_tf_frozen_graph_space_ops(tmp_path):
     pytest.importorskip("tensorflow")
     fn = _tf_moves()
@@ -115,20 +95,10 @@ def test_tf_frozen_graph_space_ops(tmp_path):
 def test_tflite_space_ops_against_interpreter(tmp_path):
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    from gxnpuc.evaluate.oracle_tflite import runner
-    from gxnpuc.frontend.tflite_read import read
-
-    path = _tflite(_tf_moves(), str(tmp_path / "moves.tflite"))
-    ops = {op.op_type for op in read(path, path).subgraphs[0].ops}
+    path = str(tmp_path / "moves.tflite")
+    ops = write_tflite(_tf_moves(), path)
     assert {"DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"} <= ops, ops
-    model = _compile(tmp_path, "TFLITE_FILE", path)
-    g = model.graph
-    x = np.random.default_rng(4).standard_normal(g.tensors[g.inputs[0]].shape).astype(np.float32)
-    want = runner(path, g)({g.inputs[0]: x})
-    got = sim.run(g, {g.inputs[0]: x})
-    for o in g.outputs:
-        print(f"tflite space ops {o}: {snr_db(got[o], np.reshape(want[o], got[o].shape)):.1f} dB")
-        assert snr_db(got[o], np.reshape(want[o], got[o].shape)) >= 80, o
+    assert_tflite_matches_interpreter(tmp_path, path, "tflite space ops", 4)
 
 
 def test_keras_dilated_convs_fold(tmp_path):

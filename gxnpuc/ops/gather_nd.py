@@ -19,8 +19,6 @@ MAX_RUNS = 256  # each run of consecutive positions is one slice op
 _RUNTIME = "indices computed at run time (a data-dependent lookup) are not supported by the NPU"
 
 
-
-
 def _gather_flat(ctx, fn, rows: list[int], flat: np.ndarray) -> None:
     """Gather positions `flat` (any shape) along axis 0 of the data reshaped to `rows`."""
     x = fn.inputs[0]
@@ -45,6 +43,21 @@ def _indices(ctx, fn) -> np.ndarray | None:
     return None if idx is None else np.asarray(idx, np.int64)
 
 
+def _nd_rows(idx: np.ndarray, dims: list[int]) -> np.ndarray:
+    """The flat row that each index tuple (last axis of idx, in range, negatives wrap) names
+    in leading dimensions `dims` (GatherND, ScatterND)."""
+    norm = np.where(idx < 0, idx + np.array(dims), idx)
+    return np.ravel_multi_index(tuple(np.moveaxis(norm, -1, 0)), dims) if norm.size else norm[..., 0]
+
+
+def _element_positions(idx: np.ndarray, shape: list[int], axis: int) -> np.ndarray:
+    """The flat positions in data of `shape` that GatherElements / ScatterElements address:
+    idx (in range, negatives wrap) along `axis`, each element's own coordinates elsewhere."""
+    grid = list(np.indices(idx.shape))
+    grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
+    return np.ravel_multi_index(tuple(grid), shape)
+
+
 def lower_gather_nd(ctx, fn) -> None:
     idx = _indices(ctx, fn)
     if idx is None:
@@ -58,9 +71,7 @@ def lower_gather_nd(ctx, fn) -> None:
     lead = shape[:r]
     if np.any(idx >= np.array(lead)) or np.any(idx < -np.array(lead)):
         return ctx.reject(f"indices out of range for the dimensions {lead}")
-    norm = np.where(idx < 0, idx + np.array(lead), idx)
-    flat = np.ravel_multi_index(tuple(np.moveaxis(norm, -1, 0)), lead) if norm.size else norm[..., 0]
-    return _gather_flat(ctx, fn, [int(np.prod(lead))] + shape[r:], np.asarray(flat))
+    return _gather_flat(ctx, fn, [int(np.prod(lead))] + shape[r:], np.asarray(_nd_rows(idx, lead)))
 
 
 @onnx_lowering("GatherND", emits=_EMITS)
@@ -83,10 +94,7 @@ def _onnx_gather_elements(ctx, fn):
         return ctx.reject(f"indices of shape {list(idx.shape)} for data of shape {shape}")
     if np.any(idx >= shape[axis]) or np.any(idx < -shape[axis]):
         return ctx.reject(f"indices out of range for size {shape[axis]}")
-    grid = list(np.indices(idx.shape))
-    grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
-    flat = np.ravel_multi_index(tuple(grid), shape)
-    return _gather_flat(ctx, fn, [int(np.prod(shape))], flat)
+    return _gather_flat(ctx, fn, [int(np.prod(shape))], _element_positions(idx, shape, axis))
 
 
 # -- scatter: a gather from [data, updates] ------------------------------------------------------------
@@ -126,8 +134,7 @@ def _onnx_scatter_nd(ctx, fn):
     r = idx.shape[-1] if idx.ndim else 0
     if not 1 <= r <= len(shape) or np.any(idx >= np.array(shape[:r])) or np.any(idx < -np.array(shape[:r])):
         return ctx.reject(f"indices of shape {list(idx.shape)} out of range for data {shape}")
-    lead = np.where(idx < 0, idx + np.array(shape[:r]), idx)
-    rows = np.ravel_multi_index(tuple(np.moveaxis(lead, -1, 0)), shape[:r])  # [..] rows of size `inner`
+    rows = _nd_rows(idx, shape[:r])  # [..] rows of size `inner`
     inner = int(np.prod(shape[r:]))
     return _scatter(ctx, fn, (rows[..., None] * inner + np.arange(inner)).reshape(-1))
 
@@ -141,6 +148,4 @@ def _onnx_scatter_elements(ctx, fn):
     axis = norm_axis(ctx, fn.attrs.get("axis", 0), len(shape))
     if idx.ndim != len(shape) or np.any(idx >= shape[axis]) or np.any(idx < -shape[axis]):
         return ctx.reject(f"indices of shape {list(idx.shape)} out of range for data {shape}")
-    grid = list(np.indices(idx.shape))
-    grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
-    return _scatter(ctx, fn, np.ravel_multi_index(tuple(grid), shape).reshape(-1))
+    return _scatter(ctx, fn, _element_positions(idx, shape, axis).reshape(-1))
