@@ -47,15 +47,15 @@ def _nd_rows(idx: np.ndarray, dims: list[int]) -> np.ndarray:
     """The flat row that each index tuple (last axis of idx, in range, negatives wrap) names
     in leading dimensions `dims` (GatherND, ScatterND)."""
     norm = np.where(idx < 0, idx + np.array(dims), idx)
-    return np.ravel_multi_index(tuple(np.moveaxis(norm, -1, 0)), dims) if norm.size else norm[..., 0]
+    return np.asarray(np.ravel_multi_index(tuple(np.moveaxis(norm, -1, 0)), dims)) if norm.size else norm[..., 0]
 
 
 def _element_positions(idx: np.ndarray, shape: list[int], axis: int) -> np.ndarray:
     """The flat positions in data of `shape` that GatherElements / ScatterElements address:
     idx (in range, negatives wrap) along `axis`, each element's own coordinates elsewhere."""
-    grid = list(np.indices(idx.shape))
+    grid: list[np.ndarray] = list(np.indices(idx.shape))
     grid[axis] = np.where(idx < 0, idx + shape[axis], idx)
-    return np.ravel_multi_index(tuple(grid), shape)
+    return np.asarray(np.ravel_multi_index(tuple(grid), shape))
 
 
 def lower_gather_nd(ctx, fn) -> None:
@@ -71,7 +71,7 @@ def lower_gather_nd(ctx, fn) -> None:
     lead = shape[:r]
     if np.any(idx >= np.array(lead)) or np.any(idx < -np.array(lead)):
         return ctx.reject(f"indices out of range for the dimensions {lead}")
-    return _gather_flat(ctx, fn, [int(np.prod(lead))] + shape[r:], np.asarray(_nd_rows(idx, lead)))
+    return _gather_flat(ctx, fn, [int(np.prod(lead))] + shape[r:], _nd_rows(idx, lead))
 
 
 @onnx_lowering("GatherND", emits=_EMITS)
